@@ -1,0 +1,360 @@
+//! The stream hub: publishers, subscribers, GOP cache and bounded fan-out.
+//!
+//! A [`Hub`] is a registry of streams keyed by `app/stream`. An ingest session calls
+//! [`Hub::publish`] and feeds [`Frame`]s to its [`Publisher`]; viewers call [`Hub::subscribe`]
+//! and drain their [`Subscriber`]:
+//!
+//! ```no_run
+//! # async fn demo(frames: Vec<media::Frame>) -> Result<(), hub::HubError> {
+//! use hub::{Hub, HubConfig, PublisherInfo};
+//! let hub = Hub::new(HubConfig::default());
+//! let mut publisher = hub.publish("live/cam", PublisherInfo { protocol: "rtmp", remote: "10.0.0.1:5000".into() })?;
+//! let mut viewer = hub.subscribe("live/cam")?;
+//! for f in frames { publisher.push(f); }
+//! drop(publisher); // grace period, then the stream ends
+//! while let Some(frame) = viewer.recv().await { /* write frame.body */ let _ = frame; }
+//! # Ok(()) }
+//! ```
+//!
+//! Per stream, the publisher takes a short mutex per frame (timestamp normalisation, headers,
+//! GOP cache, send into the ring); joins take the same mutex so a new viewer gets headers +
+//! GOP and then live frames with no gap and no duplicate. Viewers never take it per frame: the
+//! fan-out is a bounded `tokio::sync::broadcast` ring of `Arc`s, one cursor per viewer, so the
+//! publisher never waits and memory per stream is bounded whatever viewers do.
+
+mod gop;
+mod stream;
+mod subscriber;
+mod timeline;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use media::{Codec, Frame};
+
+pub use gop::AUDIO_ONLY_WINDOW_MS;
+pub use subscriber::{Subscriber, TryRecv};
+pub use timeline::{MAX_BACKWARD_JITTER_MS, MAX_STEP_MS, MAX_TIMESTAMP_GAP_MS};
+
+use gop::GopLimits;
+use stream::Stream;
+
+/// Longest accepted stream key, in bytes.
+pub const MAX_KEY_LEN: usize = 1_024;
+
+/// Largest fan-out ring; larger configured values are clamped to it.
+pub const MAX_RING_CAPACITY: usize = 1 << 16;
+
+/// Hub limits and timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubConfig {
+    /// Most frames in one stream's GOP cache; a longer GOP clears the cache (late joiners then
+    /// wait for the next keyframe).
+    pub gop_max_frames: usize,
+    /// Most bytes (FLV bodies) in one stream's GOP cache.
+    pub gop_max_bytes: usize,
+    /// Longest GOP cached, in ms (dts of the last frame minus the keyframe's).
+    pub gop_max_duration_ms: u64,
+    /// Frames in each stream's fan-out ring: how far a viewer may fall behind before it skips
+    /// to the next keyframe. Clamped to `1..=MAX_RING_CAPACITY` (and rounded up to a power of
+    /// two).
+    pub ring_capacity: usize,
+    /// How long a stream outlives its publisher, waiting for it to come back, in ms.
+    pub publisher_grace_ms: u64,
+    /// Most streams in the registry.
+    pub max_streams: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            gop_max_frames: 1024,
+            gop_max_bytes: 16 * 1024 * 1024,
+            gop_max_duration_ms: 10_000,
+            ring_capacity: 1024,
+            publisher_grace_ms: 5_000,
+            max_streams: 1024,
+        }
+    }
+}
+
+/// Errors of the hub.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The key already has a live publisher (which is left untouched).
+    #[error("stream {key:?} already has a publisher")]
+    AlreadyPublishing {
+        /// The stream key.
+        key: String,
+    },
+    /// The registry is full.
+    #[error("too many streams (limit {limit})")]
+    TooManyStreams {
+        /// The configured `max_streams`.
+        limit: usize,
+    },
+    /// No stream (live or in its grace period) has this key.
+    #[error("stream {key:?} not found")]
+    NotFound {
+        /// The stream key.
+        key: String,
+    },
+    /// The key is empty or longer than [`MAX_KEY_LEN`].
+    #[error("invalid stream key of {len} bytes (1..={max})")]
+    InvalidKey {
+        /// The key's length in bytes.
+        len: usize,
+        /// [`MAX_KEY_LEN`].
+        max: usize,
+    },
+    /// [`Hub::shutdown`] was called.
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+}
+
+/// Who publishes a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherInfo {
+    /// Ingest protocol, e.g. `"rtmp"`.
+    pub protocol: &'static str,
+    /// Peer address.
+    pub remote: String,
+}
+
+/// A point-in-time view of one stream, for the API and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StreamSnapshot {
+    /// The stream key.
+    pub key: String,
+    /// The current publisher, `None` during the grace period.
+    pub publisher: Option<PublisherInfo>,
+    /// True while a publisher is attached.
+    pub is_live: bool,
+    /// Subscribers attached now.
+    pub subscribers: u64,
+    /// Subscribers ever attached.
+    pub subscribers_total: u64,
+    /// Frames pushed by publishers.
+    pub frames_in: u64,
+    /// FLV body bytes pushed by publishers.
+    pub bytes_in: u64,
+    /// Frames skipped by subscribers that fell behind (sum over subscribers).
+    pub dropped_frames: u64,
+    /// Publisher connects, the first one included (takeovers add one each).
+    pub publisher_connects: u64,
+    /// Frames in the GOP cache.
+    pub gop_frames: usize,
+    /// Bytes in the GOP cache.
+    pub gop_bytes: usize,
+    /// Times the GOP cache was cleared because a GOP exceeded a limit.
+    pub gop_overflows: u64,
+    /// Interval between the last two video keyframes, in ms.
+    pub keyframe_interval_ms: Option<u64>,
+    /// Timestamp jumps re-based by the timeline normalisation.
+    pub timestamp_discontinuities: u64,
+    /// Last video codec seen.
+    pub video_codec: Option<Codec>,
+    /// Last audio codec seen.
+    pub audio_codec: Option<Codec>,
+}
+
+/// The registry of streams. Shared as `Arc<Hub>`; the registry lock is taken only by
+/// publish / subscribe / listing / grace expiry, never per frame.
+#[derive(Debug)]
+pub struct Hub {
+    cfg: HubConfig,
+    streams: Mutex<HashMap<Arc<str>, Arc<Stream>>>,
+    shut_down: AtomicBool,
+}
+
+impl Hub {
+    /// A new, empty hub.
+    pub fn new(cfg: HubConfig) -> Arc<Hub> {
+        Arc::new(Hub {
+            cfg,
+            streams: Mutex::new(HashMap::new()),
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    fn registry(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Stream>>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Becomes the publisher of `key`. Creates the stream, or takes over a stream in its grace
+    /// period (its subscribers stay attached and timestamps continue).
+    ///
+    /// Errors: [`HubError::AlreadyPublishing`] (the existing publisher is untouched),
+    /// [`HubError::TooManyStreams`], [`HubError::InvalidKey`], [`HubError::ShuttingDown`].
+    pub fn publish(
+        self: &Arc<Self>,
+        key: &str,
+        info: PublisherInfo,
+    ) -> Result<Publisher, HubError> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(HubError::InvalidKey {
+                len: key.len(),
+                max: MAX_KEY_LEN,
+            });
+        }
+        let mut reg = self.registry();
+        if self.shut_down.load(Ordering::Acquire) {
+            return Err(HubError::ShuttingDown);
+        }
+        if let Some(stream) = reg.get(key) {
+            let mut st = stream.lock();
+            if st.publisher.is_some() {
+                return Err(HubError::AlreadyPublishing {
+                    key: key.to_owned(),
+                });
+            }
+            Stream::take_over(&mut st, &stream.stats, info);
+            let epoch = st.epoch;
+            drop(st);
+            tracing::info!(
+                key,
+                "publisher took over the stream during its grace period"
+            );
+            return Ok(Publisher {
+                hub: Arc::clone(self),
+                stream: Arc::clone(stream),
+                epoch,
+            });
+        }
+        if reg.len() >= self.cfg.max_streams {
+            return Err(HubError::TooManyStreams {
+                limit: self.cfg.max_streams,
+            });
+        }
+        let limits = GopLimits {
+            max_frames: self.cfg.gop_max_frames,
+            max_bytes: self.cfg.gop_max_bytes,
+            max_duration_ms: self.cfg.gop_max_duration_ms,
+        };
+        let ring = self.cfg.ring_capacity.clamp(1, MAX_RING_CAPACITY);
+        let stream = Arc::new(Stream::new(key, info, ring, limits));
+        reg.insert(Arc::clone(&stream.key), Arc::clone(&stream));
+        tracing::info!(key, "stream published");
+        Ok(Publisher {
+            hub: Arc::clone(self),
+            stream,
+            epoch: 0,
+        })
+    }
+
+    /// Subscribes to `key` (live or in its grace period). The subscriber first gets the
+    /// metadata, sequence headers and cached GOP, then live frames.
+    pub fn subscribe(&self, key: &str) -> Result<Subscriber, HubError> {
+        let not_found = || HubError::NotFound {
+            key: key.to_owned(),
+        };
+        let stream = self.registry().get(key).cloned().ok_or_else(not_found)?;
+        let join = stream.join().ok_or_else(not_found)?;
+        Ok(Subscriber::new(stream, join))
+    }
+
+    /// Snapshots of every stream.
+    pub fn streams(&self) -> Vec<StreamSnapshot> {
+        let streams: Vec<Arc<Stream>> = self.registry().values().cloned().collect();
+        streams.iter().map(|s| s.snapshot()).collect()
+    }
+
+    /// Snapshot of one stream.
+    pub fn stream(&self, key: &str) -> Option<StreamSnapshot> {
+        let stream = self.registry().get(key).cloned()?;
+        Some(stream.snapshot())
+    }
+
+    /// Ends every stream (subscribers get their buffered frames, then `None`) and refuses
+    /// further publishes.
+    pub fn shutdown(&self) {
+        let drained: Vec<Arc<Stream>> = {
+            let mut reg = self.registry();
+            self.shut_down.store(true, Ordering::Release);
+            reg.drain().map(|(_, s)| s).collect()
+        };
+        for s in drained {
+            s.end();
+        }
+        tracing::info!("hub shut down");
+    }
+
+    /// Grace timer fired: ends and removes the stream if no publisher came back meanwhile.
+    fn expire(&self, stream: &Arc<Stream>, epoch: u64) {
+        let mut reg = self.registry();
+        let st = stream.lock();
+        if st.epoch != epoch || st.publisher.is_some() {
+            return;
+        }
+        drop(st);
+        stream.end();
+        if reg.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+            reg.remove(&stream.key);
+        }
+        tracing::info!(key = %stream.key, "stream ended: publisher did not come back");
+    }
+}
+
+/// The publishing side of a stream, owned by the ingest session. Dropping it starts the
+/// stream's grace period.
+#[derive(Debug)]
+pub struct Publisher {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    epoch: u64,
+}
+
+impl Publisher {
+    /// Feeds one frame whose `dts` is the publisher's raw 32-bit RTMP timestamp: the hub
+    /// rewrites it onto the stream timeline (see [`MAX_TIMESTAMP_GAP_MS`]), updates headers
+    /// and the GOP cache, and fans it out. Never blocks on subscribers, never fails (after the
+    /// stream ended, e.g. on shutdown, frames are ignored).
+    pub fn push(&mut self, frame: Frame) {
+        self.stream.push(frame);
+    }
+
+    /// The stream key.
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let epoch = {
+            let mut st = self.stream.lock();
+            if st.epoch != self.epoch || st.publisher.is_none() {
+                return;
+            }
+            st.publisher = None;
+            st.epoch += 1;
+            st.epoch
+        };
+        let grace = self.hub.cfg.publisher_grace_ms;
+        tracing::info!(key = %self.stream.key, grace_ms = grace, "publisher left; grace period");
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) if grace > 0 => {
+                let hub = Arc::clone(&self.hub);
+                let stream = Arc::clone(&self.stream);
+                rt.spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(grace)).await;
+                    hub.expire(&stream, epoch);
+                });
+            }
+            // No runtime to time the grace period (or no grace configured): end now.
+            _ => self.hub.expire(&self.stream, epoch),
+        }
+    }
+}

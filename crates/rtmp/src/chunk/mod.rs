@@ -1,0 +1,39 @@
+//! The RTMP chunk stream: decoder (wire -> messages) and encoder helpers.
+
+mod decoder;
+mod encoder;
+
+pub use decoder::{ChunkDecoder, Message};
+pub use encoder::{
+    ChunkEncoder, MAX_ENCODED_LEN, chunk_body, encode_message, write_basic_header,
+    write_message_header,
+};
+
+/// Chunk stream for protocol control messages (Set Chunk Size, Ack, ...).
+pub const CSID_PROTOCOL_CONTROL: u32 = 2;
+/// Chunk stream for command messages (connect, onStatus, ...).
+pub const CSID_COMMAND: u32 = 3;
+/// Chunk stream for audio.
+pub const CSID_AUDIO: u32 = 4;
+/// Chunk stream for data (metadata) messages.
+pub const CSID_DATA: u32 = 5;
+/// Chunk stream for video.
+pub const CSID_VIDEO: u32 = 6;
+
+/// Chunk size both sides use until a Set Chunk Size.
+pub const DEFAULT_CHUNK_SIZE: u32 = 128;
+/// Largest chunk size Set Chunk Size may announce.
+pub const MAX_CHUNK_SIZE: u32 = 0x7FFF_FFFF;
+/// Default limit on one message's declared length (8 MiB).
+pub const DEFAULT_MAX_MESSAGE_LEN: u32 = 8 * 1024 * 1024;
+/// Default limit on distinct chunk stream ids per connection.
+pub const DEFAULT_MAX_CHUNK_STREAMS: usize = 64;
+/// Smallest chunk stream id.
+pub const MIN_CSID: u32 = 2;
+/// Largest chunk stream id (3-byte basic header).
+pub const MAX_CSID: u32 = 65599;
+/// Timestamp field value meaning "extended timestamp follows".
+pub const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
+/// At most this much of a message payload is reserved up front; the rest
+/// grows as bytes actually arrive.
+pub const PREALLOC_CAP: usize = 64 * 1024;

@@ -1,0 +1,17 @@
+//! RTMP handshake, chunk stream and server session as a sans-IO state machine.
+//!
+//! Layers: [`handshake`] (C0/C1/C2), [`chunk`] (chunk stream decoder and
+//! encoder helpers), [`message`] (control messages, user control events,
+//! aggregates), [`command`] (AMF commands) and [`session`] (the server
+//! NetConnection/NetStream state machine). Nothing here touches sockets or
+//! clocks; media payloads (including Enhanced RTMP) pass through untouched.
+
+pub mod chunk;
+pub mod command;
+mod error;
+pub mod handshake;
+pub mod message;
+pub mod session;
+
+pub use error::RtmpError;
+pub use session::{ServerConfig, ServerEvent, ServerSession};

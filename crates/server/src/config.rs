@@ -1,0 +1,334 @@
+//! Sluice's configuration: one TOML file with a section per component.
+//!
+//! Precedence, lowest first: compiled-in defaults, the TOML file, `SLUICE_<SECTION>_<KEY>`
+//! environment variables, command-line flags (applied by the binary). Unknown sections and
+//! keys are errors that name the key. The repository's `sluice.toml` equals the defaults
+//! (a test checks it).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ServerError;
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "SLUICE_";
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// RTMP listener and session settings.
+    pub rtmp: RtmpConfig,
+    /// HTTP listener (HTTP-FLV, WebSocket-FLV).
+    pub http: HttpConfig,
+    /// Stream hub: GOP cache, fan-out ring, publisher grace.
+    pub hub: HubSection,
+    /// Protective limits.
+    pub limits: LimitsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[rtmp]`: the RTMP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// Address the RTMP listener binds. Port 1935 is what every encoder assumes.
+    pub listen: SocketAddr,
+    /// Outgoing chunk size. Large chunks mean fewer chunk headers and fewer bytes per frame;
+    /// 4096 is understood by every client we know of.
+    pub chunk_size: u32,
+    /// Window Acknowledgement Size we announce: how many bytes a peer may send before it must
+    /// hear an acknowledgement from us (and how often we expect one from players).
+    pub window_ack_size: u32,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+        }
+    }
+}
+
+/// `[http]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address the HTTP listener binds (HTTP-FLV and WebSocket-FLV on `/{app}/{stream}.flv`).
+    pub listen: SocketAddr,
+    /// Value of `Access-Control-Allow-Origin` on media responses, so browser players
+    /// (flv.js, mpegts.js) on another origin can fetch them. Empty disables the header.
+    pub cors_allow_origin: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            cors_allow_origin: "*".to_owned(),
+        }
+    }
+}
+
+/// `[hub]`: per-stream buffering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSection {
+    /// Most frames kept in a stream's GOP cache (instant start for late joiners).
+    pub gop_max_frames: usize,
+    /// Most payload bytes kept in a stream's GOP cache.
+    pub gop_max_bytes: usize,
+    /// Longest GOP (ms) kept; a stream with rarer keyframes makes late joiners wait instead.
+    pub gop_max_duration_ms: u64,
+    /// Frames in each stream's shared fan-out ring: how far a viewer may fall behind before
+    /// it is moved on to the next keyframe (about 15 s at 68 frames/s).
+    pub ring_capacity: usize,
+    /// How long (ms) a stream survives its publisher's disconnect so a reconnecting
+    /// publisher keeps the viewers.
+    pub publisher_grace_ms: u64,
+    /// Bytes a viewer may have queued for its socket before it stops taking frames from the
+    /// ring (after which it lags and skips to a keyframe).
+    pub viewer_max_queued_bytes: usize,
+}
+
+impl Default for HubSection {
+    fn default() -> Self {
+        Self {
+            gop_max_frames: 1024,
+            gop_max_bytes: 16 * 1024 * 1024,
+            gop_max_duration_ms: 10_000,
+            ring_capacity: 1024,
+            publisher_grace_ms: 5_000,
+            viewer_max_queued_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[limits]`: protective limits; exceeding one refuses or closes that one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most concurrent RTMP connections.
+    pub max_rtmp_connections: usize,
+    /// Most concurrent HTTP-FLV / WebSocket-FLV viewers.
+    pub max_http_viewers: usize,
+    /// Most live streams at once.
+    pub max_streams: usize,
+    /// Time (ms) a new RTMP connection has to finish the handshake and `connect`.
+    pub handshake_timeout_ms: u64,
+    /// Time (ms) without a byte read or written after which a connection is closed.
+    pub idle_timeout_ms: u64,
+    /// Largest RTMP message accepted (a declared length above it closes the connection).
+    pub max_message_len: u32,
+    /// Most chunk stream ids one RTMP connection may use.
+    pub max_chunk_streams: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_rtmp_connections: 10_000,
+            max_http_viewers: 10_000,
+            max_streams: 1024,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_message_len: 8 * 1024 * 1024,
+            max_chunk_streams: 64,
+        }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log filter, as `RUST_LOG` takes it (`info`, `debug`, `sluice_server=debug,info`).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (keys not given keep their defaults).
+    pub fn from_toml(text: &str) -> Result<Self, ServerError> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| ServerError::Config(e.to_string()))?;
+        Self::from_table(table)
+    }
+
+    /// Loads from an optional TOML document, then applies `SLUICE_*` overrides from `vars`.
+    pub fn load(
+        text: Option<&str>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ServerError> {
+        let mut table: toml::Table = match text {
+            Some(t) => toml::from_str(t).map_err(|e| ServerError::Config(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, vars)?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ServerError> {
+        let cfg: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+        if !(128..=0x00FF_FFFF).contains(&self.rtmp.chunk_size) {
+            return bad("rtmp.chunk_size", "must be between 128 and 16777215");
+        }
+        if self.rtmp.window_ack_size == 0 {
+            return bad("rtmp.window_ack_size", "must be positive");
+        }
+        if self.hub.ring_capacity < 16 {
+            return bad("hub.ring_capacity", "must be at least 16");
+        }
+        if self.hub.gop_max_frames == 0 {
+            return bad("hub.gop_max_frames", "must be positive");
+        }
+        if self.limits.max_message_len < 1024 {
+            return bad("limits.max_message_len", "must be at least 1024");
+        }
+        if self.limits.max_chunk_streams < 4 {
+            return bad("limits.max_chunk_streams", "must be at least 4");
+        }
+        if self.hub.viewer_max_queued_bytes < 64 * 1024 {
+            return bad("hub.viewer_max_queued_bytes", "must be at least 65536");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (what `--print-config` shows).
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Applies `SLUICE_<SECTION>_<KEY>=value` overrides. The value is read as a TOML value
+/// (number, boolean, ...) and otherwise as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ServerError> {
+    let defaults =
+        toml::Table::try_from(Config::default()).map_err(|e| ServerError::Config(e.to_string()))?;
+    for (name, raw) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let Some((section, key)) = rest.split_once('_') else {
+            return Err(ServerError::Config(format!(
+                "unknown environment variable {name}"
+            )));
+        };
+        let known = defaults
+            .get(section)
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key(key));
+        if !known {
+            return Err(ServerError::Config(format!(
+                "unknown key {section}.{key} (from environment variable {name})"
+            )));
+        }
+        let value = parse_env_value(&raw);
+        let entry = table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry.as_table_mut() {
+            Some(t) => {
+                t.insert(key.to_owned(), value);
+            }
+            None => return Err(ServerError::Config(format!("{section}: not a table"))),
+        }
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&doc) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../sluice.toml");
+
+    #[test]
+    fn sample_file_equals_defaults_key_for_key() {
+        let sample: toml::Table = toml::from_str(SAMPLE).expect("sample parses");
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialise");
+        assert_eq!(
+            sample, defaults,
+            "sluice.toml must list every default, unchanged"
+        );
+        assert_eq!(Config::from_toml(SAMPLE).expect("valid"), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[rtmp]\nchunk_sise = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chunk_sise"), "{err}");
+        let err = Config::from_toml("[rtpm]\n").unwrap_err().to_string();
+        assert!(err.contains("rtpm"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let cfg = Config::load(
+            Some("[rtmp]\nchunk_size = 8192\n"),
+            [
+                ("SLUICE_RTMP_CHUNK_SIZE".to_owned(), "60000".to_owned()),
+                ("SLUICE_HTTP_LISTEN".to_owned(), "127.0.0.1:9000".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned()),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(cfg.rtmp.chunk_size, 60000);
+        assert_eq!(cfg.http.listen, "127.0.0.1:9000".parse().unwrap());
+        let err = Config::load(None, [("SLUICE_RTMP_NOPE".to_owned(), "1".to_owned())])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtmp.nope"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::from_toml("[rtmp]\nchunk_size = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rtmp.chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn print_config_round_trips() {
+        let text = Config::default().to_toml();
+        assert_eq!(Config::from_toml(&text).expect("valid"), Config::default());
+    }
+}

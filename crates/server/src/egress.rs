@@ -1,0 +1,270 @@
+//! Turning hub frames into the bytes one viewer receives.
+//!
+//! The frame's FLV body (and, for RTMP, its chunked form) is built once per frame and shared;
+//! only the small per-viewer header (whose timestamp is rebased to the viewer's own start)
+//! is written per viewer.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use media::{Frame, FrameRole, MediaKind};
+
+/// Most slices handed to one vectored write.
+pub(crate) const MAX_IOVECS: usize = 64;
+/// Most frames taken from the hub for one batch before writing.
+pub(crate) const MAX_BATCH_FRAMES: usize = 128;
+
+/// A viewer's timeline: its first coded frame is at 0 and everything follows from there, so
+/// every player sees monotonic timestamps starting near zero whenever it joined.
+#[derive(Debug, Default)]
+pub(crate) struct ViewerClock {
+    base: Option<u64>,
+}
+
+impl ViewerClock {
+    /// The timestamp this viewer should see for `frame` (32-bit wrap as RTMP and FLV do).
+    pub(crate) fn timestamp(&mut self, frame: &Frame) -> u32 {
+        if self.base.is_none() && frame.role == FrameRole::Coded && frame.kind != MediaKind::Data {
+            self.base = Some(frame.dts);
+        }
+        match self.base {
+            // Truncation to 32 bits is the wire format's own wrap-around.
+            Some(base) => frame.dts.saturating_sub(base) as u32,
+            None => 0,
+        }
+    }
+}
+
+/// Bytes waiting for one socket, as shared slices in order.
+#[derive(Debug, Default)]
+pub(crate) struct OutQueue {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.chunks.push_back(b);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Up to [`MAX_IOVECS`] slices for one vectored write.
+    pub(crate) fn io_slices(&self) -> Vec<IoSlice<'_>> {
+        self.chunks
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| IoSlice::new(b))
+            .collect()
+    }
+
+    /// Drops `n` written bytes from the front.
+    pub(crate) fn advance(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+fn rtmp_message_type(kind: MediaKind) -> (u8, u32) {
+    match kind {
+        MediaKind::Audio => (rtmp::message::MSG_AUDIO, rtmp::chunk::CSID_AUDIO),
+        MediaKind::Video => (rtmp::message::MSG_VIDEO, rtmp::chunk::CSID_VIDEO),
+        MediaKind::Data => (rtmp::message::MSG_DATA_AMF0, rtmp::chunk::CSID_DATA),
+    }
+}
+
+/// One RTMP viewer's encoder.
+#[derive(Debug)]
+pub(crate) struct RtmpEgress {
+    clock: ViewerClock,
+    stream_id: u32,
+    chunk_size: u32,
+    scratch: BytesMut,
+}
+
+impl RtmpEgress {
+    pub(crate) fn new(stream_id: u32, chunk_size: u32) -> Self {
+        Self {
+            clock: ViewerClock::default(),
+            stream_id,
+            chunk_size,
+            scratch: BytesMut::new(),
+        }
+    }
+
+    /// Appends the chunks of `frame` to `out`: a per-viewer header and the shared body.
+    pub(crate) fn push(&mut self, frame: &Frame, out: &mut OutQueue) {
+        let ts = self.clock.timestamp(frame);
+        let (msg_type, csid) = rtmp_message_type(frame.kind);
+        let len = frame.body.len() as u32;
+        if self.scratch.capacity() < 64 {
+            self.scratch.reserve(4096);
+        }
+        if ts >= 0x00FF_FFFF {
+            // Extended timestamps repeat on every continuation chunk: per-viewer bytes.
+            rtmp::chunk::encode_message(
+                &mut self.scratch,
+                csid,
+                ts,
+                msg_type,
+                self.stream_id,
+                &frame.body,
+                self.chunk_size,
+            );
+            out.push(self.scratch.split().freeze());
+            return;
+        }
+        rtmp::chunk::write_message_header(
+            &mut self.scratch,
+            csid,
+            ts,
+            len,
+            msg_type,
+            self.stream_id,
+        );
+        out.push(self.scratch.split().freeze());
+        let chunk_size = self.chunk_size;
+        let shared = frame.wire.rtmp_chunks.get_or_init(|| {
+            (
+                chunk_size,
+                rtmp::chunk::chunk_body(&frame.body, chunk_size, csid),
+            )
+        });
+        if shared.0 == chunk_size {
+            out.push(shared.1.clone());
+        } else {
+            out.push(rtmp::chunk::chunk_body(&frame.body, chunk_size, csid));
+        }
+    }
+}
+
+/// One FLV viewer's encoder (HTTP-FLV and WebSocket-FLV): tags appended to one batch buffer
+/// so each batch is a single write.
+#[derive(Debug)]
+pub(crate) struct FlvEgress {
+    clock: ViewerClock,
+    buf: BytesMut,
+}
+
+impl FlvEgress {
+    /// Starts a viewer's stream with the FLV file header.
+    pub(crate) fn new() -> Self {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(&flv::file_header(true, true));
+        Self {
+            clock: ViewerClock::default(),
+            buf,
+        }
+    }
+
+    /// Appends one tag.
+    pub(crate) fn push(&mut self, frame: &Frame) {
+        let ts = self.clock.timestamp(frame);
+        let tag_type = match frame.kind {
+            MediaKind::Audio => flv::TAG_AUDIO,
+            MediaKind::Video => flv::TAG_VIDEO,
+            MediaKind::Data => flv::TAG_SCRIPT,
+        };
+        flv::write_tag(&mut self.buf, tag_type, ts, &frame.body);
+    }
+
+    /// Bytes pending since the last call.
+    pub(crate) fn take(&mut self) -> Bytes {
+        self.buf.split().freeze()
+    }
+
+    /// Bytes pending.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: MediaKind, role: FrameRole, dts: u64) -> Frame {
+        Frame {
+            kind,
+            codec: media::Codec::H264,
+            role,
+            dts,
+            cts: 0,
+            keyframe: true,
+            body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0xAA, 0xBB]),
+            payload_offset: 5,
+            wire: Default::default(),
+        }
+    }
+
+    #[test]
+    fn viewer_clock_starts_at_first_coded_frame() {
+        let mut c = ViewerClock::default();
+        assert_eq!(
+            c.timestamp(&frame(MediaKind::Video, FrameRole::SequenceHeader, 9000)),
+            0
+        );
+        assert_eq!(
+            c.timestamp(&frame(MediaKind::Video, FrameRole::Coded, 10_000)),
+            0
+        );
+        assert_eq!(
+            c.timestamp(&frame(MediaKind::Audio, FrameRole::Coded, 9_990)),
+            0
+        );
+        assert_eq!(
+            c.timestamp(&frame(MediaKind::Video, FrameRole::Coded, 10_040)),
+            40
+        );
+    }
+
+    #[test]
+    fn out_queue_advances_across_chunks() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"abc"));
+        q.push(Bytes::from_static(b"defg"));
+        q.advance(4);
+        assert_eq!(q.len(), 3);
+        let s = q.io_slices();
+        assert_eq!(&*s[0], b"efg");
+        q.advance(3);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn rtmp_body_is_shared_between_viewers() {
+        let f = frame(MediaKind::Video, FrameRole::Coded, 0);
+        let (mut a, mut b) = (RtmpEgress::new(1, 4096), RtmpEgress::new(1, 4096));
+        let (mut qa, mut qb) = (OutQueue::default(), OutQueue::default());
+        a.push(&f, &mut qa);
+        b.push(&f, &mut qb);
+        let body_a = qa.chunks[1].clone();
+        let body_b = qb.chunks[1].clone();
+        assert_eq!(
+            body_a.as_ptr(),
+            body_b.as_ptr(),
+            "one chunked body for all viewers"
+        );
+    }
+}

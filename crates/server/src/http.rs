@@ -1,0 +1,158 @@
+//! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use hub::{Subscriber, TryRecv};
+use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::Shared;
+use crate::egress::{FlvEgress, MAX_BATCH_FRAMES};
+
+/// Bytes of FLV gathered into one HTTP chunk / WebSocket message at most.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Serves HTTP until shutdown.
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    use axum::serve::ListenerExt;
+    let shutdown = shared.shutdown.clone();
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = router(shared);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!("http server stopped: {e}");
+    }
+}
+
+/// The HTTP routes (a function so tests can call it without a socket).
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/{app}/{file}", get(flv))
+        .with_state(shared)
+}
+
+fn error(status: StatusCode, msg: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
+}
+
+async fn flv(
+    State(shared): State<Arc<Shared>>,
+    Path((app, file)): Path<(String, String)>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Some(name) = file.strip_suffix(".flv") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no such resource: /{app}/{file}"),
+        );
+    };
+    let key = format!("{app}/{name}");
+    let Ok(permit) = shared.http_viewer_slots.clone().try_acquire_owned() else {
+        tracing::warn!(%key, "flv viewer refused: limits.max_http_viewers reached");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many viewers".to_owned(),
+        );
+    };
+    let sub = match shared.hub.subscribe(&key) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::NOT_FOUND, format!("stream {key}: {e}")),
+    };
+    let cors = shared.config.http.cors_allow_origin.clone();
+    if let Ok(ws) = ws {
+        tracing::info!(%key, "ws-flv play");
+        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit));
+    }
+    tracing::info!(%key, "http-flv play");
+    let state = (sub, FlvEgress::new(), permit, false);
+    let body =
+        futures_util::stream::unfold(state, |(mut sub, mut egress, permit, ended)| async move {
+            if ended {
+                return None;
+            }
+            let ended = !fill_batch(&mut sub, &mut egress).await;
+            let chunk = egress.take();
+            if chunk.is_empty() {
+                return None;
+            }
+            Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, permit, ended)))
+        });
+    let mut resp = Body::from_stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("video/x-flv"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&cors)
+        && !cors.is_empty()
+    {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    resp
+}
+
+/// Waits for at least one frame, then takes whatever else is ready (bounded). Returns false
+/// when the stream has ended (after anything pending was encoded).
+async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress) -> bool {
+    let Some(first) = sub.recv().await else {
+        return false;
+    };
+    egress.push(&first);
+    for _ in 1..MAX_BATCH_FRAMES {
+        if egress.pending() >= MAX_BATCH_BYTES {
+            break;
+        }
+        match sub.try_recv() {
+            TryRecv::Frame(f) => egress.push(&f),
+            TryRecv::Empty => break,
+            TryRecv::Ended => return false,
+        }
+    }
+    true
+}
+
+async fn ws_flv(mut socket: WebSocket, mut sub: Subscriber, permit: OwnedSemaphorePermit) {
+    let mut egress = FlvEgress::new();
+    loop {
+        tokio::select! {
+            more = fill_batch(&mut sub, &mut egress) => {
+                let chunk = egress.take();
+                if !chunk.is_empty() && socket.send(Message::Binary(chunk)).await.is_err() {
+                    break;
+                }
+                if !more {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    drop(permit);
+}

@@ -1,0 +1,153 @@
+//! Sluice's servers: thin IO adapters that connect sockets to the sans-IO protocol codecs
+//! (`rtmp`, `flv`) and to the stream hub.
+//!
+//! [`start`] binds every listener and returns a [`RunningServer`] that knows its bound
+//! addresses (tests bind port 0) and shuts everything down in bounded time.
+
+pub mod config;
+mod demo;
+mod egress;
+mod http;
+mod rtmp_conn;
+mod rtmp_server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub::{Hub, HubConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use demo::{DEMO_FLV, DEMO_KEY};
+
+/// Errors of the server crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid; the message names the key.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The demo clip could not be published.
+    #[error("demo: {0}")]
+    Demo(String),
+}
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) rtmp_slots: Arc<Semaphore>,
+    pub(crate) http_viewer_slots: Arc<Semaphore>,
+}
+
+/// A started server: its bound addresses and a handle to stop it.
+pub struct RunningServer {
+    rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+/// Binds the listeners described by `config` and starts serving.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    config.validate()?;
+    let hub = Hub::new(HubConfig {
+        gop_max_frames: config.hub.gop_max_frames,
+        gop_max_bytes: config.hub.gop_max_bytes,
+        gop_max_duration_ms: config.hub.gop_max_duration_ms,
+        ring_capacity: config.hub.ring_capacity,
+        publisher_grace_ms: config.hub.publisher_grace_ms,
+        max_streams: config.limits.max_streams,
+    });
+    let rtmp_listener = bind("rtmp", config.rtmp.listen).await?;
+    let http_listener = bind("http", config.http.listen).await?;
+    let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
+    let http_addr = local_addr("http", &http_listener, config.http.listen)?;
+    let shared = Arc::new(Shared {
+        rtmp_slots: Arc::new(Semaphore::new(config.limits.max_rtmp_connections)),
+        http_viewer_slots: Arc::new(Semaphore::new(config.limits.max_http_viewers)),
+        config,
+        hub,
+        shutdown: CancellationToken::new(),
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(rtmp_server::run(
+        shared.clone(),
+        rtmp_listener,
+        tracker.clone(),
+    ));
+    tracker.spawn(http::serve(shared.clone(), http_listener));
+    tracing::info!(%rtmp_addr, "rtmp listening");
+    tracing::info!(%http_addr, "http listening");
+    Ok(RunningServer {
+        rtmp_addr,
+        http_addr,
+        shared,
+        tracker,
+    })
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+fn local_addr(
+    what: &'static str,
+    l: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServerError> {
+    l.local_addr()
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+impl RunningServer {
+    /// The address the RTMP listener is bound to.
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_addr
+    }
+
+    /// The address the HTTP listener is bound to.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The stream hub (for inspection in tests and, later, the API).
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.shared.hub
+    }
+
+    /// Publishes the bundled looping demo clip at [`DEMO_KEY`] until shutdown.
+    pub fn start_demo(&self) -> Result<(), ServerError> {
+        let task = demo::DemoPublisher::new(&self.shared.hub, DEMO_KEY)?;
+        self.tracker.spawn(task.run(self.shared.shutdown.clone()));
+        Ok(())
+    }
+
+    /// Stops accepting, tells publishers and players the server is going away, and waits up to
+    /// `grace` for every connection to finish. Returns true when all finished in time.
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.hub.shutdown();
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,420 @@
+//! One RTMP connection: a socket driving an `rtmp::ServerSession`, feeding a hub publisher or
+//! draining a hub subscriber.
+//!
+//! Everything happens in one task with one `select!`: read the socket into the session,
+//! write queued bytes with vectored writes, take frames from the hub only while the queue is
+//! below its bound (so a slow player lags in the hub's ring, never in our memory), and enforce
+//! the handshake and idle deadlines.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub::{Publisher, PublisherInfo, Subscriber};
+use media::{Frame, MediaKind};
+use rtmp::{ServerConfig, ServerEvent, ServerSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::Shared;
+use crate::egress::{MAX_BATCH_FRAMES, OutQueue, RtmpEgress};
+
+/// Bytes read from the socket per read call.
+const READ_BUF_LEN: usize = 64 * 1024;
+/// Time allowed to flush goodbye messages at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Rtmp(#[from] rtmp::RtmpError),
+    #[error("bad media from publisher: {0}")]
+    Media(#[from] flv::FlvError),
+    #[error("handshake/connect not finished within {0} ms (limits.handshake_timeout_ms)")]
+    HandshakeTimeout(u64),
+    #[error("idle for {0} ms (limits.idle_timeout_ms)")]
+    Idle(u64),
+}
+
+/// A viewer's state on this connection.
+struct Playing {
+    stream_id: u32,
+    sub: Subscriber,
+    egress: RtmpEgress,
+    paused: bool,
+    audio: bool,
+    video: bool,
+}
+
+/// A publisher's state on this connection.
+struct Publishing {
+    stream_id: u32,
+    publisher: Publisher,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    session: ServerSession,
+    out: OutQueue,
+    app: Option<String>,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    /// Close after the queued bytes are written (e.g. the stream ended).
+    closing: bool,
+}
+
+/// Serves one connection to its end, logging why it ended.
+pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
+    let _ = sock.set_nodelay(true);
+    let limits = &shared.config.limits;
+    let session = ServerSession::new(ServerConfig {
+        chunk_size: shared.config.rtmp.chunk_size,
+        window_ack_size: shared.config.rtmp.window_ack_size,
+        peer_bandwidth: shared.config.rtmp.window_ack_size,
+        max_message_len: limits.max_message_len,
+        max_chunk_streams: limits.max_chunk_streams,
+    });
+    let mut conn = Conn {
+        shared: shared.clone(),
+        peer,
+        session,
+        out: OutQueue::default(),
+        app: None,
+        publishing: None,
+        playing: None,
+        closing: false,
+    };
+    match conn.run(sock).await {
+        Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+        Err(e) => tracing::warn!(%peer, "rtmp connection closed: {e}"),
+    }
+}
+
+impl Conn {
+    async fn run(&mut self, mut sock: TcpStream) -> Result<(), ConnError> {
+        let (mut rd, mut wr) = sock.split();
+        let mut rbuf = vec![0u8; READ_BUF_LEN];
+        let limits = self.shared.config.limits.clone();
+        let handshake_deadline =
+            Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+        let idle = Duration::from_millis(limits.idle_timeout_ms);
+        let max_queued = self.shared.config.hub.viewer_max_queued_bytes;
+        let shutdown = self.shared.shutdown.clone();
+        let mut last_activity = Instant::now();
+        loop {
+            self.drain_session()?;
+            if self.closing && self.out.is_empty() {
+                let _ = wr.shutdown().await;
+                return Ok(());
+            }
+            let (deadline, handshaking) = if self.app.is_none() {
+                (handshake_deadline, true)
+            } else {
+                (last_activity + idle, false)
+            };
+            let slices = self.out.io_slices();
+            let want_frames = !self.closing
+                && self.out.len() < max_queued
+                && self.playing.as_ref().is_some_and(|p| !p.paused);
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.say_goodbye()?;
+                    let flush = async {
+                        while !self.out.is_empty() {
+                            let slices = self.out.io_slices();
+                            let n = wr.write_vectored(&slices).await?;
+                            drop(slices);
+                            if n == 0 { break; }
+                            self.out.advance(n);
+                        }
+                        wr.shutdown().await
+                    };
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, flush).await;
+                    return Ok(());
+                }
+                r = rd.read(&mut rbuf) => {
+                    let n = r?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    last_activity = Instant::now();
+                    self.session.handle_input(&rbuf[..n])?;
+                }
+                r = wr.write_vectored(&slices), if !slices.is_empty() => {
+                    let n = r?;
+                    if n == 0 {
+                        return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    last_activity = Instant::now();
+                    self.out.advance(n);
+                }
+                item = next_frame(&mut self.playing), if want_frames => {
+                    self.on_frames(item);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(if handshaking {
+                        ConnError::HandshakeTimeout(limits.handshake_timeout_ms)
+                    } else {
+                        ConnError::Idle(limits.idle_timeout_ms)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Encodes a batch: the frame that woke us and whatever else is ready now.
+    fn on_frames(&mut self, first: Option<Arc<Frame>>) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        let Some(first) = first else {
+            // The stream ended (publisher gone past its grace, or shutdown).
+            let stream_id = p.stream_id;
+            self.playing = None;
+            self.session.send_status(
+                stream_id,
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                "stream unpublished",
+            );
+            self.session.send_stream_eof(stream_id);
+            self.closing = true;
+            return;
+        };
+        let mut frame = Some(first);
+        let mut n = 0;
+        while let Some(f) = frame {
+            let wanted = match f.kind {
+                MediaKind::Audio => p.audio,
+                MediaKind::Video => p.video,
+                MediaKind::Data => true,
+            };
+            if wanted {
+                p.egress.push(&f, &mut self.out);
+            }
+            n += 1;
+            if n >= MAX_BATCH_FRAMES {
+                break;
+            }
+            frame = match p.sub.try_recv() {
+                hub::TryRecv::Frame(f) => Some(f),
+                // An end of stream is seen by the next recv().
+                _ => None,
+            };
+        }
+    }
+
+    /// Moves the session's output into the queue and acts on its events.
+    fn drain_session(&mut self) -> Result<(), ConnError> {
+        loop {
+            while let Some(b) = self.session.take_output() {
+                self.out.push(b);
+            }
+            let Some(ev) = self.session.poll_event() else {
+                return Ok(());
+            };
+            self.on_event(ev)?;
+        }
+    }
+
+    fn on_event(&mut self, ev: ServerEvent) -> Result<(), ConnError> {
+        match ev {
+            ServerEvent::Connect { app, .. } => {
+                tracing::debug!(peer = %self.peer, %app, "rtmp connect");
+                self.app = Some(app);
+                self.session.accept_connect();
+            }
+            ServerEvent::Publish {
+                stream_id, name, ..
+            } => self.on_publish(stream_id, &name),
+            ServerEvent::Play {
+                stream_id, name, ..
+            } => self.on_play(stream_id, &name),
+            ServerEvent::Media {
+                stream_id,
+                msg_type,
+                timestamp,
+                payload,
+            } => {
+                let Some(p) = self
+                    .publishing
+                    .as_mut()
+                    .filter(|p| p.stream_id == stream_id)
+                else {
+                    return Ok(());
+                };
+                if payload.is_empty() {
+                    // Some encoders send empty audio/video messages; they carry nothing.
+                    return Ok(());
+                }
+                let frame = flv::frame_from_tag(msg_type, timestamp, payload)?;
+                p.publisher.push(frame);
+            }
+            ServerEvent::Unpublish { stream_id } | ServerEvent::DeleteStream { stream_id } => {
+                if self
+                    .publishing
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                    && let Some(p) = self.publishing.take()
+                {
+                    tracing::info!(peer = %self.peer, key = p.publisher.key(), "unpublished");
+                }
+                if self
+                    .playing
+                    .as_ref()
+                    .is_some_and(|p| p.stream_id == stream_id)
+                {
+                    self.playing = None;
+                }
+            }
+            ServerEvent::Pause {
+                stream_id, pause, ..
+            } => {
+                if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.paused = pause;
+                    let code = if pause {
+                        "NetStream.Pause.Notify"
+                    } else {
+                        "NetStream.Unpause.Notify"
+                    };
+                    self.session.send_status(stream_id, "status", code, "");
+                }
+            }
+            ServerEvent::ReceiveAudio { stream_id, enabled } => {
+                if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.audio = enabled;
+                }
+            }
+            ServerEvent::ReceiveVideo { stream_id, enabled } => {
+                if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                    p.video = enabled;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn stream_key(&self, name: &str) -> Option<String> {
+        let app = self.app.as_deref()?;
+        let valid = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != ".." && s != ".";
+        (valid(app) && valid(name)).then(|| format!("{app}/{name}"))
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: &str) {
+        if self.publishing.is_some() || self.playing.is_some() {
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "this connection already publishes or plays a stream",
+            );
+            return;
+        }
+        let Some(key) = self.stream_key(name) else {
+            self.session.reject_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "invalid stream name",
+            );
+            return;
+        };
+        let info = PublisherInfo {
+            protocol: "rtmp",
+            remote: self.peer.to_string(),
+        };
+        match self.shared.hub.publish(&key, info) {
+            Ok(publisher) => {
+                tracing::info!(peer = %self.peer, %key, "rtmp publish");
+                self.session.accept_publish(stream_id);
+                self.publishing = Some(Publishing {
+                    stream_id,
+                    publisher,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, %key, "rtmp publish refused: {e}");
+                self.session
+                    .reject_publish(stream_id, "NetStream.Publish.BadName", &e.to_string());
+            }
+        }
+    }
+
+    fn on_play(&mut self, stream_id: u32, name: &str) {
+        if self.publishing.is_some() || self.playing.is_some() {
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.Failed",
+                "this connection already publishes or plays a stream",
+            );
+            return;
+        }
+        let Some(key) = self.stream_key(name) else {
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                "invalid stream name",
+            );
+            return;
+        };
+        match self.shared.hub.subscribe(&key) {
+            Ok(sub) => {
+                tracing::info!(peer = %self.peer, %key, "rtmp play");
+                self.session.accept_play(stream_id);
+                self.playing = Some(Playing {
+                    stream_id,
+                    sub,
+                    egress: RtmpEgress::new(stream_id, self.session.out_chunk_size()),
+                    paused: false,
+                    audio: true,
+                    video: true,
+                });
+            }
+            Err(e) => {
+                tracing::info!(peer = %self.peer, %key, "rtmp play refused: {e}");
+                self.session.reject_play(
+                    stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    &e.to_string(),
+                );
+            }
+        }
+    }
+
+    /// Tells the peer the server is going away.
+    fn say_goodbye(&mut self) -> Result<(), ConnError> {
+        if let Some(p) = self.playing.take() {
+            self.session.send_status(
+                p.stream_id,
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                "server shutting down",
+            );
+            self.session.send_stream_eof(p.stream_id);
+        }
+        if let Some(p) = self.publishing.take() {
+            self.session.send_status(
+                p.stream_id,
+                "status",
+                "NetStream.Unpublish.Success",
+                "server shutting down",
+            );
+        }
+        while let Some(b) = self.session.take_output() {
+            self.out.push(b);
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the next frame of the playing stream (pending forever when not playing).
+async fn next_frame(playing: &mut Option<Playing>) -> Option<Arc<Frame>> {
+    match playing {
+        Some(p) => p.sub.recv().await,
+        None => std::future::pending().await,
+    }
+}

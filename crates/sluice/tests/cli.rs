@@ -1,0 +1,184 @@
+//! The `sluice` binary as a user runs it: flags, configuration errors, the demo, and a clean
+//! stop on SIGTERM with players attached.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+#[tokio::test]
+async fn help_lists_the_flags() {
+    let out = sluice().arg("--help").output().await.expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--config",
+        "--rtmp-listen",
+        "--http-listen",
+        "--log-level",
+        "--demo",
+        "--print-config",
+    ] {
+        assert!(text.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[tokio::test]
+async fn print_config_shows_defaults_env_and_flags() {
+    let out = sluice()
+        .args(["--print-config", "--rtmp-listen", "127.0.0.1:1999"])
+        .env("SLUICE_HUB_RING_CAPACITY", "2048")
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = sluice_server::Config::from_toml(&String::from_utf8_lossy(&out.stdout))
+        .expect("valid toml");
+    assert_eq!(cfg.rtmp.listen.to_string(), "127.0.0.1:1999");
+    assert_eq!(cfg.hub.ring_capacity, 2048);
+    assert_eq!(cfg.http, sluice_server::Config::default().http);
+}
+
+#[tokio::test]
+async fn unknown_config_key_is_named() {
+    let path = std::env::temp_dir().join(format!("sluice-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[rtmp]\nlisten = \"127.0.0.1:0\"\nchunksize = 4096\n",
+    )
+    .expect("write");
+    let out = sluice()
+        .arg("--config")
+        .arg(&path)
+        .arg("--print-config")
+        .output()
+        .await
+        .expect("runs");
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chunksize"), "error names the key: {err}");
+}
+
+/// Starts the binary with the demo on port 0 and returns it with its bound addresses,
+/// read from its log.
+async fn start_demo() -> (tokio::process::Child, String, String) {
+    let mut child = sluice()
+        .args([
+            "--demo",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-level", "info"])
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut rtmp, mut http) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rtmp.is_none() || http.is_none() {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("listening lines in time")
+            .expect("read")
+            .expect("server still running");
+        let addr = line
+            .split("rtmp_addr=")
+            .nth(1)
+            .or_else(|| line.split("http_addr=").nth(1));
+        let addr = addr.map(|a| a.split_whitespace().next().unwrap_or_default().to_owned());
+        if line.contains("rtmp listening") {
+            rtmp = addr;
+        } else if line.contains("http listening") {
+            http = addr;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, rtmp.unwrap_or_default(), http.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_plays_and_sigterm_stops_cleanly() {
+    let (mut child, rtmp, http) = start_demo().await;
+    let flv_url = format!("http://{http}/live/demo.flv");
+    // The demo is watchable over HTTP-FLV and RTMP at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut probe = None;
+    while probe.is_none() && Instant::now() < deadline {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-show_streams", "-of", "json", &flv_url])
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("ffprobe runs");
+        if out.status.success() {
+            probe = Some(out);
+        } else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(probe.is_some(), "the demo is watchable");
+    let d = common::ffmpeg_decode(&format!("rtmp://{rtmp}/live/demo"), 1.5).await;
+    assert!(d.video_frames >= 30 && d.stderr.trim().is_empty(), "{d:?}");
+
+    // Players attached while SIGTERM arrives: both learn the stream ended; the server exits.
+    let mut http_player =
+        common::RawFlvClient::connect(http.parse().unwrap(), "/live/demo.flv").await;
+    let _ = http_player.collect_for(Duration::from_millis(300)).await;
+    let rtmp_player = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+        .arg(format!("rtmp://{rtmp}/live/demo"))
+        .args(["-f", "null", "-"])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = child.id().expect("pid");
+    let stopped_at = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("kill");
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the server exits within its shutdown bound")
+        .expect("status");
+    eprintln!("FIGURE shutdown took {:?}", stopped_at.elapsed());
+    assert!(status.success(), "clean exit: {status:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !http_player.ended && Instant::now() < deadline {
+        let _ = http_player.read_tags(Duration::from_millis(200)).await;
+    }
+    assert!(
+        http_player.ended,
+        "the HTTP-FLV player saw the end of the stream"
+    );
+    let out = tokio::time::timeout(Duration::from_secs(10), rtmp_player.wait_with_output())
+        .await
+        .expect("the RTMP player stops once told")
+        .expect("ffmpeg");
+    let _ = out;
+}

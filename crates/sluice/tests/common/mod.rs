@@ -1,0 +1,356 @@
+//! Helpers for the end-to-end tests: a server on loopback ports, ffmpeg/ffprobe as real
+//! publishers and players, and small raw clients for what ffmpeg cannot do (stall on purpose,
+//! send malformed bytes, time the first frame).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use media::{FrameRole, MediaKind};
+use sluice_server::{Config, RunningServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// Path of the committed H.264 + AAC clip (4 s, 640x360, 25 fps, 1 s GOP, 48 kHz stereo).
+pub fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.flv")
+}
+
+/// A config with both listeners on loopback port 0.
+pub fn test_config() -> Config {
+    let mut cfg = Config::default();
+    cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg
+}
+
+/// Starts an in-process server.
+pub async fn start(cfg: Config) -> RunningServer {
+    sluice_server::start(cfg).await.expect("server starts")
+}
+
+/// ffmpeg publishing the fixture in real time (looped `loops` extra times) to `url`.
+pub fn publish(url: &str, loops: i32, extra: &[&str]) -> Child {
+    let fixture = fixture();
+    let mut args: Vec<String> = vec!["-hide_banner".into(), "-loglevel".into(), "error".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.extend([
+        "-stream_loop".into(),
+        loops.to_string(),
+        "-i".into(),
+        fixture.to_string_lossy().into_owned(),
+        "-c".into(),
+        "copy".into(),
+        "-f".into(),
+        "flv".into(),
+        url.into(),
+    ]);
+    Command::new("ffmpeg")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (the test command installs it)")
+}
+
+/// Waits (bounded) until `key` has a live publisher with video.
+pub async fn wait_live(server: &RunningServer, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(s) = server.hub().stream(key)
+            && s.is_live
+            && s.gop_frames > 0
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "stream {key} never went live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What an ffmpeg player decoded: per-stream decoded frame counts and timestamps.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub video_frames: usize,
+    pub audio_frames: usize,
+    pub video_dts: Vec<i64>,
+    pub audio_dts: Vec<i64>,
+    pub stderr: String,
+}
+
+/// Plays `url` with ffmpeg for `seconds` of media, decoding every frame (framemd5), and
+/// reports what was decoded and what ffmpeg complained about.
+pub async fn ffmpeg_decode(url: &str, seconds: f32) -> Decoded {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            url,
+            "-t",
+        ])
+        .arg(seconds.to_string())
+        .args(["-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("ffmpeg player finished in time")
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "ffmpeg player failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_framemd5(
+        &String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn parse_framemd5(text: &str, stderr: String) -> Decoded {
+    let mut d = Decoded {
+        stderr,
+        ..Default::default()
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cols.len() < 6 {
+            continue;
+        }
+        let dts: i64 = cols[1].parse().expect("dts");
+        match cols[0] {
+            "0" => {
+                d.video_frames += 1;
+                d.video_dts.push(dts);
+            }
+            "1" => {
+                d.audio_frames += 1;
+                d.audio_dts.push(dts);
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+/// Stream facts from ffprobe.
+#[derive(Debug)]
+pub struct Probe {
+    pub video_codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub frame_rate: String,
+    pub audio_codec: String,
+    pub sample_rate: String,
+    pub channels: u64,
+}
+
+/// Runs ffprobe on `input` (URL or file).
+pub async fn ffprobe(input: &str) -> Probe {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json", input])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("ffprobe finished in time")
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let streams = v["streams"].as_array().expect("streams");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("an audio stream");
+    Probe {
+        video_codec: video["codec_name"].as_str().unwrap_or_default().into(),
+        width: video["width"].as_u64().unwrap_or_default(),
+        height: video["height"].as_u64().unwrap_or_default(),
+        frame_rate: video["r_frame_rate"].as_str().unwrap_or_default().into(),
+        audio_codec: audio["codec_name"].as_str().unwrap_or_default().into(),
+        sample_rate: audio["sample_rate"].as_str().unwrap_or_default().into(),
+        channels: audio["channels"].as_u64().unwrap_or_default(),
+    }
+}
+
+/// Asserts the standard expectations for the fixture's stream.
+pub fn assert_fixture_probe(p: &Probe) {
+    assert_eq!(p.video_codec, "h264");
+    assert_eq!((p.width, p.height), (640, 360));
+    assert_eq!(p.frame_rate, "25/1");
+    assert_eq!(p.audio_codec, "aac");
+    assert_eq!(p.sample_rate, "48000");
+    assert_eq!(p.channels, 2);
+}
+
+/// Asserts strictly increasing decode timestamps.
+pub fn assert_monotonic(name: &str, dts: &[i64]) {
+    for w in dts.windows(2) {
+        assert!(
+            w[1] > w[0],
+            "{name}: dts not increasing: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// An FLV tag as a raw client saw it, with its arrival time.
+#[derive(Debug, Clone)]
+pub struct SeenTag {
+    pub kind: MediaKind,
+    pub role: FrameRole,
+    pub keyframe: bool,
+    pub timestamp: u32,
+    pub at: Instant,
+}
+
+/// A raw HTTP/1.0 FLV reader: no chunked encoding, the body runs until the server closes.
+pub struct RawFlvClient {
+    pub sock: TcpStream,
+    pub started: Instant,
+    reader: flv::FlvReader,
+    header_done: bool,
+    head: Vec<u8>,
+    pub status: u16,
+    pub ended: bool,
+}
+
+impl RawFlvClient {
+    /// Connects and sends the request.
+    pub async fn connect(addr: std::net::SocketAddr, path: &str) -> Self {
+        let started = Instant::now();
+        let mut sock = TcpStream::connect(addr).await.expect("connect");
+        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        Self {
+            sock,
+            started,
+            reader: flv::FlvReader::new(),
+            header_done: false,
+            head: Vec::new(),
+            status: 0,
+            ended: false,
+        }
+    }
+
+    /// Reads until at least one tag is available or the stream ends; returns the new tags.
+    pub async fn read_tags(&mut self, timeout: Duration) -> Vec<SeenTag> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut tags = Vec::new();
+            while let Some(tag) = self.reader.next_tag().expect("valid FLV from the server") {
+                let f =
+                    flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).expect("valid tag");
+                tags.push(SeenTag {
+                    kind: f.kind,
+                    role: f.role,
+                    keyframe: f.keyframe,
+                    timestamp: tag.timestamp,
+                    at: Instant::now(),
+                });
+            }
+            if !tags.is_empty() || self.ended {
+                return tags;
+            }
+            let n = match tokio::time::timeout_at(deadline, self.sock.read(&mut buf)).await {
+                Err(_) => return tags,
+                Ok(r) => r.unwrap_or(0),
+            };
+            if n == 0 {
+                self.ended = true;
+                continue;
+            }
+            self.feed(&buf[..n]);
+        }
+    }
+
+    fn feed(&mut self, data: &[u8]) {
+        if self.header_done {
+            if self.status == 200 {
+                self.reader.push(data);
+            }
+            return;
+        }
+        self.head.extend_from_slice(data);
+        if let Some(pos) = self.head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&self.head[..pos]).into_owned();
+            self.status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            self.header_done = true;
+            let rest = self.head.split_off(pos + 4);
+            if self.status == 200 {
+                self.reader.push(&rest);
+            } else {
+                self.ended = true;
+            }
+        }
+    }
+
+    /// Collects tags for `dur` of wall time (or until the stream ends).
+    pub async fn collect_for(&mut self, dur: Duration) -> Vec<SeenTag> {
+        let deadline = Instant::now() + dur;
+        let mut all = Vec::new();
+        while Instant::now() < deadline && !self.ended {
+            let left = deadline.saturating_duration_since(Instant::now());
+            all.extend(self.read_tags(left).await);
+        }
+        all
+    }
+}
+
+/// Does the RTMP simple handshake as a client over a raw socket and returns the socket.
+pub async fn raw_rtmp_handshake(addr: std::net::SocketAddr) -> TcpStream {
+    let mut sock = TcpStream::connect(addr).await.expect("connect");
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(std::iter::repeat_n(0u8, 8));
+    c0c1.extend((0..1528).map(|i| (i * 7 % 251) as u8));
+    sock.write_all(&c0c1).await.expect("c0c1");
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    tokio::time::timeout(Duration::from_secs(5), sock.read_exact(&mut s0s1s2))
+        .await
+        .expect("handshake reply in time")
+        .expect("s0s1s2");
+    assert_eq!(s0s1s2[0], 3, "RTMP version 3");
+    sock.write_all(&s0s1s2[1..1537]).await.expect("c2");
+    sock
+}
+
+/// Reads until the server closes the socket (EOF or reset); panics if it stays open past
+/// `timeout`. Returns the bytes seen before the close.
+pub async fn expect_closed(sock: &mut TcpStream, timeout: Duration) -> Bytes {
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, sock.read(&mut buf)).await {
+            Err(_) => panic!("server kept the connection open"),
+            Ok(Ok(0)) | Ok(Err(_)) => return Bytes::from(seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
