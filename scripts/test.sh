@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Runs Sluice's whole test suite: unit tests, wire-level fixtures, and end-to-end tests that
-# drive the server with real clients (ffmpeg, ffprobe). Installs missing system packages first,
-# so it passes on a brand-new Debian machine.
+# drive the server with real clients (ffmpeg, ffprobe, GStreamer's two RTMP stacks). Installs
+# missing system packages first, so it passes on a brand-new Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+for element in rtmpsrc rtmp2src rtmpsink rtmp2sink flvdemux flvmux h264parse aacparse \
+    avdec_h264 avdec_aac fakesink filesrc; do
+  if ! gst-inspect-1.0 "$element" >/dev/null 2>&1; then
+    need+=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+           gstreamer1.0-plugins-bad gstreamer1.0-libav)
+    break
+  fi
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""

@@ -12,6 +12,10 @@ use media::{Frame, FrameRole, MediaKind};
 
 /// Most slices handed to one vectored write.
 pub(crate) const MAX_IOVECS: usize = 64;
+/// Initial capacity of a viewer's FLV batch buffer (it grows with the stream's bitrate).
+const FLV_BUF_INITIAL: usize = 4 * 1024;
+/// Capacity reserved at a time for a viewer's RTMP chunk headers.
+const RTMP_SCRATCH: usize = 1024;
 /// Most frames taken from the hub for one batch before writing.
 pub(crate) const MAX_BATCH_FRAMES: usize = 128;
 
@@ -118,8 +122,8 @@ impl RtmpEgress {
         let ts = self.clock.timestamp(frame);
         let (msg_type, csid) = rtmp_message_type(frame.kind);
         let len = frame.body.len() as u32;
-        if self.scratch.capacity() < 64 {
-            self.scratch.reserve(4096);
+        if self.scratch.capacity() < 32 {
+            self.scratch.reserve(RTMP_SCRATCH);
         }
         if ts >= 0x00FF_FFFF {
             // Extended timestamps repeat on every continuation chunk: per-viewer bytes.
@@ -170,7 +174,7 @@ pub(crate) struct FlvEgress {
 impl FlvEgress {
     /// Starts a viewer's stream with the FLV file header.
     pub(crate) fn new() -> Self {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut buf = BytesMut::with_capacity(FLV_BUF_INITIAL);
         buf.extend_from_slice(&flv::file_header(true, true));
         Self {
             clock: ViewerClock::default(),

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
@@ -77,6 +78,7 @@ async fn flv(
         Ok(s) => s,
         Err(e) => return error(StatusCode::NOT_FOUND, format!("stream {key}: {e}")),
     };
+    shared.stats.flv_viewers.fetch_add(1, Ordering::Relaxed);
     let cors = shared.config.http.cors_allow_origin.clone();
     if let Ok(ws) = ws {
         tracing::info!(%key, "ws-flv play");

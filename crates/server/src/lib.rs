@@ -13,6 +13,7 @@ mod rtmp_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use hub::{Hub, HubConfig};
@@ -46,6 +47,21 @@ pub enum ServerError {
     Demo(String),
 }
 
+/// Server-wide counters (atomics, read by tests today and by the metrics endpoint later).
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// RTMP connections accepted.
+    pub rtmp_connections: AtomicU64,
+    /// RTMP connections refused by `limits.max_rtmp_connections`.
+    pub rtmp_refused: AtomicU64,
+    /// RTMP clients that used the digest (Flash Player 9) handshake.
+    pub rtmp_digest_handshakes: AtomicU64,
+    /// RTMP connections closed for a protocol error, bad media or a timeout.
+    pub rtmp_errors: AtomicU64,
+    /// HTTP-FLV and WebSocket-FLV viewers accepted.
+    pub flv_viewers: AtomicU64,
+}
+
 /// State shared by every connection of one server.
 pub(crate) struct Shared {
     pub(crate) config: Config,
@@ -53,6 +69,7 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) rtmp_slots: Arc<Semaphore>,
     pub(crate) http_viewer_slots: Arc<Semaphore>,
+    pub(crate) stats: ServerStats,
 }
 
 /// A started server: its bound addresses and a handle to stop it.
@@ -84,6 +101,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config,
         hub,
         shutdown: CancellationToken::new(),
+        stats: ServerStats::default(),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(rtmp_server::run(
@@ -131,6 +149,11 @@ impl RunningServer {
     /// The stream hub (for inspection in tests and, later, the API).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.shared.hub
+    }
+
+    /// Server-wide counters.
+    pub fn stats(&self) -> &ServerStats {
+        &self.shared.stats
     }
 
     /// Publishes the bundled looping demo clip at [`DEMO_KEY`] until shutdown.

@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hub::{Publisher, PublisherInfo, Subscriber};
@@ -20,8 +21,11 @@ use tokio::time::Instant;
 use crate::Shared;
 use crate::egress::{MAX_BATCH_FRAMES, OutQueue, RtmpEgress};
 
-/// Bytes read from the socket per read call.
-const READ_BUF_LEN: usize = 64 * 1024;
+/// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
+/// viewer costs little memory.
+const READ_BUF_MIN: usize = 2 * 1024;
+/// The read buffer doubles up to this while reads fill it (a publisher's media).
+const READ_BUF_MAX: usize = 64 * 1024;
 /// Time allowed to flush goodbye messages at shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -91,14 +95,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr
     };
     match conn.run(sock).await {
         Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
-        Err(e) => tracing::warn!(%peer, "rtmp connection closed: {e}"),
+        Err(ConnError::Io(e))
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ) =>
+        {
+            tracing::debug!(%peer, "rtmp connection closed by peer: {e}");
+        }
+        Err(e) => {
+            shared.stats.rtmp_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "rtmp connection closed: {e}");
+        }
     }
 }
 
 impl Conn {
     async fn run(&mut self, mut sock: TcpStream) -> Result<(), ConnError> {
         let (mut rd, mut wr) = sock.split();
-        let mut rbuf = vec![0u8; READ_BUF_LEN];
+        let mut rbuf = vec![0u8; READ_BUF_MIN];
         let limits = self.shared.config.limits.clone();
         let handshake_deadline =
             Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
@@ -144,6 +159,9 @@ impl Conn {
                     }
                     last_activity = Instant::now();
                     self.session.handle_input(&rbuf[..n])?;
+                    if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
+                        rbuf.resize(rbuf.len() * 2, 0);
+                    }
                 }
                 r = wr.write_vectored(&slices), if !slices.is_empty() => {
                     let n = r?;
@@ -225,7 +243,14 @@ impl Conn {
     fn on_event(&mut self, ev: ServerEvent) -> Result<(), ConnError> {
         match ev {
             ServerEvent::Connect { app, .. } => {
-                tracing::debug!(peer = %self.peer, %app, "rtmp connect");
+                let digest = self.session.is_digest_handshake();
+                if digest {
+                    self.shared
+                        .stats
+                        .rtmp_digest_handshakes
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(peer = %self.peer, %app, digest, "rtmp connect");
                 self.app = Some(app);
                 self.session.accept_connect();
             }

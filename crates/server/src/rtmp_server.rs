@@ -2,6 +2,7 @@
 //! task per connection.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
@@ -27,9 +28,14 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, tracker: Tas
         let Ok(permit) = shared.rtmp_slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = shared.config.limits.max_rtmp_connections,
                 "rtmp connection refused: limits.max_rtmp_connections reached");
+            shared.stats.rtmp_refused.fetch_add(1, Ordering::Relaxed);
             drop(sock);
             continue;
         };
+        shared
+            .stats
+            .rtmp_connections
+            .fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
         tracker.spawn(async move {
             rtmp_conn::serve(shared, sock, peer).await;

@@ -230,6 +230,11 @@ impl ServerSession {
         }
     }
 
+    /// True when the client used the digest ("complex", Flash Player 9) handshake.
+    pub fn is_digest_handshake(&self) -> bool {
+        self.handshake.is_digest()
+    }
+
     /// Feeds received bytes. Any error means: close the connection.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), RtmpError> {
         self.bytes_received += data.len() as u64;

@@ -3,6 +3,8 @@
 //! send malformed bytes, time the first frame).
 #![allow(dead_code)]
 
+pub mod rtmp_client;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -221,6 +223,7 @@ pub struct SeenTag {
     pub role: FrameRole,
     pub keyframe: bool,
     pub timestamp: u32,
+    pub body: Bytes,
     pub at: Instant,
 }
 
@@ -261,13 +264,14 @@ impl RawFlvClient {
         loop {
             let mut tags = Vec::new();
             while let Some(tag) = self.reader.next_tag().expect("valid FLV from the server") {
-                let f =
-                    flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).expect("valid tag");
+                let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body.clone())
+                    .expect("valid tag");
                 tags.push(SeenTag {
                     kind: f.kind,
                     role: f.role,
                     keyframe: f.keyframe,
                     timestamp: tag.timestamp,
+                    body: tag.body,
                     at: Instant::now(),
                 });
             }
