@@ -63,13 +63,15 @@ impl OutQueue {
         self.len == 0
     }
 
-    /// Up to [`MAX_IOVECS`] slices for one vectored write.
-    pub(crate) fn io_slices(&self) -> Vec<IoSlice<'_>> {
-        self.chunks
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|b| IoSlice::new(b))
-            .collect()
+    /// Fills `dst` with the queued slices (as many as fit) for one vectored write, without
+    /// allocating; returns how many were filled.
+    pub(crate) fn fill_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, b) in dst.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(b);
+            n += 1;
+        }
+        n
     }
 
     /// Drops `n` written bytes from the front.
@@ -250,7 +252,8 @@ mod tests {
         q.push(Bytes::from_static(b"defg"));
         q.advance(4);
         assert_eq!(q.len(), 3);
-        let s = q.io_slices();
+        let mut s = [IoSlice::new(&[]); MAX_IOVECS];
+        assert_eq!(q.fill_slices(&mut s), 1);
         assert_eq!(&*s[0], b"efg");
         q.advance(3);
         assert!(q.is_empty());

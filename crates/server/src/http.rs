@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -82,22 +83,28 @@ async fn flv(
     let cors = shared.config.http.cors_allow_origin.clone();
     if let Ok(ws) = ws {
         tracing::info!(%key, "ws-flv play");
-        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit));
+        let batch = Duration::from_millis(shared.config.hub.viewer_batch_ms);
+        let counter = shared.clone();
+        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit, batch, counter));
     }
     tracing::info!(%key, "http-flv play");
-    let state = (sub, FlvEgress::new(), permit, false);
-    let body =
-        futures_util::stream::unfold(state, |(mut sub, mut egress, permit, ended)| async move {
+    let batch = Duration::from_millis(shared.config.hub.viewer_batch_ms);
+    let state = (sub, FlvEgress::new(), (permit, shared.clone()), false);
+    let body = futures_util::stream::unfold(
+        state,
+        move |(mut sub, mut egress, held, ended)| async move {
             if ended {
                 return None;
             }
-            let ended = !fill_batch(&mut sub, &mut egress).await;
+            let ended = !fill_batch(&mut sub, &mut egress, batch).await;
             let chunk = egress.take();
             if chunk.is_empty() {
                 return None;
             }
-            Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, permit, ended)))
-        });
+            held.1.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+            Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, held, ended)))
+        },
+    );
     let mut resp = Body::from_stream(body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -118,11 +125,15 @@ async fn flv(
 
 /// Waits for at least one frame, then takes whatever else is ready (bounded). Returns false
 /// when the stream has ended (after anything pending was encoded).
-async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress) -> bool {
+async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress, batch: Duration) -> bool {
     let Some(first) = sub.recv().await else {
         return false;
     };
     egress.push(&first);
+    if !batch.is_zero() {
+        // Let the frames of the window gather in the ring: one wake-up and one write for all.
+        tokio::time::sleep(batch).await;
+    }
     for _ in 1..MAX_BATCH_FRAMES {
         if egress.pending() >= MAX_BATCH_BYTES {
             break;
@@ -136,14 +147,23 @@ async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress) -> bool {
     true
 }
 
-async fn ws_flv(mut socket: WebSocket, mut sub: Subscriber, permit: OwnedSemaphorePermit) {
+async fn ws_flv(
+    mut socket: WebSocket,
+    mut sub: Subscriber,
+    permit: OwnedSemaphorePermit,
+    batch: Duration,
+    counter: Arc<Shared>,
+) {
     let mut egress = FlvEgress::new();
     loop {
         tokio::select! {
-            more = fill_batch(&mut sub, &mut egress) => {
+            more = fill_batch(&mut sub, &mut egress, batch) => {
                 let chunk = egress.take();
-                if !chunk.is_empty() && socket.send(Message::Binary(chunk)).await.is_err() {
-                    break;
+                if !chunk.is_empty() {
+                    counter.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                        break;
+                    }
                 }
                 if !more {
                     let _ = socket.send(Message::Close(None)).await;

@@ -60,6 +60,9 @@ pub struct ServerStats {
     pub rtmp_errors: AtomicU64,
     /// HTTP-FLV and WebSocket-FLV viewers accepted.
     pub flv_viewers: AtomicU64,
+    /// Socket writes (RTMP) and body chunks or messages (HTTP-FLV, WS-FLV) sent to viewers:
+    /// the figure that batching (`hub.viewer_batch_ms`) brings down.
+    pub viewer_writes: AtomicU64,
 }
 
 /// State shared by every connection of one server.

@@ -6,6 +6,7 @@
 //! below its bound (so a slow player lags in the hub's ring, never in our memory), and enforce
 //! the handshake and idle deadlines.
 
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::egress::{MAX_BATCH_FRAMES, OutQueue, RtmpEgress};
+use crate::egress::{MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
 
 /// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
 /// viewer costs little memory.
@@ -119,8 +120,12 @@ impl Conn {
             Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let max_queued = self.shared.config.hub.viewer_max_queued_bytes;
+        let batch = Duration::from_millis(self.shared.config.hub.viewer_batch_ms);
         let shutdown = self.shared.shutdown.clone();
         let mut last_activity = Instant::now();
+        // While a batching window is open, frames wait in the hub's ring (not woken for one
+        // by one) and the queue is not written; at its end everything ready goes in one write.
+        let mut batch_until: Option<Instant> = None;
         loop {
             self.drain_session()?;
             if self.closing && self.out.is_empty() {
@@ -132,8 +137,15 @@ impl Conn {
             } else {
                 (last_activity + idle, false)
             };
-            let slices = self.out.io_slices();
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let n_iov = if batch_until.is_none() {
+                self.out.fill_slices(&mut iov)
+            } else {
+                0
+            };
+            let slices = &iov[..n_iov];
             let want_frames = !self.closing
+                && batch_until.is_none()
                 && self.out.len() < max_queued
                 && self.playing.as_ref().is_some_and(|p| !p.paused);
             tokio::select! {
@@ -141,9 +153,9 @@ impl Conn {
                     self.say_goodbye()?;
                     let flush = async {
                         while !self.out.is_empty() {
-                            let slices = self.out.io_slices();
-                            let n = wr.write_vectored(&slices).await?;
-                            drop(slices);
+                            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+                            let k = self.out.fill_slices(&mut iov);
+                            let n = wr.write_vectored(&iov[..k]).await?;
                             if n == 0 { break; }
                             self.out.advance(n);
                         }
@@ -163,16 +175,26 @@ impl Conn {
                         rbuf.resize(rbuf.len() * 2, 0);
                     }
                 }
-                r = wr.write_vectored(&slices), if !slices.is_empty() => {
+                r = wr.write_vectored(slices), if !slices.is_empty() => {
                     let n = r?;
                     if n == 0 {
                         return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
                     }
                     last_activity = Instant::now();
                     self.out.advance(n);
+                    if self.playing.is_some() {
+                        self.shared.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 item = next_frame(&mut self.playing), if want_frames => {
                     self.on_frames(item);
+                    if !batch.is_zero() && self.playing.is_some() {
+                        batch_until = Some(Instant::now() + batch);
+                    }
+                }
+                _ = sleep_until_opt(batch_until), if batch_until.is_some() => {
+                    batch_until = None;
+                    self.drain_ready();
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(if handshaking {
@@ -224,6 +246,18 @@ impl Conn {
                 // An end of stream is seen by the next recv().
                 _ => None,
             };
+        }
+    }
+
+    /// At the end of a batching window: everything the ring has for us now.
+    fn drain_ready(&mut self) {
+        let Some(p) = self.playing.as_mut() else {
+            return;
+        };
+        match p.sub.try_recv() {
+            hub::TryRecv::Frame(f) => self.on_frames(Some(f)),
+            hub::TryRecv::Ended => self.on_frames(None),
+            hub::TryRecv::Empty => {}
         }
     }
 
@@ -433,6 +467,14 @@ impl Conn {
             self.out.push(b);
         }
         Ok(())
+    }
+}
+
+/// Sleeps until `t` (pending forever when there is none).
+async fn sleep_until_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -299,3 +299,63 @@ async fn enhanced_rtmp_passes_through_unchanged() {
     }
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_timestamps_roll_over_and_jump_back_yet_players_see_monotonic_time() {
+    // Our client publishes the real H.264/AAC fixture with hostile timestamps: starting just
+    // below 2^32 (so they roll over after 2 s) and jumping back 30 s half way; ffmpeg must
+    // decode the HTTP-FLV output with strictly increasing timestamps and no errors.
+    let server = start(test_config()).await;
+    let tags = flv::read_all_tags(&std::fs::read(fixture()).expect("fixture")).expect("tags");
+    let mut publisher = RtmpClient::connect(server.rtmp_addr(), "live").await;
+    assert!(matches!(
+        publisher.publish("hostile").await,
+        ClientEvent::PublishStarted { .. }
+    ));
+    let url = format!("http://{}/live/hostile.flv", server.http_addr());
+    let start = tokio::time::Instant::now();
+    let base = u32::MAX - 2_000;
+    let player = async {
+        // Join once the first GOP is in.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // 5 s of media: across the roll-over (at 2 s) and the backward jump (at 4 s).
+        ffmpeg_decode(&url, 5.0).await
+    };
+    let feed = async {
+        for round in 0..2u32 {
+            for t in &tags {
+                let media_ms = round * 4_040 + t.timestamp;
+                tokio::time::sleep_until(start + Duration::from_millis(u64::from(media_ms))).await;
+                let ts = if round == 0 {
+                    base.wrapping_add(t.timestamp)
+                } else {
+                    t.timestamp.wrapping_add(1_000)
+                };
+                if round == 1 && t.tag_type != 8 && t.tag_type != 9 {
+                    continue;
+                }
+                let ts = if round == 1 {
+                    ts.wrapping_sub(30_000)
+                } else {
+                    ts
+                };
+                publisher.send(t.tag_type, ts, &t.body).await;
+            }
+        }
+    };
+    let (d, ()) = tokio::join!(player, feed);
+    eprintln!(
+        "FIGURE hostile timestamps: decoded {} video, {} audio frames",
+        d.video_frames, d.audio_frames
+    );
+    assert!(d.stderr.trim().is_empty(), "{}", d.stderr);
+    assert!(d.video_frames >= 110, "{d:?}");
+    assert_monotonic("video", &d.video_dts);
+    assert_monotonic("audio", &d.audio_dts);
+    let snap = server.hub().stream("live/hostile").expect("stream");
+    assert!(
+        snap.timestamp_discontinuities >= 1,
+        "the backward jump was seen and re-based"
+    );
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}

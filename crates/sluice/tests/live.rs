@@ -419,3 +419,35 @@ async fn missing_stream_is_a_clear_error() {
     );
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_window_cuts_writes_and_keeps_the_stream_whole() {
+    let mut cfg = test_config();
+    cfg.hub.viewer_batch_ms = 100;
+    let server = start(cfg).await;
+    let key = "live/batched";
+    let (rtmp, http, _) = urls(&server, key);
+    let _publisher = publish(&rtmp, -1, &["-re"]);
+    wait_live(&server, key).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let writes = &server.stats().viewer_writes;
+    let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+    let (r, h) = tokio::join!(ffmpeg_decode(&rtmp, 3.0), ffmpeg_decode(&http, 3.0));
+    let used = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+    for (name, d) in [("rtmp", &r), ("http-flv", &h)] {
+        assert!(d.stderr.trim().is_empty(), "{name}: {}", d.stderr);
+        assert!(
+            d.video_frames >= 70 && d.audio_frames >= 100,
+            "{name}: {d:?}"
+        );
+        assert_monotonic(name, &d.video_dts);
+    }
+    // ~3 s of media (2 s live after the GOP burst) is ~200 frames per viewer: unbatched that
+    // is ~200 writes each; with a 100 ms window, about 25 each.
+    eprintln!("FIGURE 100 ms batching: {used} writes for 2 viewers over ~3 s of media");
+    assert!(
+        used < 2 * 60,
+        "{used} writes: batching should gather frames"
+    );
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}

@@ -1,0 +1,95 @@
+//! The tool against an in-process Sluice server: publish the fixture, 20 RTMP and 20
+//! HTTP-FLV players for ~3 s.
+
+use std::path::PathBuf;
+
+use sluice_bench::{Opts, run};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.flv")
+}
+
+fn opts(publish: String, play: String, players: usize) -> Opts {
+    let mut o = Opts::defaults();
+    o.publish = Some(publish);
+    o.file = fixture();
+    o.play = Some(play);
+    o.players = players;
+    o.ramp = 200;
+    o.warmup = 1.0;
+    o.duration = 2.5;
+    o.quiet = true;
+    o.server_pid = Some(std::process::id());
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmp_and_http_flv_players_against_sluice() {
+    let mut cfg = sluice_server::Config::default();
+    cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    let server = sluice_server::start(cfg).await.expect("server starts");
+    let rtmp = server.rtmp_addr();
+    let http = server.http_addr();
+
+    let (a, b) = tokio::join!(
+        run(opts(
+            format!("rtmp://{rtmp}/live/a"),
+            format!("rtmp://{rtmp}/live/a"),
+            20
+        )),
+        run(opts(
+            format!("rtmp://{rtmp}/live/b"),
+            format!("http://{http}/live/b.flv"),
+            20
+        )),
+    );
+    for (name, r) in [("rtmp", a), ("http-flv", b)] {
+        let r = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{r}");
+        assert_eq!(r.protocol.as_deref(), Some(name));
+        assert_eq!(r.players_connected, 20, "{name}: {:?}", r.errors);
+        assert_eq!(r.players_failed, 0, "{name}");
+        assert_eq!(
+            r.players_without_stalls, 20,
+            "{name}: all got video, none stalled"
+        );
+        assert!(
+            r.bytes_total > 0 && r.mbit_per_s > 0.5,
+            "{name}: {} Mbit/s",
+            r.mbit_per_s
+        );
+        assert!(r.media_secs_per_player > 2.0, "{name}");
+        let l = &r.latency_ms;
+        assert_eq!(l.matching, "payload-fingerprint");
+        assert!(l.samples > 20 * 25, "{name}: {} latency samples", l.samples);
+        assert!(l.p50.unwrap() < 500.0, "{name}: latency p50 {:?}", l.p50);
+        assert!(r.first_frame_ms.p50.unwrap() < 1000.0, "{name}");
+        let s = r.server.expect("server sampled");
+        assert!(s.rss_max_bytes > 0);
+    }
+    server.shutdown(std::time::Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn publish_to_nothing_fails() {
+    let mut o = opts(
+        "rtmp://127.0.0.1:1/live/x".into(),
+        "http://127.0.0.1:1/live/x.flv".into(),
+        1,
+    );
+    o.duration = 0.1;
+    assert!(run(o).await.is_err());
+}
+
+#[tokio::test]
+async fn no_player_connected_is_an_error() {
+    let mut o = Opts::defaults();
+    o.play = Some("http://127.0.0.1:1/live/x.flv".into());
+    o.players = 2;
+    o.warmup = 0.0;
+    o.duration = 0.1;
+    o.quiet = true;
+    let e = run(o).await.unwrap_err();
+    assert!(e.to_string().contains("no player connected"), "{e}");
+}
