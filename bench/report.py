@@ -38,6 +38,7 @@ def fmt(v, nd=1):
 def fanout_rows(results, protocol):
     rows = [r for r in results if r.get("protocol_name") == protocol and not r.get("scenario")]
     sluice = {r["players_requested"]: r for r in rows if r["server_name"] == "sluice"}
+    batched = {r["players_requested"]: r for r in rows if r["server_name"] == "sluice-b20"}
     out = []
     header = ("| server | players | held without stalls | CPU (% of one core) | CPU-s per GB | "
               "RSS MB | RSS per player KB | latency p50 / p99 ms | first frame p50 ms | "
@@ -48,8 +49,9 @@ def fanout_rows(results, protocol):
         n = r["players_requested"]
         cpu = g(r, "server", "cpu_percent_of_one_core")
         ratio = None
-        s = sluice.get(n)
-        if s and cpu and r["server_name"] != "sluice":
+        # Compare like with like: batched peers against batched Sluice.
+        s = batched.get(n) if r["server_name"].endswith("-b20") else sluice.get(n)
+        if s and cpu and not r["server_name"].startswith("sluice"):
             sc = g(s, "server", "cpu_percent_of_one_core")
             ratio = sc / cpu if sc is not None and cpu else None
         rss = g(r, "server", "rss_max_bytes")

@@ -28,9 +28,11 @@ RELEASE = ROOT / "target" / "release"
 FIXTURE = OUT / "bench-232k.flv"
 STREAM = "live/bench"
 
-SERVERS = ["sluice", "nginx", "nms", "floor", "sluice-2core"]
+SERVERS = ["sluice", "nginx", "nms", "floor", "sluice-b20", "floor-b20", "sluice-2core"]
 PROTOCOLS = {
     "sluice": ["rtmp", "http-flv"],
+    "sluice-b20": ["rtmp", "http-flv"],  # Sluice with a 20 ms batching window
+    "floor-b20": ["http-flv"],  # the floor with the same window
     "sluice-2core": ["rtmp", "http-flv"],
     "nginx": ["rtmp"],  # nginx-rtmp has no HTTP-FLV
     "nms": ["rtmp", "http-flv"],
@@ -98,9 +100,12 @@ class Server:
         cores = "0,1" if self.name == "sluice-2core" else "0"
         pin = ["taskset", "-c", cores]
         out = open(self.workdir / f"{self.name}.log", "ab")
+        env = dict(os.environ)
         if self.name.startswith("sluice"):
             cmd = [str(RELEASE / "sluice"), "--rtmp-listen", f"127.0.0.1:{self.rtmp}",
                    "--http-listen", f"127.0.0.1:{self.http}", "--log-level", "warn"]
+            if self.name == "sluice-b20":
+                env["SLUICE_HUB_VIEWER_BATCH_MS"] = "20"
         elif self.name == "nginx":
             d = self.workdir / "nginx"
             d.mkdir(exist_ok=True)
@@ -111,21 +116,20 @@ class Server:
         elif self.name == "nms":
             cmd = ["node", "node_modules/node-media-server/bin/app.js", "-c", "config.json",
                    "--rtmp-port", str(self.rtmp), "--http-port", str(self.http), "--no-admin"]
-        elif self.name == "floor":
+        elif self.name.startswith("floor"):
             cmd = [str(RELEASE / "sluice-floor"), "--listen", f"127.0.0.1:{self.http}",
-                   "--file", str(FIXTURE)]
+                   "--file", str(FIXTURE), "--batch-ms", "20" if self.name == "floor-b20" else "0"]
         else:
             raise ValueError(self.name)
         cwd = BENCH / "nms" if self.name == "nms" else ROOT
-        self.proc = subprocess.Popen(pin + cmd, cwd=cwd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
-        wait_port(self.http if self.name == "floor" else self.rtmp)
+        self.proc = subprocess.Popen(pin + cmd, cwd=cwd, env=env, stdout=out, stderr=out,
+                                     stdin=subprocess.DEVNULL)
+        wait_port(self.http if self.name.startswith("floor") else self.rtmp)
         return self
 
     def urls(self, protocol):
         if protocol == "rtmp":
             return f"rtmp://127.0.0.1:{self.rtmp}/{STREAM}"
-        if self.name == "floor":
-            return f"http://127.0.0.1:{self.http}/{STREAM}.flv"
         return f"http://127.0.0.1:{self.http}/{STREAM}.flv"
 
     def stop(self):
@@ -145,7 +149,7 @@ def bench_once(server, protocol, players, duration, workdir, extra=()):
            "--play", server.urls(protocol), "--players", str(players),
            "--ramp", "1000", "--duration", str(duration), "--warmup", "3",
            "--server-pid", str(server.proc.pid), "--json", str(out), "--label", label]
-    if server.name != "floor":
+    if not server.name.startswith("floor"):
         cmd += ["--publish", f"rtmp://127.0.0.1:{server.rtmp}/{STREAM}", "--file", str(FIXTURE)]
     cmd += list(extra)
     try:

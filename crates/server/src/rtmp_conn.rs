@@ -6,8 +6,10 @@
 //! below its bound (so a slow player lags in the hub's ring, never in our memory), and enforce
 //! the handshake and idle deadlines.
 
+use std::future::poll_fn;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,7 +17,6 @@ use std::time::Duration;
 use hub::{Publisher, PublisherInfo, Subscriber};
 use media::{Frame, MediaKind};
 use rtmp::{ServerConfig, ServerEvent, ServerSession};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -112,99 +113,125 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr
 }
 
 impl Conn {
-    async fn run(&mut self, mut sock: TcpStream) -> Result<(), ConnError> {
-        let (mut rd, mut wr) = sock.split();
+    async fn run(&mut self, sock: TcpStream) -> Result<(), ConnError> {
         let mut rbuf = vec![0u8; READ_BUF_MIN];
         let limits = self.shared.config.limits.clone();
-        let handshake_deadline =
-            Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let max_queued = self.shared.config.hub.viewer_max_queued_bytes;
         let batch = Duration::from_millis(self.shared.config.hub.viewer_batch_ms);
         let shutdown = self.shared.shutdown.clone();
+        // Futures that live across iterations: nothing is registered or torn down per frame.
+        let mut cancelled = pin!(shutdown.cancelled());
+        let mut deadline = pin!(tokio::time::sleep(Duration::from_millis(
+            limits.handshake_timeout_ms
+        )));
+        let mut batch_timer = pin!(tokio::time::sleep(Duration::ZERO));
         let mut last_activity = Instant::now();
-        // While a batching window is open, frames wait in the hub's ring (not woken for one
-        // by one) and the queue is not written; at its end everything ready goes in one write.
-        let mut batch_until: Option<Instant> = None;
+        // While a batching window is open, frames wait in the hub's ring (we are not woken for
+        // each) and the queue is not written; at its end everything ready goes in one write.
+        let mut batching = false;
         loop {
             self.drain_session()?;
+            if !batching && !self.out.is_empty() && self.write_ready(&sock)? {
+                last_activity = Instant::now();
+            }
             if self.closing && self.out.is_empty() {
-                let _ = wr.shutdown().await;
                 return Ok(());
             }
-            let (deadline, handshaking) = if self.app.is_none() {
-                (handshake_deadline, true)
-            } else {
-                (last_activity + idle, false)
-            };
-            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let n_iov = if batch_until.is_none() {
-                self.out.fill_slices(&mut iov)
-            } else {
-                0
-            };
-            let slices = &iov[..n_iov];
             let want_frames = !self.closing
-                && batch_until.is_none()
+                && !batching
                 && self.out.len() < max_queued
                 && self.playing.as_ref().is_some_and(|p| !p.paused);
+            let want_write = !batching && !self.out.is_empty();
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    self.say_goodbye()?;
-                    let flush = async {
-                        while !self.out.is_empty() {
-                            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-                            let k = self.out.fill_slices(&mut iov);
-                            let n = wr.write_vectored(&iov[..k]).await?;
-                            if n == 0 { break; }
-                            self.out.advance(n);
-                        }
-                        wr.shutdown().await
-                    };
-                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, flush).await;
+                _ = &mut cancelled => {
+                    self.say_goodbye();
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(&sock)).await;
                     return Ok(());
                 }
-                r = rd.read(&mut rbuf) => {
-                    let n = r?;
-                    if n == 0 {
+                r = poll_fn(|cx| sock.poll_read_ready(cx)) => {
+                    r?;
+                    if self.read_ready(&sock, &mut rbuf)? {
                         return Ok(());
                     }
                     last_activity = Instant::now();
+                }
+                r = poll_fn(|cx| sock.poll_write_ready(cx)), if want_write => r?,
+                item = next_frame(&mut self.playing), if want_frames => {
+                    self.on_frames(item);
+                    if !batch.is_zero() && self.playing.is_some() {
+                        batching = true;
+                        batch_timer.as_mut().reset(Instant::now() + batch);
+                    }
+                }
+                _ = &mut batch_timer, if batching => {
+                    batching = false;
+                    self.drain_ready();
+                }
+                _ = &mut deadline => {
+                    if self.app.is_none() {
+                        return Err(ConnError::HandshakeTimeout(limits.handshake_timeout_ms));
+                    }
+                    // Checked when the timer fires, not re-armed on every byte.
+                    let due = last_activity + idle;
+                    if due <= Instant::now() {
+                        return Err(ConnError::Idle(limits.idle_timeout_ms));
+                    }
+                    deadline.as_mut().reset(due);
+                }
+            }
+        }
+    }
+
+    /// Reads everything the socket has. Returns true at end of stream.
+    fn read_ready(&mut self, sock: &TcpStream, rbuf: &mut Vec<u8>) -> Result<bool, ConnError> {
+        loop {
+            match sock.try_read(rbuf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
                     self.session.handle_input(&rbuf[..n])?;
                     if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
                         rbuf.resize(rbuf.len() * 2, 0);
                     }
                 }
-                r = wr.write_vectored(slices), if !slices.is_empty() => {
-                    let n = r?;
-                    if n == 0 {
-                        return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
-                    }
-                    last_activity = Instant::now();
-                    self.out.advance(n);
-                    if self.playing.is_some() {
-                        self.shared.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                item = next_frame(&mut self.playing), if want_frames => {
-                    self.on_frames(item);
-                    if !batch.is_zero() && self.playing.is_some() {
-                        batch_until = Some(Instant::now() + batch);
-                    }
-                }
-                _ = sleep_until_opt(batch_until), if batch_until.is_some() => {
-                    batch_until = None;
-                    self.drain_ready();
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(if handshaking {
-                        ConnError::HandshakeTimeout(limits.handshake_timeout_ms)
-                    } else {
-                        ConnError::Idle(limits.idle_timeout_ms)
-                    });
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Writes as much of the queue as the socket takes now. Returns true if anything went.
+    fn write_ready(&mut self, sock: &TcpStream) -> Result<bool, ConnError> {
+        let mut wrote = false;
+        while !self.out.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let k = self.out.fill_slices(&mut iov);
+            match sock.try_write_vectored(&iov[..k]) {
+                Ok(0) => return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    self.out.advance(n);
+                    wrote = true;
+                    if self.playing.is_some() {
+                        self.shared
+                            .stats
+                            .viewer_writes
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(wrote)
+    }
+
+    /// Writes the whole queue (at shutdown, under a timeout).
+    async fn flush(&mut self, sock: &TcpStream) -> Result<(), ConnError> {
+        while !self.out.is_empty() {
+            sock.writable().await?;
+            self.write_ready(sock)?;
+        }
+        Ok(())
     }
 
     /// Encodes a batch: the frame that woke us and whatever else is ready now.
@@ -445,7 +472,7 @@ impl Conn {
     }
 
     /// Tells the peer the server is going away.
-    fn say_goodbye(&mut self) -> Result<(), ConnError> {
+    fn say_goodbye(&mut self) {
         if let Some(p) = self.playing.take() {
             self.session.send_status(
                 p.stream_id,
@@ -466,15 +493,6 @@ impl Conn {
         while let Some(b) = self.session.take_output() {
             self.out.push(b);
         }
-        Ok(())
-    }
-}
-
-/// Sleeps until `t` (pending forever when there is none).
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
