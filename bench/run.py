@@ -104,6 +104,9 @@ class Server:
         if self.name.startswith("sluice"):
             cmd = [str(RELEASE / "sluice"), "--rtmp-listen", f"127.0.0.1:{self.rtmp}",
                    "--http-listen", f"127.0.0.1:{self.http}", "--log-level", "warn"]
+            # 10,000 players plus the publisher exceed the default connection limit.
+            env["SLUICE_LIMITS_MAX_RTMP_CONNECTIONS"] = "30000"
+            env["SLUICE_LIMITS_MAX_HTTP_VIEWERS"] = "30000"
             if self.name == "sluice-b20":
                 env["SLUICE_HUB_VIEWER_BATCH_MS"] = "20"
         elif self.name == "nginx":

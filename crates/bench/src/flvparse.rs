@@ -22,9 +22,22 @@ pub struct TagSeen<'a> {
     pub timestamp: u32,
     /// Body length.
     pub len: u32,
-    /// The first bytes of the body (up to [`FINGERPRINT_PREFIX`]) for video tags; empty
+    /// The first bytes of the body: up to [`FINGERPRINT_PREFIX`] for video tags (latency
+    /// matching), [`AUDIO_PREFIX`] for audio tags (enough to tell a sequence header), none
     /// for other tags.
     pub prefix: &'a [u8],
+}
+
+/// Bytes of an audio body kept: sound format and AAC packet type.
+pub const AUDIO_PREFIX: usize = 2;
+
+/// How many leading body bytes are kept for a tag type.
+fn prefix_len_for(tag_type: u8) -> usize {
+    match tag_type {
+        flv::TAG_VIDEO => FINGERPRINT_PREFIX,
+        flv::TAG_AUDIO => AUDIO_PREFIX,
+        _ => 0,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,8 +123,9 @@ impl FlvHeaderParser {
                 State::Body(n) => {
                     let take = (n as usize).min(data.len());
                     let (now, rest) = data.split_at(take);
-                    if self.tag_type == flv::TAG_VIDEO && self.prefix_len < FINGERPRINT_PREFIX {
-                        let k = (FINGERPRINT_PREFIX - self.prefix_len).min(now.len());
+                    let keep = prefix_len_for(self.tag_type);
+                    if self.prefix_len < keep {
+                        let k = (keep - self.prefix_len).min(now.len());
                         self.prefix[self.prefix_len..self.prefix_len + k]
                             .copy_from_slice(&now[..k]);
                         self.prefix_len += k;
@@ -221,11 +235,7 @@ mod tests {
             .unwrap()
             .into_iter()
             .map(|t| {
-                let prefix = if t.tag_type == flv::TAG_VIDEO {
-                    t.body[..t.body.len().min(FINGERPRINT_PREFIX)].to_vec()
-                } else {
-                    Vec::new()
-                };
+                let prefix = t.body[..t.body.len().min(prefix_len_for(t.tag_type))].to_vec();
                 (t.tag_type, t.timestamp, t.body.len() as u32, prefix)
             })
             .collect();

@@ -263,6 +263,12 @@ impl PlayerStats {
         if tag_type != flv::TAG_AUDIO && tag_type != flv::TAG_VIDEO {
             return;
         }
+        // Sequence headers are not media: the first frame, the media clock and stalls count
+        // from the first coded frame (a server without a GOP cache sends headers at once and
+        // the first picture only at the next keyframe).
+        if crate::publish::is_config_tag(tag_type, prefix) {
+            return;
+        }
         if tag_type == flv::TAG_VIDEO {
             self.video_frames += 1;
             if self.first_frame_ns.is_none() {

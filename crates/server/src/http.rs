@@ -83,12 +83,12 @@ async fn flv(
     let cors = shared.config.http.cors_allow_origin.clone();
     if let Ok(ws) = ws {
         tracing::info!(%key, "ws-flv play");
-        let batch = Duration::from_millis(shared.config.hub.viewer_batch_ms);
+        let timing = Timing::new(&shared);
         let counter = shared.clone();
-        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit, batch, counter));
+        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit, timing, counter));
     }
     tracing::info!(%key, "http-flv play");
-    let batch = Duration::from_millis(shared.config.hub.viewer_batch_ms);
+    let timing = Timing::new(&shared);
     let state = (sub, FlvEgress::new(), (permit, shared.clone()), false);
     let body = futures_util::stream::unfold(
         state,
@@ -96,7 +96,7 @@ async fn flv(
             if ended {
                 return None;
             }
-            let ended = !fill_batch(&mut sub, &mut egress, batch).await;
+            let ended = !fill_batch(&mut sub, &mut egress, timing).await;
             let chunk = egress.take();
             if chunk.is_empty() {
                 return None;
@@ -123,16 +123,17 @@ async fn flv(
     resp
 }
 
-/// Waits for at least one frame, then takes whatever else is ready (bounded). Returns false
-/// when the stream has ended (after anything pending was encoded).
-async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress, batch: Duration) -> bool {
+/// Waits for at least one frame, then takes whatever else is ready (bounded), and lets
+/// trailing audio wait up to `audio_hold` for the next video frame. Returns false when the
+/// stream has ended (after anything pending was encoded).
+async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress, timing: Timing) -> bool {
     let Some(first) = sub.recv().await else {
         return false;
     };
     egress.push(&first);
-    if !batch.is_zero() {
+    if !timing.batch.is_zero() {
         // Let the frames of the window gather in the ring: one wake-up and one write for all.
-        tokio::time::sleep(batch).await;
+        tokio::time::sleep(timing.batch).await;
     }
     for _ in 1..MAX_BATCH_FRAMES {
         if egress.pending() >= MAX_BATCH_BYTES {
@@ -144,20 +145,47 @@ async fn fill_batch(sub: &mut Subscriber, egress: &mut FlvEgress, batch: Duratio
             TryRecv::Ended => return false,
         }
     }
+    if timing.audio_hold.is_zero() || !egress.hold.should_hold() {
+        return true;
+    }
+    let until = tokio::time::Instant::now() + timing.audio_hold;
+    while egress.hold.should_hold() && egress.pending() < MAX_BATCH_BYTES {
+        match tokio::time::timeout_at(until, sub.recv()).await {
+            Ok(Some(f)) => egress.push(&f),
+            Ok(None) => return false,
+            Err(_) => break,
+        }
+    }
     true
+}
+
+/// A viewer's write timing, from `[hub]`.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    batch: Duration,
+    audio_hold: Duration,
+}
+
+impl Timing {
+    fn new(shared: &Shared) -> Self {
+        Self {
+            batch: Duration::from_millis(shared.config.hub.viewer_batch_ms),
+            audio_hold: Duration::from_millis(shared.config.hub.audio_coalesce_ms),
+        }
+    }
 }
 
 async fn ws_flv(
     mut socket: WebSocket,
     mut sub: Subscriber,
     permit: OwnedSemaphorePermit,
-    batch: Duration,
+    timing: Timing,
     counter: Arc<Shared>,
 ) {
     let mut egress = FlvEgress::new();
     loop {
         tokio::select! {
-            more = fill_batch(&mut sub, &mut egress, batch) => {
+            more = fill_batch(&mut sub, &mut egress, timing) => {
                 let chunk = egress.take();
                 if !chunk.is_empty() {
                     counter.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::Shared;
-use crate::egress::{MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
+use crate::egress::{AudioHold, MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
 
 /// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
 /// viewer costs little memory.
@@ -54,6 +54,19 @@ struct Playing {
     paused: bool,
     audio: bool,
     video: bool,
+    hold: AudioHold,
+}
+
+/// Whether queued bytes may be written now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Write as soon as the socket takes it.
+    Open,
+    /// A batching window (`hub.viewer_batch_ms`): frames wait in the ring until it ends.
+    Batching,
+    /// Queued audio waits for the next video frame (`hub.audio_coalesce_ms`); frames are
+    /// still taken from the ring.
+    HoldingAudio,
 }
 
 /// A publisher's state on this connection.
@@ -119,30 +132,31 @@ impl Conn {
         let idle = Duration::from_millis(limits.idle_timeout_ms);
         let max_queued = self.shared.config.hub.viewer_max_queued_bytes;
         let batch = Duration::from_millis(self.shared.config.hub.viewer_batch_ms);
+        let audio_hold = Duration::from_millis(self.shared.config.hub.audio_coalesce_ms);
         let shutdown = self.shared.shutdown.clone();
         // Futures that live across iterations: nothing is registered or torn down per frame.
         let mut cancelled = pin!(shutdown.cancelled());
         let mut deadline = pin!(tokio::time::sleep(Duration::from_millis(
             limits.handshake_timeout_ms
         )));
-        let mut batch_timer = pin!(tokio::time::sleep(Duration::ZERO));
+        let mut gate_timer = pin!(tokio::time::sleep(Duration::ZERO));
         let mut last_activity = Instant::now();
         // While a batching window is open, frames wait in the hub's ring (we are not woken for
         // each) and the queue is not written; at its end everything ready goes in one write.
-        let mut batching = false;
+        let mut gate = Gate::Open;
         loop {
             self.drain_session()?;
-            if !batching && !self.out.is_empty() && self.write_ready(&sock)? {
+            if gate == Gate::Open && !self.out.is_empty() && self.write_ready(&sock)? {
                 last_activity = Instant::now();
             }
             if self.closing && self.out.is_empty() {
                 return Ok(());
             }
             let want_frames = !self.closing
-                && !batching
+                && gate != Gate::Batching
                 && self.out.len() < max_queued
                 && self.playing.as_ref().is_some_and(|p| !p.paused);
-            let want_write = !batching && !self.out.is_empty();
+            let want_write = gate == Gate::Open && !self.out.is_empty();
             tokio::select! {
                 _ = &mut cancelled => {
                     self.say_goodbye();
@@ -159,14 +173,24 @@ impl Conn {
                 r = poll_fn(|cx| sock.poll_write_ready(cx)), if want_write => r?,
                 item = next_frame(&mut self.playing), if want_frames => {
                     self.on_frames(item);
-                    if !batch.is_zero() && self.playing.is_some() {
-                        batching = true;
-                        batch_timer.as_mut().reset(Instant::now() + batch);
-                    }
+                    let hold = self.playing.as_ref().is_some_and(|p| p.hold.should_hold());
+                    gate = if !batch.is_zero() && self.playing.is_some() {
+                        gate_timer.as_mut().reset(Instant::now() + batch);
+                        Gate::Batching
+                    } else if hold && !audio_hold.is_zero() {
+                        if gate != Gate::HoldingAudio {
+                            gate_timer.as_mut().reset(Instant::now() + audio_hold);
+                        }
+                        Gate::HoldingAudio
+                    } else {
+                        Gate::Open
+                    };
                 }
-                _ = &mut batch_timer, if batching => {
-                    batching = false;
-                    self.drain_ready();
+                _ = &mut gate_timer, if gate != Gate::Open => {
+                    if gate == Gate::Batching {
+                        self.drain_ready();
+                    }
+                    gate = Gate::Open;
                 }
                 _ = &mut deadline => {
                     if self.app.is_none() {
@@ -263,6 +287,7 @@ impl Conn {
             };
             if wanted {
                 p.egress.push(&f, &mut self.out);
+                p.hold.saw(&f);
             }
             n += 1;
             if n >= MAX_BATCH_FRAMES {
@@ -458,6 +483,7 @@ impl Conn {
                     paused: false,
                     audio: true,
                     video: true,
+                    hold: AudioHold::default(),
                 });
             }
             Err(e) => {

@@ -451,3 +451,34 @@ async fn batching_window_cuts_writes_and_keeps_the_stream_whole() {
     );
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_rides_with_video_by_default() {
+    // Default config: no batching window, but audio waits (<= 50 ms) for the next video frame,
+    // so a viewer gets roughly one write per video frame instead of one per frame.
+    let server = start(test_config()).await;
+    let key = "live/coalesced";
+    let (rtmp, http, _) = urls(&server, key);
+    let _publisher = publish(&rtmp, -1, &["-re"]);
+    wait_live(&server, key).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let writes = &server.stats().viewer_writes;
+    let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+    let (r, h) = tokio::join!(ffmpeg_decode(&rtmp, 3.0), ffmpeg_decode(&http, 3.0));
+    let used = writes.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let frames = r.video_frames + r.audio_frames + h.video_frames + h.audio_frames;
+    for (name, d) in [("rtmp", &r), ("http-flv", &h)] {
+        assert!(d.stderr.trim().is_empty(), "{name}: {}", d.stderr);
+        assert!(
+            d.video_frames >= 70 && d.audio_frames >= 100,
+            "{name}: {d:?}"
+        );
+        assert_monotonic(name, &d.audio_dts);
+    }
+    eprintln!("FIGURE audio coalescing: {used} writes for {frames} decoded frames (2 viewers)");
+    assert!(
+        used * 100 < frames as u64 * 45,
+        "{used} writes for {frames} frames: audio should ride with video"
+    );
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}

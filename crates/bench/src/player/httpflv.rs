@@ -224,8 +224,11 @@ mod tests {
         let video = flv::read_all_tags(&file)
             .unwrap()
             .iter()
-            .filter(|t| t.tag_type == flv::TAG_VIDEO)
+            .filter(|t| {
+                t.tag_type == flv::TAG_VIDEO && !crate::publish::is_config_tag(t.tag_type, &t.body)
+            })
             .count() as u64;
+        // Coded video frames only: the sequence header is not a frame.
         // Chunk the file in 1000-byte chunks, then deliver the coded body in 333-byte reads.
         let mut coded = Vec::new();
         for c in file.chunks(1000) {
