@@ -100,26 +100,42 @@ fn rtmp_message_type(kind: MediaKind) -> (u8, u32) {
     }
 }
 
-/// Tracks whether a viewer's pending write ends with audio on a stream that has video: such
+/// Tracks whether a viewer's pending bytes are audio only, on a stream that has video: such
 /// audio may wait for the next video frame (up to `hub.audio_coalesce_ms`) so both go out in
-/// one write. At 25 fps with AAC that halves a viewer's writes, and writes are the cost.
+/// one write. Video itself is never held. At 25 fps with AAC this halves a viewer's writes,
+/// and writes are the cost.
 #[derive(Debug, Default)]
 pub(crate) struct AudioHold {
     has_video: bool,
-    ends_with_audio: bool,
+    pending_video: bool,
+    pending_audio: bool,
 }
 
 impl AudioHold {
     /// Notes a frame queued for the viewer.
     pub(crate) fn saw(&mut self, f: &Frame) {
-        let coded = f.role == FrameRole::Coded;
-        self.has_video |= coded && f.kind == MediaKind::Video;
-        self.ends_with_audio = coded && f.kind == MediaKind::Audio;
+        if f.role != FrameRole::Coded {
+            return;
+        }
+        match f.kind {
+            MediaKind::Video => {
+                self.has_video = true;
+                self.pending_video = true;
+            }
+            MediaKind::Audio => self.pending_audio = true,
+            MediaKind::Data => {}
+        }
     }
 
-    /// True when the queued bytes may wait for the next video frame.
+    /// The pending bytes are being written.
+    pub(crate) fn flushed(&mut self) {
+        self.pending_video = false;
+        self.pending_audio = false;
+    }
+
+    /// True when the pending bytes may wait for the next video frame.
     pub(crate) fn should_hold(&self) -> bool {
-        self.has_video && self.ends_with_audio
+        self.has_video && self.pending_audio && !self.pending_video
     }
 }
 
@@ -227,6 +243,7 @@ impl FlvEgress {
     /// later batch allocate at the largest size seen (the start-up GOP burst), costing tens
     /// of kilobytes per idle-ish viewer.
     pub(crate) fn take(&mut self) -> Bytes {
+        self.hold.flushed();
         std::mem::replace(&mut self.buf, BytesMut::with_capacity(FLV_BUF_INITIAL)).freeze()
     }
 
@@ -278,19 +295,24 @@ mod tests {
     #[test]
     fn audio_waits_for_video_only_on_streams_with_video() {
         let mut h = AudioHold::default();
-        let audio = Frame {
-            kind: MediaKind::Audio,
-            ..frame(MediaKind::Audio, FrameRole::Coded, 0)
-        };
+        let audio = frame(MediaKind::Audio, FrameRole::Coded, 0);
+        let video = frame(MediaKind::Video, FrameRole::Coded, 0);
         h.saw(&audio);
-        assert!(!h.should_hold(), "audio-only so far: never held");
-        h.saw(&frame(MediaKind::Video, FrameRole::Coded, 0));
-        assert!(!h.should_hold(), "ends with video: write now");
+        assert!(!h.should_hold(), "audio-only stream so far: never held");
+        h.saw(&video);
+        h.saw(&audio);
+        assert!(
+            !h.should_hold(),
+            "video pending: write now, with the audio after it"
+        );
+        h.flushed();
         h.saw(&audio);
         assert!(
             h.should_hold(),
-            "audio after video: wait for the next video frame"
+            "only audio pending: wait for the next video frame"
         );
+        h.saw(&video);
+        assert!(!h.should_hold());
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl Conn {
                         }
                         Gate::HoldingAudio
                     } else {
+                        self.open_gate();
                         Gate::Open
                     };
                 }
@@ -190,6 +191,7 @@ impl Conn {
                     if gate == Gate::Batching {
                         self.drain_ready();
                     }
+                    self.open_gate();
                     gate = Gate::Open;
                 }
                 _ = &mut deadline => {
@@ -298,6 +300,13 @@ impl Conn {
                 // An end of stream is seen by the next recv().
                 _ => None,
             };
+        }
+    }
+
+    /// The queued bytes are released to the socket.
+    fn open_gate(&mut self) {
+        if let Some(p) = self.playing.as_mut() {
+            p.hold.flushed();
         }
     }
 
