@@ -91,8 +91,10 @@ def plot(results):
             continue
         key = f"{r['server_name']} {r['protocol_name']}"
         cpu = g(r, "server", "cpu_percent_of_one_core")
+        n = r["players_requested"]
+        held = r.get("players_without_stalls", 0) >= 0.99 * n
         if cpu is not None:
-            data.setdefault(key, []).append((r["players_requested"], cpu))
+            data.setdefault(key, []).append((n, cpu, held))
     script = f"""
 import json, matplotlib
 matplotlib.use("Agg")
@@ -101,8 +103,11 @@ data = json.loads({json.dumps(json.dumps(data))})
 fig, ax = plt.subplots(figsize=(8, 5))
 for key, pts in sorted(data.items()):
     pts.sort()
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
-ax.set_xlabel("players")
+    line, = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+    bad = [p for p in pts if not p[2]]
+    ax.scatter([p[0] for p in bad], [p[1] for p in bad], marker="x", s=120, color=line.get_color())
+ax.set_xscale("log")
+ax.set_xlabel("players (x: did not hold them without stalls)")
 ax.set_ylabel("server CPU, % of one core")
 ax.set_title("Fan-out of one 232 kbps stream (server on one core; sluice-2core on two)")
 ax.grid(True, alpha=0.3)

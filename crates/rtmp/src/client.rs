@@ -162,8 +162,7 @@ pub struct ClientSession {
     out: BytesMut,
     events: VecDeque<ClientEvent>,
     bytes_received: u64,
-    last_ack_sent: u64,
-    peer_window: u32,
+    ack: AckWindow,
     /// `(app, tcUrl)` given before the handshake finished.
     pending_connect: Option<(String, String)>,
     connect_sent: bool,
@@ -193,8 +192,7 @@ impl ClientSession {
             out,
             events: VecDeque::new(),
             bytes_received: 0,
-            last_ack_sent: 0,
-            peer_window: 0,
+            ack: AckWindow::default(),
             pending_connect: None,
             connect_sent: false,
             waiting: Vec::new(),
@@ -245,12 +243,8 @@ impl ClientSession {
                 break;
             }
         }
-        if self.peer_window > 0
-            && self.bytes_received - self.last_ack_sent >= u64::from(self.peer_window)
-        {
-            self.last_ack_sent = self.bytes_received;
-            // The sequence number wraps at 32 bits by definition.
-            self.send_control(ControlMessage::Acknowledgement(self.bytes_received as u32));
+        if let Some(seq) = self.ack.due(self.bytes_received) {
+            self.send_control(ControlMessage::Acknowledgement(seq));
         }
         Ok(())
     }
@@ -478,7 +472,7 @@ impl ClientSession {
 
     fn handle_control(&mut self, c: ControlMessage) {
         match c {
-            ControlMessage::WindowAckSize(size) => self.peer_window = size,
+            ControlMessage::WindowAckSize(size) => self.ack.set_window(size),
             ControlMessage::UserControl(UserControlEvent::PingRequest(ts)) => self.send_control(
                 ControlMessage::UserControl(UserControlEvent::PingResponse(ts)),
             ),

@@ -205,6 +205,37 @@ impl ControlMessage {
     }
 }
 
+/// When we owe the peer an Acknowledgement: it announced a window (Window Acknowledgement
+/// Size) and we have received that many bytes since our last one. Shared by the server and
+/// client sessions.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AckWindow {
+    window: u32,
+    last_acked: u64,
+}
+
+impl AckWindow {
+    /// Records the peer's Window Acknowledgement Size (0: the peer wants no acks).
+    pub fn set_window(&mut self, window: u32) {
+        self.window = window;
+    }
+
+    /// The peer's window.
+    pub fn window(&self) -> u32 {
+        self.window
+    }
+
+    /// Given the total bytes received, the sequence number to acknowledge now, if one is due.
+    pub fn due(&mut self, received: u64) -> Option<u32> {
+        if self.window == 0 || received.saturating_sub(self.last_acked) < u64::from(self.window) {
+            return None;
+        }
+        self.last_acked = received;
+        // The sequence number wraps at 32 bits by definition.
+        Some(received as u32)
+    }
+}
+
 /// One message inside an aggregate message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubMessage {
@@ -253,6 +284,18 @@ pub fn split_aggregate(payload: &Bytes, aggregate_ts: u32) -> Result<Vec<SubMess
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ack_window_acknowledges_once_per_window() {
+        let mut a = AckWindow::default();
+        assert_eq!(a.due(10_000_000), None, "no window announced: no acks");
+        a.set_window(1000);
+        assert_eq!(a.due(999), None);
+        assert_eq!(a.due(1000), Some(1000));
+        assert_eq!(a.due(1999), None);
+        assert_eq!(a.due(5000), Some(5000));
+        assert_eq!(a.due((1 << 32) + 7000), Some(7000), "sequence numbers wrap at 32 bits");
+    }
 
     #[test]
     fn user_control_round_trip() {

@@ -183,8 +183,7 @@ pub struct ServerSession {
     events: VecDeque<ServerEvent>,
     bytes_received: u64,
     bytes_sent: u64,
-    last_ack_sent: u64,
-    peer_window: u32,
+    ack: AckWindow,
     peer_bandwidth: Option<(u32, u8)>,
     last_ack_received: u32,
     buffer_lengths: HashMap<u32, u32>,
@@ -218,8 +217,7 @@ impl ServerSession {
             events: VecDeque::new(),
             bytes_received: 0,
             bytes_sent: 0,
-            last_ack_sent: 0,
-            peer_window: 0,
+            ack: AckWindow::default(),
             peer_bandwidth: None,
             last_ack_received: 0,
             buffer_lengths: HashMap::new(),
@@ -258,12 +256,8 @@ impl ServerSession {
                 });
             }
         }
-        if self.peer_window > 0
-            && self.bytes_received - self.last_ack_sent >= u64::from(self.peer_window)
-        {
-            self.last_ack_sent = self.bytes_received;
-            // The sequence number wraps at 32 bits by definition.
-            self.send_control(ControlMessage::Acknowledgement(self.bytes_received as u32));
+        if let Some(seq) = self.ack.due(self.bytes_received) {
+            self.send_control(ControlMessage::Acknowledgement(seq));
         }
         Ok(())
     }
@@ -315,7 +309,7 @@ impl ServerSession {
 
     /// The peer's Window Acknowledgement Size (0 until it sends one).
     pub fn peer_window_ack_size(&self) -> u32 {
-        self.peer_window
+        self.ack.window()
     }
 
     /// The peer's Set Peer Bandwidth `(size, limit type)`, if it sent one.
@@ -520,7 +514,7 @@ impl ServerSession {
     fn handle_control(&mut self, c: ControlMessage) {
         match c {
             ControlMessage::Acknowledgement(seq) => self.last_ack_received = seq,
-            ControlMessage::WindowAckSize(size) => self.peer_window = size,
+            ControlMessage::WindowAckSize(size) => self.ack.set_window(size),
             ControlMessage::SetPeerBandwidth { size, limit_type } => {
                 self.peer_bandwidth = Some((size, limit_type));
             }
