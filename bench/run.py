@@ -221,7 +221,11 @@ def main():
                 results.append(r)
     (workdir / "all.json").write_text(json.dumps(results, indent=2))
     log(f"results in {workdir}")
-    subprocess.run([sys.executable, str(BENCH / "report.py"), str(workdir / "all.json")], check=True)
+    # Keep the raw figures beside the tables they make.
+    kept = ROOT / "docs" / "bench-results" / (time.strftime("%Y-%m-%d") + ".json")
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(workdir / "all.json", kept)
+    subprocess.run([sys.executable, str(BENCH / "report.py"), str(kept)], check=True)
 
 
 if __name__ == "__main__":
