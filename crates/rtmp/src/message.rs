@@ -294,7 +294,11 @@ mod tests {
         assert_eq!(a.due(1000), Some(1000));
         assert_eq!(a.due(1999), None);
         assert_eq!(a.due(5000), Some(5000));
-        assert_eq!(a.due((1 << 32) + 7000), Some(7000), "sequence numbers wrap at 32 bits");
+        assert_eq!(
+            a.due((1 << 32) + 7000),
+            Some(7000),
+            "sequence numbers wrap at 32 bits"
+        );
     }
 
     #[test]

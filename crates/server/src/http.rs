@@ -1,4 +1,5 @@
-//! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`.
+//! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`,
+//! Prometheus metrics on `/metrics` and the REST API under `/api/v1`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::Shared;
+use crate::counters::{ViewerGuard, ViewerProtocol};
 use crate::egress::{FlvEgress, MAX_BATCH_FRAMES};
 
 /// Bytes of FLV gathered into one HTTP chunk / WebSocket message at most.
@@ -42,9 +44,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
 
 /// The HTTP routes (a function so tests can call it without a socket).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    // `/metrics` has one segment and the API paths three or more, so the two-segment media
+    // route below never shadows them.
     Router::new()
+        .route("/metrics", get(metrics))
+        .merge(crate::api::routes())
         .route("/{app}/{file}", get(flv))
         .with_state(shared)
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = crate::metrics::render(&shared);
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
@@ -70,6 +81,7 @@ async fn flv(
     let key = format!("{app}/{name}");
     let Ok(permit) = shared.http_viewer_slots.clone().try_acquire_owned() else {
         tracing::warn!(%key, "flv viewer refused: limits.max_http_viewers reached");
+        shared.stats.http_refused.fetch_add(1, Ordering::Relaxed);
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many viewers".to_owned(),
@@ -85,11 +97,22 @@ async fn flv(
         tracing::info!(%key, "ws-flv play");
         let timing = Timing::new(&shared);
         let counter = shared.clone();
-        return ws.on_upgrade(move |socket| ws_flv(socket, sub, permit, timing, counter));
+        return ws.on_upgrade(move |socket| async move {
+            let guard = ViewerGuard::new(&counter, &key, ViewerProtocol::WsFlv);
+            ws_flv(socket, sub, permit, timing, counter, guard).await;
+        });
     }
     tracing::info!(%key, "http-flv play");
     let timing = Timing::new(&shared);
-    let state = (sub, FlvEgress::new(), (permit, shared.clone()), false);
+    let guard = ViewerGuard::new(&shared, &key, ViewerProtocol::HttpFlv);
+    // The guard lives in the body stream: dropped (viewer count decremented) when the body
+    // ends or the client goes away.
+    let state = (
+        sub,
+        FlvEgress::new(),
+        (permit, shared.clone(), guard),
+        false,
+    );
     let body = futures_util::stream::unfold(
         state,
         move |(mut sub, mut egress, held, ended)| async move {
@@ -102,6 +125,7 @@ async fn flv(
                 return None;
             }
             held.1.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+            held.2.sent(chunk.len());
             Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, held, ended)))
         },
     );
@@ -181,6 +205,7 @@ async fn ws_flv(
     permit: OwnedSemaphorePermit,
     timing: Timing,
     counter: Arc<Shared>,
+    guard: ViewerGuard,
 ) {
     let mut egress = FlvEgress::new();
     loop {
@@ -189,9 +214,11 @@ async fn ws_flv(
                 let chunk = egress.take();
                 if !chunk.is_empty() {
                     counter.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+                    let n = chunk.len();
                     if socket.send(Message::Binary(chunk)).await.is_err() {
                         break;
                     }
+                    guard.sent(n);
                 }
                 if !more {
                     let _ = socket.send(Message::Close(None)).await;
@@ -204,5 +231,6 @@ async fn ws_flv(
             }
         }
     }
+    drop(guard);
     drop(permit);
 }

@@ -4,10 +4,14 @@
 //! [`start`] binds every listener and returns a [`RunningServer`] that knows its bound
 //! addresses (tests bind port 0) and shuts everything down in bounded time.
 
+mod api;
 pub mod config;
+mod counters;
 mod demo;
 mod egress;
 mod http;
+mod metrics;
+mod procfs;
 mod rtmp_conn;
 mod rtmp_server;
 
@@ -22,8 +26,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use api::{API_ROUTES, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, OPENAPI_JSON};
 pub use config::Config;
+pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
+pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 /// Errors of the server crate.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,11 @@ pub enum ServerError {
     Demo(String),
 }
 
-/// Server-wide counters (atomics, read by tests today and by the metrics endpoint later).
+/// Reasons a connection or viewer is refused: the fixed label set of
+/// `sluice_connections_refused_total{reason}`.
+pub const REFUSE_REASONS: [&str; 1] = ["limit"];
+
+/// Server-wide counters (atomics, read by tests and by the metrics endpoint).
 #[derive(Debug, Default)]
 pub struct ServerStats {
     /// RTMP connections accepted.
@@ -63,6 +74,15 @@ pub struct ServerStats {
     /// Socket writes (RTMP) and body chunks or messages (HTTP-FLV, WS-FLV) sent to viewers:
     /// the figure that batching (`hub.viewer_batch_ms`) brings down.
     pub viewer_writes: AtomicU64,
+    /// HTTP-FLV and WebSocket-FLV viewers refused by `limits.max_http_viewers` (reason
+    /// `limit`).
+    pub http_refused: AtomicU64,
+    /// Bytes read from RTMP connections (publishers' media and every client's commands).
+    pub rtmp_bytes_in: AtomicU64,
+    /// Bytes sent to viewers, by protocol.
+    pub bytes_out: PerProtocol,
+    /// Viewers attached now, by protocol.
+    pub viewers: PerProtocol,
 }
 
 /// State shared by every connection of one server.
@@ -73,6 +93,19 @@ pub(crate) struct Shared {
     pub(crate) rtmp_slots: Arc<Semaphore>,
     pub(crate) http_viewer_slots: Arc<Semaphore>,
     pub(crate) stats: ServerStats,
+    pub(crate) streams: StreamRegistry,
+    pub(crate) started: std::time::Instant,
+    pub(crate) rtmp_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("rtmp_addr", &self.rtmp_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A started server: its bound addresses and a handle to stop it.
@@ -105,6 +138,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         hub,
         shutdown: CancellationToken::new(),
         stats: ServerStats::default(),
+        streams: StreamRegistry::default(),
+        started: std::time::Instant::now(),
+        rtmp_addr,
+        http_addr,
     });
     let tracker = TaskTracker::new();
     tracker.spawn(rtmp_server::run(
@@ -157,6 +194,16 @@ impl RunningServer {
     /// Server-wide counters.
     pub fn stats(&self) -> &ServerStats {
         &self.shared.stats
+    }
+
+    /// The server's per-stream counters (viewers and egress by protocol, codec details).
+    pub fn stream_counters(&self) -> &StreamRegistry {
+        &self.shared.streams
+    }
+
+    /// The Prometheus exposition text `GET /metrics` serves.
+    pub fn metrics_text(&self) -> String {
+        metrics::render(&self.shared)
     }
 
     /// Publishes the bundled looping demo clip at [`DEMO_KEY`] until shutdown.

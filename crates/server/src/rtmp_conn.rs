@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::Shared;
+use crate::counters::{StreamCounters, ViewerGuard, ViewerProtocol};
 use crate::egress::{AudioHold, MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
 
 /// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
@@ -55,6 +56,8 @@ struct Playing {
     audio: bool,
     video: bool,
     hold: AudioHold,
+    /// Counts this viewer and its bytes (decrements on every exit path when dropped).
+    viewer: ViewerGuard,
 }
 
 /// Whether queued bytes may be written now.
@@ -73,6 +76,8 @@ enum Gate {
 struct Publishing {
     stream_id: u32,
     publisher: Publisher,
+    /// Where the publisher's sequence headers are recorded.
+    counters: Arc<StreamCounters>,
 }
 
 struct Conn {
@@ -215,6 +220,10 @@ impl Conn {
             match sock.try_read(rbuf) {
                 Ok(0) => return Ok(true),
                 Ok(n) => {
+                    self.shared
+                        .stats
+                        .rtmp_bytes_in
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     self.session.handle_input(&rbuf[..n])?;
                     if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
                         rbuf.resize(rbuf.len() * 2, 0);
@@ -237,11 +246,12 @@ impl Conn {
                 Ok(n) => {
                     self.out.advance(n);
                     wrote = true;
-                    if self.playing.is_some() {
+                    if let Some(p) = &self.playing {
                         self.shared
                             .stats
                             .viewer_writes
                             .fetch_add(1, Ordering::Relaxed);
+                        p.viewer.sent(n);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -373,6 +383,7 @@ impl Conn {
                     return Ok(());
                 }
                 let frame = flv::frame_from_tag(msg_type, timestamp, payload)?;
+                p.counters.observe(&frame);
                 p.publisher.push(frame);
             }
             ServerEvent::Unpublish { stream_id } | ServerEvent::DeleteStream { stream_id } => {
@@ -454,6 +465,7 @@ impl Conn {
                 self.publishing = Some(Publishing {
                     stream_id,
                     publisher,
+                    counters: self.shared.streams.get_or_create(&key),
                 });
             }
             Err(e) => {
@@ -493,6 +505,7 @@ impl Conn {
                     audio: true,
                     video: true,
                     hold: AudioHold::default(),
+                    viewer: ViewerGuard::new(&self.shared, &key, ViewerProtocol::Rtmp),
                 });
             }
             Err(e) => {

@@ -358,3 +358,67 @@ pub async fn expect_closed(sock: &mut TcpStream, timeout: Duration) -> Bytes {
         }
     }
 }
+
+/// ffmpeg playing `url` (copying, discarding the output) until killed or dropped.
+pub fn play_null(url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", url])
+        .args(["-c", "copy", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (the test command installs it)")
+}
+
+/// A response read by [`http_get`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A raw HTTP/1.0 GET (the server closes after the body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
+    let fut = async {
+        let mut sock = TcpStream::connect(addr).await.expect("connect");
+        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        let mut raw = Vec::new();
+        sock.read_to_end(&mut raw).await.expect("response");
+        raw
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("HTTP response in time");
+    let text = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    HttpResponse {
+        status,
+        content_type,
+        body: body.to_owned(),
+    }
+}

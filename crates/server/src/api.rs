@@ -1,0 +1,463 @@
+//! The REST API under `/api/v1` (JSON), described by `openapi.json` served at
+//! `/api/v1/openapi.json`.
+//!
+//! Responses are built from the same snapshots as `/metrics`: the hub's
+//! [`hub::StreamSnapshot`]s plus the server's [`crate::StreamCounters`]. Errors are JSON
+//! objects with a stable `code` and a human `message`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hub::StreamSnapshot;
+use media::Codec;
+use serde::Serialize;
+
+use crate::Shared;
+use crate::counters::{StreamCounters, ViewerProtocol};
+
+/// Page size of lists when `limit` is not given.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+/// Largest accepted `limit`.
+pub const MAX_PAGE_LIMIT: usize = 1000;
+
+/// Every route the API serves (the OpenAPI document must describe each; a test checks it).
+pub const API_ROUTES: [&str; 4] = [
+    "/api/v1/server",
+    "/api/v1/streams",
+    "/api/v1/streams/{app}/{stream}",
+    "/api/v1/openapi.json",
+];
+
+/// The OpenAPI 3.1 document of the API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// The API routes, merged into the HTTP router.
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    let [server_path, streams_path, stream_path, openapi_path] = API_ROUTES;
+    Router::new()
+        .route(server_path, get(server))
+        .route(streams_path, get(list_streams))
+        .route(stream_path, get(stream_detail))
+        .route(openapi_path, get(openapi))
+        .route("/api/v1/{*rest}", get(unknown))
+}
+
+/// An API error: HTTP status plus `{"code", "message"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code,
+            message: &self.message,
+        };
+        (self.status, json_body(&body)).into_response()
+    }
+}
+
+fn json_body<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_string(v) {
+        Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!(r#"{{"code":"internal","message":"{e}"}}"#),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /api/v1/server`.
+#[derive(Debug, Serialize)]
+struct ServerInfo {
+    version: &'static str,
+    uptime_seconds: f64,
+    listeners: Listeners,
+    streams: usize,
+    config: ConfigSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct Listeners {
+    rtmp: String,
+    http: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigSummary {
+    chunk_size: u32,
+    gop: GopLimits,
+    batching: Batching,
+    publisher_grace_ms: u64,
+    limits: Limits,
+}
+
+#[derive(Debug, Serialize)]
+struct GopLimits {
+    max_frames: usize,
+    max_bytes: usize,
+    max_duration_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Batching {
+    viewer_batch_ms: u64,
+    audio_coalesce_ms: u64,
+    viewer_max_queued_bytes: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Limits {
+    max_rtmp_connections: usize,
+    max_http_viewers: usize,
+    max_streams: usize,
+    handshake_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    max_message_len: u32,
+}
+
+async fn server(State(shared): State<Arc<Shared>>) -> Response {
+    let c = &shared.config;
+    json_body(&ServerInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: shared.started.elapsed().as_secs_f64(),
+        listeners: Listeners {
+            rtmp: shared.rtmp_addr.to_string(),
+            http: shared.http_addr.to_string(),
+        },
+        streams: shared.hub.streams().len(),
+        config: ConfigSummary {
+            chunk_size: c.rtmp.chunk_size,
+            gop: GopLimits {
+                max_frames: c.hub.gop_max_frames,
+                max_bytes: c.hub.gop_max_bytes,
+                max_duration_ms: c.hub.gop_max_duration_ms,
+            },
+            batching: Batching {
+                viewer_batch_ms: c.hub.viewer_batch_ms,
+                audio_coalesce_ms: c.hub.audio_coalesce_ms,
+                viewer_max_queued_bytes: c.hub.viewer_max_queued_bytes,
+            },
+            publisher_grace_ms: c.hub.publisher_grace_ms,
+            limits: Limits {
+                max_rtmp_connections: c.limits.max_rtmp_connections,
+                max_http_viewers: c.limits.max_http_viewers,
+                max_streams: c.limits.max_streams,
+                handshake_timeout_ms: c.limits.handshake_timeout_ms,
+                idle_timeout_ms: c.limits.idle_timeout_ms,
+                max_message_len: c.limits.max_message_len,
+            },
+        },
+    })
+}
+
+/// One stream, as listed and as detailed.
+#[derive(Debug, Serialize)]
+struct StreamInfo {
+    key: String,
+    live: bool,
+    publisher: Option<Publisher>,
+    video: Option<Video>,
+    audio: Option<Audio>,
+    ingest: Ingest,
+    viewers: PerProtocol,
+    egress_bytes: PerProtocol,
+    dropped_frames: u64,
+    gop: Gop,
+    keyframe_interval_ms: Option<u64>,
+    publisher_connects: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Publisher {
+    protocol: &'static str,
+    remote: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Video {
+    codec: String,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Audio {
+    codec: String,
+    sample_rate: Option<u32>,
+    channels: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct Ingest {
+    bytes: u64,
+    frames: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct PerProtocol {
+    rtmp: u64,
+    #[serde(rename = "http-flv")]
+    http_flv: u64,
+    #[serde(rename = "ws-flv")]
+    ws_flv: u64,
+}
+
+impl PerProtocol {
+    fn of(p: &crate::counters::PerProtocol) -> Self {
+        Self {
+            rtmp: p.get(ViewerProtocol::Rtmp),
+            http_flv: p.get(ViewerProtocol::HttpFlv),
+            ws_flv: p.get(ViewerProtocol::WsFlv),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Gop {
+    frames: usize,
+    bytes: usize,
+}
+
+fn stream_info(snap: StreamSnapshot, c: &StreamCounters) -> StreamInfo {
+    StreamInfo {
+        live: snap.is_live,
+        publisher: snap.publisher.map(|p| Publisher {
+            protocol: p.protocol,
+            remote: p.remote,
+        }),
+        video: snap.video_codec.map(|codec| Video {
+            codec: codec_name(codec),
+            width: StreamCounters::known(&c.width),
+            height: StreamCounters::known(&c.height),
+        }),
+        audio: snap.audio_codec.map(|codec| Audio {
+            codec: codec_name(codec),
+            sample_rate: StreamCounters::known(&c.sample_rate),
+            channels: StreamCounters::known(&c.channels),
+        }),
+        ingest: Ingest {
+            bytes: snap.bytes_in,
+            frames: snap.frames_in,
+        },
+        viewers: PerProtocol::of(&c.viewers),
+        egress_bytes: PerProtocol::of(&c.egress_bytes),
+        dropped_frames: snap.dropped_frames,
+        gop: Gop {
+            frames: snap.gop_frames,
+            bytes: snap.gop_bytes,
+        },
+        keyframe_interval_ms: snap.keyframe_interval_ms,
+        publisher_connects: snap.publisher_connects,
+        key: snap.key,
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    total: usize,
+    offset: usize,
+    limit: usize,
+}
+
+/// `offset` and `limit` of a list request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pagination {
+    pub(crate) offset: usize,
+    pub(crate) limit: usize,
+}
+
+impl Pagination {
+    /// Parses `offset=&limit=` from a query string (other parameters are ignored).
+    pub(crate) fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut p = Pagination {
+            offset: 0,
+            limit: DEFAULT_PAGE_LIMIT,
+        };
+        let bad = |message: String| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_pagination",
+            message,
+        };
+        for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "offset" => {
+                    p.offset = v.parse().map_err(|_| {
+                        bad(format!("offset must be a non-negative integer, got {v:?}"))
+                    })?;
+                }
+                "limit" => {
+                    let limit: usize = v.parse().map_err(|_| {
+                        bad(format!(
+                            "limit must be an integer in 1..={MAX_PAGE_LIMIT}, got {v:?}"
+                        ))
+                    })?;
+                    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+                        return Err(bad(format!(
+                            "limit must be in 1..={MAX_PAGE_LIMIT}, got {limit}"
+                        )));
+                    }
+                    p.limit = limit;
+                }
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// The index range of this page in a list of `total` items.
+    pub(crate) fn range(self, total: usize) -> std::ops::Range<usize> {
+        let start = self.offset.min(total);
+        start..start.saturating_add(self.limit).min(total)
+    }
+}
+
+async fn list_streams(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let page = match Pagination::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let mut snaps = shared.hub.streams();
+    shared
+        .streams
+        .retain_streams(snaps.iter().map(|s| s.key.as_str()));
+    snaps.sort_by(|a, b| a.key.cmp(&b.key));
+    let total = snaps.len();
+    let range = page.range(total);
+    let items = snaps
+        .into_iter()
+        .skip(range.start)
+        .take(range.len())
+        .map(|s| {
+            let c = shared.streams.get(&s.key).unwrap_or_default();
+            stream_info(s, &c)
+        })
+        .collect();
+    json_body(&Page {
+        items,
+        total,
+        offset: page.offset,
+        limit: page.limit,
+    })
+}
+
+async fn stream_detail(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream)): Path<(String, String)>,
+) -> Response {
+    let key = format!("{app}/{stream}");
+    match shared.hub.stream(&key) {
+        Some(snap) => {
+            let c = shared.streams.get(&key).unwrap_or_default();
+            json_body(&stream_info(snap, &c))
+        }
+        None => ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "stream_not_found",
+            message: format!("no stream {key:?}"),
+        }
+        .into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+}
+
+async fn unknown(Path(rest): Path<String>) -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no API resource /api/v1/{rest}"),
+    }
+    .into_response()
+}
+
+/// The lower-case codec name used by metrics labels and the API (`h264`, `aac`, ...).
+pub(crate) fn codec_name(c: Codec) -> String {
+    match c {
+        Codec::H264 => "h264".into(),
+        Codec::H265 => "h265".into(),
+        Codec::Av1 => "av1".into(),
+        Codec::Vp9 => "vp9".into(),
+        Codec::Vp8 => "vp8".into(),
+        Codec::Aac => "aac".into(),
+        Codec::Mp3 => "mp3".into(),
+        Codec::Opus => "opus".into(),
+        Codec::Script => "script".into(),
+        Codec::Other(id) => format!("other-{id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination_defaults_and_bounds() {
+        assert_eq!(
+            Pagination::parse(None).unwrap(),
+            Pagination {
+                offset: 0,
+                limit: DEFAULT_PAGE_LIMIT
+            }
+        );
+        assert_eq!(
+            Pagination::parse(Some("limit=2&offset=5&x=y")).unwrap(),
+            Pagination {
+                offset: 5,
+                limit: 2
+            }
+        );
+        for q in ["limit=0", "limit=1001", "limit=-1", "offset=x", "limit="] {
+            let e = Pagination::parse(Some(q)).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{q}");
+            assert_eq!(e.code, "invalid_pagination");
+        }
+        assert!(Pagination::parse(Some("limit=1000")).is_ok());
+    }
+
+    #[test]
+    fn page_ranges() {
+        let p = |offset, limit| Pagination { offset, limit };
+        assert_eq!(p(0, 2).range(3), 0..2);
+        assert_eq!(p(2, 2).range(3), 2..3);
+        assert_eq!(p(3, 2).range(3), 3..3);
+        assert_eq!(p(usize::MAX, 1000).range(3), 3..3);
+        assert_eq!(p(1, 1000).range(0), 0..0);
+    }
+
+    #[test]
+    fn openapi_document_lists_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for r in API_ROUTES {
+            assert!(doc["paths"][r]["get"].is_object(), "{r} undocumented");
+        }
+        assert_eq!(doc["paths"].as_object().unwrap().len(), API_ROUTES.len());
+    }
+
+    #[test]
+    fn codec_names() {
+        assert_eq!(codec_name(Codec::H264), "h264");
+        assert_eq!(codec_name(Codec::Other(12)), "other-12");
+    }
+}

@@ -1,0 +1,440 @@
+//! End-to-end tests of `/metrics` and the REST API with real clients: ffmpeg publishes and
+//! plays over RTMP, a raw client plays HTTP-FLV, and raw HTTP/1.0 requests scrape and query.
+//! The OpenAPI document is kept true here: every documented path is fetched and its response
+//! validated against the documented schema.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use hub::PublisherInfo;
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// Scrapes `/metrics` and parses the exposition into `series -> value`.
+async fn scrape(server: &sluice_server::RunningServer) -> HashMap<String, f64> {
+    let r = http_get(server.http_addr(), "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.content_type.starts_with("text/plain; version=0.0.4"),
+        "{}",
+        r.content_type
+    );
+    let mut out = HashMap::new();
+    for line in r
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        out.insert(series.to_owned(), value.parse().expect("a number"));
+    }
+    out
+}
+
+fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
+    *m.get(series)
+        .unwrap_or_else(|| panic!("no series {series}; have {:?}", m.keys()))
+}
+
+/// Polls the metrics until `pred` holds (bounded).
+async fn scrape_until(
+    server: &sluice_server::RunningServer,
+    what: &str,
+    pred: impl Fn(&HashMap<String, f64>) -> bool,
+) -> HashMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(server).await;
+        if pred(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "never: {what}; metrics: {m:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Validates `v` against the subset of JSON Schema the document uses: `$ref` (to
+/// `#/components/schemas/..`), `oneOf`, `type` (a name or a list), `properties`, `required`,
+/// `items`, `minimum`, `maximum`, `additionalProperties: false`.
+fn validate(doc: &Value, schema: &Value, v: &Value, at: &str) {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("unsupported $ref {r}"));
+        let target = &doc["components"]["schemas"][name];
+        assert!(target.is_object(), "{at}: dangling $ref {r}");
+        return validate(doc, target, v, at);
+    }
+    if let Some(options) = schema["oneOf"].as_array() {
+        let ok = options
+            .iter()
+            .filter(|s| std::panic::catch_unwind(|| validate(doc, s, v, at)).is_ok());
+        assert_eq!(
+            ok.count(),
+            1,
+            "{at}: {v} matches not exactly one of {options:?}"
+        );
+        return;
+    }
+    if !schema["type"].is_null() {
+        let types: Vec<&str> = match &schema["type"] {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+            other => panic!("{at}: bad type {other}"),
+        };
+        let matches = |t: &str| match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            "integer" => v.is_u64() || v.is_i64(),
+            "number" => v.is_number(),
+            other => panic!("{at}: unknown type {other}"),
+        };
+        assert!(
+            types.iter().any(|t| matches(t)),
+            "{at}: {v} is not {types:?}"
+        );
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(min) = schema["minimum"].as_f64() {
+            assert!(n >= min, "{at}: {n} < minimum {min}");
+        }
+        if let Some(max) = schema["maximum"].as_f64() {
+            assert!(n <= max, "{at}: {n} > maximum {max}");
+        }
+    }
+    if let Some(obj) = v.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            let r = r.as_str().expect("required names");
+            assert!(obj.contains_key(r), "{at}: missing required {r} in {v}");
+        }
+        if let Some(props) = schema["properties"].as_object() {
+            for (k, s) in props {
+                if let Some(x) = obj.get(k) {
+                    validate(doc, s, x, &format!("{at}.{k}"));
+                }
+            }
+            if schema["additionalProperties"] == false {
+                for k in obj.keys() {
+                    assert!(props.contains_key(k), "{at}: undocumented property {k}");
+                }
+            }
+        }
+    }
+    if let (Some(items), Some(arr)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in arr.iter().enumerate() {
+            validate(doc, items, x, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+/// Fetches every documented path (path parameters filled from `key`) and checks the 200
+/// response against its schema; checks every served API route is documented.
+async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
+    let r = http_get(server.http_addr(), "/api/v1/openapi.json").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "application/json");
+    let doc = r.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    for (name, s) in schemas {
+        if s["type"] == "object" {
+            assert_eq!(s["additionalProperties"], false, "{name} must be closed");
+        }
+    }
+    for route in sluice_server::API_ROUTES {
+        assert!(paths.contains_key(route), "route {route} is not documented");
+    }
+    let (app, stream) = key.split_once('/').expect("app/stream");
+    for (path, item) in paths {
+        let url = path.replace("{app}", app).replace("{stream}", stream);
+        let r = http_get(server.http_addr(), &url).await;
+        assert_eq!(r.status, 200, "{url}: {}", r.body);
+        assert_eq!(r.content_type, "application/json", "{url}");
+        let schema = &item["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+        assert!(schema.is_object(), "{path}: no 200 schema");
+        validate(&doc, schema, &r.json(), &url);
+        // Documented error responses use the Error schema.
+        for (status, resp) in item["get"]["responses"].as_object().expect("responses") {
+            if status != "200" {
+                let s = &resp["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(s, "#/components/schemas/Error", "{path} {status}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_api_follow_a_live_stream() {
+    let mut cfg = test_config();
+    cfg.hub.publisher_grace_ms = 300;
+    let server = start(cfg).await;
+    let key = "live/x";
+    let rtmp = format!("rtmp://{}/{key}", server.rtmp_addr());
+    let mut publisher = publish(&rtmp, -1, &["-re"]);
+    wait_live(&server, key).await;
+    let mut rtmp_player = play_null(&rtmp);
+    let mut flv_player = RawFlvClient::connect(server.http_addr(), &format!("/{key}.flv")).await;
+    assert!(
+        !flv_player
+            .read_tags(Duration::from_secs(5))
+            .await
+            .is_empty()
+    );
+    assert_eq!(flv_player.status, 200);
+
+    let rtmp_viewers = r#"sluice_stream_viewers{protocol="rtmp",stream="live/x"}"#;
+    let flv_viewers = r#"sluice_stream_viewers{protocol="http-flv",stream="live/x"}"#;
+    let ingest = r#"sluice_stream_ingest_bytes_total{stream="live/x"}"#;
+    let first = scrape_until(&server, "an rtmp viewer", |m| {
+        m.get(rtmp_viewers) == Some(&1.0)
+    })
+    .await;
+    // Keep the HTTP-FLV player draining while time passes.
+    flv_player.collect_for(Duration::from_millis(1000)).await;
+    let second = scrape(&server).await;
+
+    assert_eq!(get(&second, rtmp_viewers), 1.0);
+    assert_eq!(get(&second, flv_viewers), 1.0);
+    assert_eq!(
+        get(
+            &second,
+            r#"sluice_stream_viewers{protocol="ws-flv",stream="live/x"}"#
+        ),
+        0.0
+    );
+    assert_eq!(get(&second, r#"sluice_viewers{protocol="rtmp"}"#), 1.0);
+    assert_eq!(get(&second, r#"sluice_viewers{protocol="http-flv"}"#), 1.0);
+    assert!(get(&first, ingest) > 0.0);
+    assert!(
+        get(&second, ingest) > get(&first, ingest),
+        "ingest bytes grow"
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_stream_ingest_frames_total{stream="live/x"}"#
+        ) > 0.0
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_stream_egress_bytes_total{protocol="http-flv",stream="live/x"}"#
+        ) > 0.0
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_stream_egress_bytes_total{protocol="rtmp",stream="live/x"}"#
+        ) > 0.0
+    );
+    assert!(get(&second, r#"sluice_egress_bytes_total{protocol="rtmp"}"#) > 0.0);
+    assert!(get(&second, r#"sluice_ingress_bytes_total{protocol="rtmp"}"#) > 0.0);
+    let info = second
+        .iter()
+        .find(|(k, _)| k.starts_with("sluice_stream_info{"))
+        .expect("an info series");
+    for label in [
+        r#"stream="live/x""#,
+        r#"width="640""#,
+        r#"height="360""#,
+        r#"video_codec="h264""#,
+        r#"audio_codec="aac""#,
+        r#"sample_rate="48000""#,
+    ] {
+        assert!(info.0.contains(label), "{label} missing in {}", info.0);
+    }
+    assert_eq!(*info.1, 1.0);
+    assert_eq!(get(&second, r#"sluice_stream_live{stream="live/x"}"#), 1.0);
+    assert_eq!(
+        get(
+            &second,
+            r#"sluice_stream_publisher_info{protocol="rtmp",stream="live/x"}"#
+        ),
+        1.0
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_stream_gop_cache_frames{stream="live/x"}"#
+        ) > 0.0
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_stream_keyframe_interval_seconds{stream="live/x"}"#
+        ) > 0.5
+    );
+    assert_eq!(
+        get(
+            &second,
+            r#"sluice_stream_publisher_reconnects_total{stream="live/x"}"#
+        ),
+        0.0
+    );
+    assert!(get(&second, "sluice_process_resident_memory_bytes") > 0.0);
+    assert!(get(&second, "sluice_process_open_fds") > 0.0);
+    assert!(get(&second, "sluice_uptime_seconds") > 0.0);
+    assert!(
+        get(
+            &second,
+            r#"sluice_connections_accepted_total{protocol="rtmp"}"#
+        ) >= 2.0
+    );
+    assert!(
+        get(
+            &second,
+            r#"sluice_connections_accepted_total{protocol="http"}"#
+        ) >= 1.0
+    );
+    assert_eq!(
+        get(
+            &second,
+            r#"sluice_connections_refused_total{protocol="rtmp",reason="limit"}"#
+        ),
+        0.0
+    );
+    assert_eq!(get(&second, "sluice_streams"), 1.0);
+    assert!(
+        second
+            .keys()
+            .any(|k| k.starts_with("sluice_build_info{version="))
+    );
+
+    // The API sees the same stream.
+    let addr = server.http_addr();
+    let list = http_get(addr, "/api/v1/streams").await;
+    assert_eq!(list.status, 200);
+    let list = list.json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["offset"], 0);
+    assert_eq!(list["limit"], 100);
+    assert_eq!(list["items"][0]["key"], key);
+    let detail = http_get(addr, &format!("/api/v1/streams/{key}")).await;
+    assert_eq!(detail.status, 200);
+    let d = detail.json();
+    assert_eq!(d["key"], key);
+    assert_eq!(d["live"], true);
+    assert_eq!(d["publisher"]["protocol"], "rtmp");
+    assert!(
+        d["publisher"]["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+    assert_eq!(d["video"]["codec"], "h264");
+    assert_eq!(d["video"]["width"], 640);
+    assert_eq!(d["video"]["height"], 360);
+    assert_eq!(d["audio"]["codec"], "aac");
+    assert_eq!(d["audio"]["sample_rate"], 48000);
+    assert_eq!(d["audio"]["channels"], 2);
+    assert_eq!(d["viewers"]["rtmp"], 1);
+    assert_eq!(d["viewers"]["http-flv"], 1);
+    assert_eq!(d["viewers"]["ws-flv"], 0);
+    assert!(d["ingest"]["bytes"].as_u64().unwrap() > 0);
+    assert!(d["gop"]["frames"].as_u64().unwrap() > 0);
+    assert_eq!(d["publisher_connects"], 1);
+    let srv = http_get(addr, "/api/v1/server").await.json();
+    assert_eq!(srv["listeners"]["rtmp"], server.rtmp_addr().to_string());
+    assert_eq!(srv["listeners"]["http"], server.http_addr().to_string());
+    assert_eq!(srv["config"]["publisher_grace_ms"], 300);
+    assert_eq!(srv["streams"], 1);
+
+    let missing = http_get(addr, "/api/v1/streams/live/nope").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.content_type, "application/json");
+    assert_eq!(missing.json()["code"], "stream_not_found");
+    assert!(
+        missing.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("live/nope")
+    );
+    for q in ["limit=0", "limit=5000", "offset=-1"] {
+        let bad = http_get(addr, &format!("/api/v1/streams?{q}")).await;
+        assert_eq!(bad.status, 400, "{q}");
+        assert_eq!(bad.json()["code"], "invalid_pagination", "{q}");
+    }
+    let unknown = http_get(addr, "/api/v1/nothing/here").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["code"], "not_found");
+
+    check_openapi(&server, key).await;
+
+    // Everyone leaves; after the grace period the stream's series are gone.
+    publisher.kill().await.expect("kill publisher");
+    rtmp_player.kill().await.expect("kill player");
+    drop(flv_player);
+    let gone = scrape_until(&server, "the stream's series gone", |m| {
+        !m.keys().any(|k| k.contains("live/x"))
+    })
+    .await;
+    assert_eq!(get(&gone, "sluice_streams"), 0.0);
+    let viewers_gone = scrape_until(&server, "viewers at zero", |m| {
+        m.get(r#"sluice_viewers{protocol="rtmp"}"#) == Some(&0.0)
+            && m.get(r#"sluice_viewers{protocol="http-flv"}"#) == Some(&0.0)
+    })
+    .await;
+    assert!(
+        get(
+            &viewers_gone,
+            r#"sluice_egress_bytes_total{protocol="rtmp"}"#
+        ) > 0.0
+    );
+    let after = http_get(addr, &format!("/api/v1/streams/{key}")).await;
+    assert_eq!(after.status, 404);
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_paginates_streams() {
+    let server = start(test_config()).await;
+    let mut publishers = Vec::new();
+    for name in ["live/c", "live/a", "live/b"] {
+        let info = PublisherInfo {
+            protocol: "rtmp",
+            remote: "192.0.2.1:1000".into(),
+        };
+        publishers.push(server.hub().publish(name, info).expect("publish"));
+    }
+    let keys = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|i| i["key"].as_str().expect("key").to_owned())
+            .collect()
+    };
+    let page = |q: &'static str| http_get(server.http_addr(), q);
+    let all = page("/api/v1/streams").await.json();
+    assert_eq!(keys(&all), ["live/a", "live/b", "live/c"]);
+    assert_eq!(all["total"], 3);
+    let p1 = page("/api/v1/streams?limit=2").await.json();
+    assert_eq!(keys(&p1), ["live/a", "live/b"]);
+    assert_eq!(
+        (p1["total"].as_u64(), p1["limit"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let p2 = page("/api/v1/streams?offset=2&limit=2").await.json();
+    assert_eq!(keys(&p2), ["live/c"]);
+    assert_eq!(
+        (p2["total"].as_u64(), p2["offset"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let p3 = page("/api/v1/streams?offset=7&limit=2").await.json();
+    assert!(keys(&p3).is_empty());
+    assert_eq!(p3["total"], 3);
+    // A stream without media yet has no tracks.
+    let d = page("/api/v1/streams/live/a").await.json();
+    assert!(d["video"].is_null() && d["audio"].is_null());
+    assert_eq!(d["viewers"]["rtmp"], 0);
+    check_openapi(&server, "live/a").await;
+    drop(publishers);
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
