@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ServerError;
+use crate::counters::StreamCounters;
 
 /// The embedded clip (`fixtures/demo.flv`, made by `fixtures/make-demo.sh`).
 pub static DEMO_FLV: &[u8] = include_bytes!("../../../fixtures/demo.flv");
@@ -25,10 +26,16 @@ pub(crate) struct DemoPublisher {
     frames: Vec<Frame>,
     /// Length of one loop in ms (last timestamp plus one frame).
     loop_ms: u64,
+    /// The stream's counters (resolution and sample rate for metrics and the API).
+    counters: Arc<StreamCounters>,
 }
 
 impl DemoPublisher {
-    pub(crate) fn new(hub: &Arc<Hub>, key: &str) -> Result<Self, ServerError> {
+    pub(crate) fn new(
+        hub: &Arc<Hub>,
+        key: &str,
+        counters: Arc<StreamCounters>,
+    ) -> Result<Self, ServerError> {
         let tags = flv::read_all_tags(DEMO_FLV).map_err(|e| ServerError::Demo(e.to_string()))?;
         let mut frames = Vec::with_capacity(tags.len());
         for tag in tags {
@@ -43,6 +50,7 @@ impl DemoPublisher {
             key: key.to_owned(),
             frames,
             loop_ms: last + 40,
+            counters,
         })
     }
 
@@ -82,6 +90,7 @@ impl DemoPublisher {
                 let mut frame = f.clone();
                 // The publisher's clock is RTMP-like: 32-bit milliseconds.
                 frame.dts = at & 0xFFFF_FFFF;
+                self.counters.observe(&frame);
                 publisher.push(frame);
             }
         }

@@ -208,7 +208,8 @@ impl RunningServer {
 
     /// Publishes the bundled looping demo clip at [`DEMO_KEY`] until shutdown.
     pub fn start_demo(&self) -> Result<(), ServerError> {
-        let task = demo::DemoPublisher::new(&self.shared.hub, DEMO_KEY)?;
+        let counters = self.shared.streams.get_or_create(DEMO_KEY);
+        let task = demo::DemoPublisher::new(&self.shared.hub, DEMO_KEY, counters)?;
         self.tracker.spawn(task.run(self.shared.shutdown.clone()));
         Ok(())
     }

@@ -139,6 +139,18 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
         }
     }
     assert!(probe.is_some(), "the demo is watchable");
+    // The API knows what the demo is.
+    let info = common::http_get(http.parse().unwrap(), "/api/v1/streams/live/demo").await;
+    assert_eq!(info.status, 200);
+    let info = info.json();
+    assert_eq!(info["video"]["codec"], "h264");
+    assert_eq!(
+        (
+            info["video"]["width"].as_u64(),
+            info["video"]["height"].as_u64()
+        ),
+        (Some(640), Some(360))
+    );
     let d = common::ffmpeg_decode(&format!("rtmp://{rtmp}/live/demo"), 1.5).await;
     assert!(d.video_frames >= 30 && d.stderr.trim().is_empty(), "{d:?}");
 
