@@ -291,6 +291,19 @@ impl Hub {
         tracing::info!("hub shut down");
     }
 
+    /// Ends `key` now, without waiting for its publisher grace: subscribers get what they
+    /// hold, then `None`; the stream is removed (a later publish creates a new one), and a
+    /// publisher still attached has its frames ignored. Returns false if there was no such
+    /// stream.
+    pub fn end_stream(&self, key: &str) -> bool {
+        let Some(stream) = self.registry().remove(key) else {
+            return false;
+        };
+        stream.end();
+        tracing::info!(key, "stream ended on request");
+        true
+    }
+
     /// Grace timer fired: ends and removes the stream if no publisher came back meanwhile.
     fn expire(&self, stream: &Arc<Stream>, epoch: u64) {
         let mut reg = self.registry();

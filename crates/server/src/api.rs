@@ -6,18 +6,20 @@
 //! objects with a stable `code` and a human `message`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use hub::StreamSnapshot;
 use media::Codec;
 use serde::Serialize;
 
 use crate::Shared;
 use crate::counters::{StreamCounters, ViewerProtocol};
+use crate::sessions::SessionEntry;
 
 /// Page size of lists when `limit` is not given.
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
@@ -25,11 +27,13 @@ pub const DEFAULT_PAGE_LIMIT: usize = 100;
 pub const MAX_PAGE_LIMIT: usize = 1000;
 
 /// Every route the API serves (the OpenAPI document must describe each; a test checks it).
-pub const API_ROUTES: [&str; 4] = [
+pub const API_ROUTES: [&str; 6] = [
     "/api/v1/server",
     "/api/v1/streams",
     "/api/v1/streams/{app}/{stream}",
     "/api/v1/openapi.json",
+    "/api/v1/sessions",
+    "/api/v1/sessions/{id}",
 ];
 
 /// The OpenAPI 3.1 document of the API.
@@ -37,12 +41,21 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// The API routes, merged into the HTTP router.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
-    let [server_path, streams_path, stream_path, openapi_path] = API_ROUTES;
+    let [
+        server_path,
+        streams_path,
+        stream_path,
+        openapi_path,
+        sessions_path,
+        session_path,
+    ] = API_ROUTES;
     Router::new()
         .route(server_path, get(server))
         .route(streams_path, get(list_streams))
-        .route(stream_path, get(stream_detail))
+        .route(stream_path, get(stream_detail).delete(stop_stream))
         .route(openapi_path, get(openapi))
+        .route(sessions_path, get(list_sessions))
+        .route(session_path, delete(kick_session))
         .route("/api/v1/{*rest}", get(unknown))
 }
 
@@ -378,6 +391,132 @@ async fn stream_detail(
     }
 }
 
+/// `DELETE /api/v1/streams/{app}/{stream}`: kicks the stream's publisher and ends the stream
+/// now (its viewers are told it ended), without waiting for the publisher grace.
+async fn stop_stream(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream)): Path<(String, String)>,
+) -> Response {
+    let key = format!("{app}/{stream}");
+    if shared.hub.stream(&key).is_none() {
+        return ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "stream_not_found",
+            message: format!("no stream {key:?}"),
+        }
+        .into_response();
+    }
+    let kicked = shared.sessions.kick_publishers(&key);
+    shared.hub.end_stream(&key);
+    tracing::info!(%key, kicked, "stream stopped by the API");
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// One session, as listed.
+#[derive(Debug, Serialize)]
+struct SessionInfo {
+    id: String,
+    kind: &'static str,
+    protocol: &'static str,
+    stream: String,
+    remote: String,
+    started_at: String,
+    duration_seconds: f64,
+    bytes: u64,
+    dropped_frames: u64,
+}
+
+impl SessionInfo {
+    fn of(e: &SessionEntry) -> Self {
+        Self {
+            id: e.id.to_string(),
+            kind: e.kind.as_str(),
+            protocol: e.protocol,
+            stream: e.stream.clone(),
+            remote: e.remote.clone(),
+            started_at: e.started_at.clone(),
+            duration_seconds: e.started.elapsed().as_secs_f64(),
+            bytes: e.bytes.load(Ordering::Relaxed),
+            dropped_frames: e.dropped_frames.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The `stream=` filter of a query string, percent-decoded (`live%2Fx` is `live/x`).
+fn stream_filter(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "stream")
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// Decodes `%XX` escapes and `+`; malformed escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
+        match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                // Two hex digits: at most 0xFF.
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /api/v1/sessions?offset=&limit=&stream=app/name`, sorted by id.
+async fn list_sessions(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
+    let page = match Pagination::parse(q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let filter = stream_filter(q.as_deref());
+    let mut all = shared.sessions.list();
+    if let Some(f) = &filter {
+        all.retain(|e| &e.stream == f);
+    }
+    let total = all.len();
+    let range = page.range(total);
+    let items = all
+        .iter()
+        .skip(range.start)
+        .take(range.len())
+        .map(|e| SessionInfo::of(e))
+        .collect();
+    json_body(&Page {
+        items,
+        total,
+        offset: page.offset,
+        limit: page.limit,
+    })
+}
+
+/// `DELETE /api/v1/sessions/{id}`: kicks one session.
+async fn kick_session(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    if id.parse().is_ok_and(|id| shared.sessions.kick(id)) {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "session_not_found",
+        message: format!("no session {id:?}"),
+    }
+    .into_response()
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
@@ -450,9 +589,32 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         for r in API_ROUTES {
-            assert!(doc["paths"][r]["get"].is_object(), "{r} undocumented");
+            let p = &doc["paths"][r];
+            assert!(
+                p["get"].is_object() || p["delete"].is_object(),
+                "{r} undocumented"
+            );
+        }
+        for r in ["/api/v1/sessions/{id}", "/api/v1/streams/{app}/{stream}"] {
+            let d = &doc["paths"][r]["delete"]["responses"];
+            assert!(d["204"].is_object() && d["404"].is_object(), "{r} delete");
         }
         assert_eq!(doc["paths"].as_object().unwrap().len(), API_ROUTES.len());
+    }
+
+    #[test]
+    fn session_stream_filter() {
+        assert_eq!(stream_filter(None), None);
+        assert_eq!(stream_filter(Some("limit=2")), None);
+        assert_eq!(
+            stream_filter(Some("limit=2&stream=live/x")).as_deref(),
+            Some("live/x")
+        );
+        assert_eq!(
+            stream_filter(Some("stream=live%2Fx%2")).as_deref(),
+            Some("live/x%2")
+        );
+        assert_eq!(percent_decode("a+b%20c%zz%"), "a b c%zz%");
     }
 
     #[test]

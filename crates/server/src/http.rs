@@ -2,6 +2,7 @@
 //! Prometheus metrics on `/metrics` and the REST API under `/api/v1`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,21 +11,25 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use hub::{Subscriber, TryRecv};
 use tokio::net::TcpListener;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::counters::{ViewerGuard, ViewerProtocol};
 use crate::egress::{FlvEgress, MAX_BATCH_FRAMES};
+use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
 
 /// Bytes of FLV gathered into one HTTP chunk / WebSocket message at most.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Time allowed to send the Close frame to a kicked WebSocket viewer.
+const KICK_CLOSE: Duration = Duration::from_secs(2);
 
 /// Serves HTTP until shutdown.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
@@ -33,7 +38,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let app = router(shared);
+    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -70,8 +75,14 @@ fn error(status: StatusCode, msg: String) -> Response {
 async fn flv(
     State(shared): State<Arc<Shared>>,
     Path((app, file)): Path<(String, String)>,
+    extensions: Extensions,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Present when served by `serve` (not when the router is driven without a socket).
+    let remote = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
     let Some(name) = file.strip_suffix(".flv") else {
         return error(
             StatusCode::NOT_FOUND,
@@ -99,33 +110,45 @@ async fn flv(
         let counter = shared.clone();
         return ws.on_upgrade(move |socket| async move {
             let guard = ViewerGuard::new(&counter, &key, ViewerProtocol::WsFlv);
-            ws_flv(socket, sub, permit, timing, counter, guard).await;
+            let kick = CancellationToken::new();
+            let api = register(&counter, ViewerProtocol::WsFlv, key, remote, &kick);
+            ws_flv(socket, sub, permit, timing, counter, (guard, api, kick)).await;
         });
     }
     tracing::info!(%key, "http-flv play");
     let timing = Timing::new(&shared);
     let guard = ViewerGuard::new(&shared, &key, ViewerProtocol::HttpFlv);
-    // The guard lives in the body stream: dropped (viewer count decremented) when the body
-    // ends or the client goes away.
+    let kick = CancellationToken::new();
+    let api = register(&shared, ViewerProtocol::HttpFlv, key, remote, &kick);
+    // One kick future for the body's life, polled alongside each batch.
+    let kicked = Box::pin(kick.cancelled_owned());
+    // The guards live in the body stream: dropped (viewer count decremented, session
+    // deregistered) when the body ends or the client goes away.
     let state = (
         sub,
         FlvEgress::new(),
-        (permit, shared.clone(), guard),
+        (permit, shared.clone(), guard, api, kicked),
         false,
     );
     let body = futures_util::stream::unfold(
         state,
-        move |(mut sub, mut egress, held, ended)| async move {
+        move |(mut sub, mut egress, mut held, ended)| async move {
             if ended {
                 return None;
             }
-            let ended = !fill_batch(&mut sub, &mut egress, timing).await;
+            let ended = tokio::select! {
+                more = fill_batch(&mut sub, &mut egress, timing) => !more,
+                // Kicked by the API: the body ends now.
+                _ = &mut held.4 => return None,
+            };
+            held.3.dropped(sub.dropped());
             let chunk = egress.take();
             if chunk.is_empty() {
                 return None;
             }
             held.1.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
             held.2.sent(chunk.len());
+            held.3.bytes(chunk.len());
             Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, held, ended)))
         },
     );
@@ -145,6 +168,23 @@ async fn flv(
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     resp
+}
+
+/// Lists an FLV viewer in the API until the returned guard is dropped.
+fn register(
+    shared: &Shared,
+    protocol: ViewerProtocol,
+    stream: String,
+    remote: String,
+    kick: &CancellationToken,
+) -> SessionGuard {
+    let info = SessionInfo {
+        kind: SessionKind::Viewer,
+        protocol: protocol.as_str(),
+        stream,
+        remote,
+    };
+    shared.sessions.register(info, kick.clone())
 }
 
 /// Waits for at least one frame, then takes whatever else is ready (bounded), and lets
@@ -205,12 +245,19 @@ async fn ws_flv(
     permit: OwnedSemaphorePermit,
     timing: Timing,
     counter: Arc<Shared>,
-    guard: ViewerGuard,
+    (guard, api, kick): (ViewerGuard, SessionGuard, CancellationToken),
 ) {
     let mut egress = FlvEgress::new();
+    let mut kicked = std::pin::pin!(kick.cancelled());
     loop {
         tokio::select! {
+            _ = &mut kicked => {
+                // Bounded: a client that stops reading does not hold the task.
+                let _ = tokio::time::timeout(KICK_CLOSE, socket.send(Message::Close(None))).await;
+                break;
+            }
             more = fill_batch(&mut sub, &mut egress, timing) => {
+                api.dropped(sub.dropped());
                 let chunk = egress.take();
                 if !chunk.is_empty() {
                     counter.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +266,7 @@ async fn ws_flv(
                         break;
                     }
                     guard.sent(n);
+                    api.bytes(n);
                 }
                 if !more {
                     let _ = socket.send(Message::Close(None)).await;
@@ -231,6 +279,7 @@ async fn ws_flv(
             }
         }
     }
+    drop(api);
     drop(guard);
     drop(permit);
 }

@@ -14,6 +14,7 @@ mod metrics;
 mod procfs;
 mod rtmp_conn;
 mod rtmp_server;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use config::Config;
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+pub use sessions::{SessionEntry, SessionKind, SessionRegistry};
 
 /// Errors of the server crate.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +96,7 @@ pub(crate) struct Shared {
     pub(crate) http_viewer_slots: Arc<Semaphore>,
     pub(crate) stats: ServerStats,
     pub(crate) streams: StreamRegistry,
+    pub(crate) sessions: Arc<SessionRegistry>,
     pub(crate) started: std::time::Instant,
     pub(crate) rtmp_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
@@ -139,6 +142,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         shutdown: CancellationToken::new(),
         stats: ServerStats::default(),
         streams: StreamRegistry::default(),
+        sessions: Arc::default(),
         started: std::time::Instant::now(),
         rtmp_addr,
         http_addr,
@@ -199,6 +203,11 @@ impl RunningServer {
     /// The server's per-stream counters (viewers and egress by protocol, codec details).
     pub fn stream_counters(&self) -> &StreamRegistry {
         &self.shared.streams
+    }
+
+    /// Every running publisher and viewer session (what `GET /api/v1/sessions` lists).
+    pub fn sessions(&self) -> &SessionRegistry {
+        &self.shared.sessions
     }
 
     /// The Prometheus exposition text `GET /metrics` serves.

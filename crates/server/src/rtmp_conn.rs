@@ -19,10 +19,12 @@ use media::{Frame, MediaKind};
 use rtmp::{ServerConfig, ServerEvent, ServerSession};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
 use crate::counters::{StreamCounters, ViewerGuard, ViewerProtocol};
 use crate::egress::{AudioHold, MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
+use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
 
 /// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
 /// viewer costs little memory.
@@ -58,6 +60,8 @@ struct Playing {
     hold: AudioHold,
     /// Counts this viewer and its bytes (decrements on every exit path when dropped).
     viewer: ViewerGuard,
+    /// Lists this viewer in the API while it plays.
+    api: SessionGuard,
 }
 
 /// Whether queued bytes may be written now.
@@ -78,6 +82,8 @@ struct Publishing {
     publisher: Publisher,
     /// Where the publisher's sequence headers are recorded.
     counters: Arc<StreamCounters>,
+    /// Lists this publisher in the API while it publishes.
+    api: SessionGuard,
 }
 
 struct Conn {
@@ -90,6 +96,8 @@ struct Conn {
     playing: Option<Playing>,
     /// Close after the queued bytes are written (e.g. the stream ended).
     closing: bool,
+    /// Cancelled by the API to kick this connection's publisher or viewer session.
+    kick: CancellationToken,
 }
 
 /// Serves one connection to its end, logging why it ended.
@@ -112,6 +120,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr
         publishing: None,
         playing: None,
         closing: false,
+        kick: CancellationToken::new(),
     };
     match conn.run(sock).await {
         Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
@@ -141,6 +150,8 @@ impl Conn {
         let shutdown = self.shared.shutdown.clone();
         // Futures that live across iterations: nothing is registered or torn down per frame.
         let mut cancelled = pin!(shutdown.cancelled());
+        let kick = self.kick.clone();
+        let mut kicked = pin!(kick.cancelled());
         let mut deadline = pin!(tokio::time::sleep(Duration::from_millis(
             limits.handshake_timeout_ms
         )));
@@ -165,6 +176,11 @@ impl Conn {
             tokio::select! {
                 _ = &mut cancelled => {
                     self.say_goodbye();
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(&sock)).await;
+                    return Ok(());
+                }
+                _ = &mut kicked => {
+                    self.say_kicked();
                     let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(&sock)).await;
                     return Ok(());
                 }
@@ -224,6 +240,9 @@ impl Conn {
                         .stats
                         .rtmp_bytes_in
                         .fetch_add(n as u64, Ordering::Relaxed);
+                    if let Some(p) = &self.publishing {
+                        p.api.bytes(n);
+                    }
                     self.session.handle_input(&rbuf[..n])?;
                     if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
                         rbuf.resize(rbuf.len() * 2, 0);
@@ -252,6 +271,7 @@ impl Conn {
                             .viewer_writes
                             .fetch_add(1, Ordering::Relaxed);
                         p.viewer.sent(n);
+                        p.api.bytes(n);
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -311,6 +331,7 @@ impl Conn {
                 _ => None,
             };
         }
+        p.api.dropped(p.sub.dropped());
     }
 
     /// The queued bytes are released to the socket.
@@ -466,6 +487,7 @@ impl Conn {
                     stream_id,
                     publisher,
                     counters: self.shared.streams.get_or_create(&key),
+                    api: self.register(SessionKind::Publisher, key),
                 });
             }
             Err(e) => {
@@ -506,6 +528,7 @@ impl Conn {
                     video: true,
                     hold: AudioHold::default(),
                     viewer: ViewerGuard::new(&self.shared, &key, ViewerProtocol::Rtmp),
+                    api: self.register(SessionKind::Viewer, key),
                 });
             }
             Err(e) => {
@@ -516,6 +539,37 @@ impl Conn {
                     &e.to_string(),
                 );
             }
+        }
+    }
+
+    /// Lists this connection's publisher or viewer session in the API.
+    fn register(&self, kind: SessionKind, stream: String) -> SessionGuard {
+        let info = SessionInfo {
+            kind,
+            protocol: ViewerProtocol::Rtmp.as_str(),
+            stream,
+            remote: self.peer.to_string(),
+        };
+        self.shared.sessions.register(info, self.kick.clone())
+    }
+
+    /// Kicked by the API: a viewer is told its play stopped; a publisher's stream is simply
+    /// dropped (the connection closes, so the hub's publisher goes away).
+    fn say_kicked(&mut self) {
+        if let Some(p) = self.playing.take() {
+            self.session.send_status(
+                p.stream_id,
+                "status",
+                "NetStream.Play.Stop",
+                "kicked by the API",
+            );
+            self.session.send_stream_eof(p.stream_id);
+        }
+        if let Some(p) = self.publishing.take() {
+            tracing::info!(peer = %self.peer, key = p.publisher.key(), "publisher kicked");
+        }
+        while let Some(b) = self.session.take_output() {
+            self.out.push(b);
         }
     }
 

@@ -153,6 +153,12 @@ async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
     }
     let (app, stream) = key.split_once('/').expect("app/stream");
     for (path, item) in paths {
+        if let Some(op) = item.get("delete") {
+            check_delete(server, &doc, path, op).await;
+        }
+        if item.get("get").is_none() {
+            continue;
+        }
         let url = path.replace("{app}", app).replace("{stream}", stream);
         let r = http_get(server.http_addr(), &url).await;
         assert_eq!(r.status, 200, "{url}: {}", r.body);
@@ -168,6 +174,27 @@ async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
             }
         }
     }
+}
+
+/// A documented DELETE: 204 and 404 are documented, and a real call on a resource that does
+/// not exist answers the documented 404 with an Error body (204 is exercised by
+/// `api_lists_and_kicks_sessions`).
+async fn check_delete(server: &sluice_server::RunningServer, doc: &Value, path: &str, op: &Value) {
+    let responses = op["responses"].as_object().expect("responses");
+    assert!(
+        responses.contains_key("204"),
+        "{path}: DELETE 204 undocumented"
+    );
+    let url = path
+        .replace("{app}", "no-such-app")
+        .replace("{stream}", "none")
+        .replace("{id}", "18446744073709551615");
+    let r = http_request(server.http_addr(), "DELETE", &url).await;
+    assert_eq!(r.status, 404, "DELETE {url}: {}", r.body);
+    let schema = &responses["404"]["content"]["application/json"]["schema"];
+    assert_eq!(schema["$ref"], "#/components/schemas/Error", "{path}");
+    assert_eq!(r.content_type, "application/json");
+    validate(doc, schema, &r.json(), &url);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -436,5 +463,168 @@ async fn api_paginates_streams() {
     assert_eq!(d["viewers"]["rtmp"], 0);
     check_openapi(&server, "live/a").await;
     drop(publishers);
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
+
+/// Polls `GET /api/v1/sessions` until `pred` holds (bounded); returns the items.
+async fn sessions_until(
+    server: &sluice_server::RunningServer,
+    what: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = http_get(server.http_addr(), "/api/v1/sessions").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        let items = v["items"].as_array().expect("items").clone();
+        assert_eq!(v["total"].as_u64(), Some(items.len() as u64));
+        if pred(&items) {
+            return items;
+        }
+        assert!(Instant::now() < deadline, "never: {what}; sessions: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn find<'a>(items: &'a [Value], kind: &str, protocol: &str) -> Option<&'a Value> {
+    items
+        .iter()
+        .find(|i| i["kind"] == kind && i["protocol"] == protocol)
+}
+
+fn bytes_of(items: &[Value], id: &Value) -> u64 {
+    items
+        .iter()
+        .find(|i| &i["id"] == id)
+        .and_then(|i| i["bytes"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_lists_and_kicks_sessions() {
+    let mut cfg = test_config();
+    // Long enough that only `DELETE /api/v1/streams/..` can end the stream in time.
+    cfg.hub.publisher_grace_ms = 30_000;
+    let server = start(cfg).await;
+    let addr = server.http_addr();
+    let key = "live/x";
+    let rtmp = format!("rtmp://{}/{key}", server.rtmp_addr());
+    let mut publisher = publish(&rtmp, -1, &["-re"]);
+    wait_live(&server, key).await;
+    let mut player = play_null(&rtmp);
+    let mut flv = RawFlvClient::connect(addr, "/live/x.flv").await;
+    assert!(!flv.read_tags(Duration::from_secs(10)).await.is_empty());
+
+    let all_flowing = |items: &[Value]| {
+        items.len() == 3 && items.iter().all(|i| i["bytes"].as_u64().unwrap_or(0) > 0)
+    };
+    let first = sessions_until(&server, "3 sessions with bytes", all_flowing).await;
+    let publ = find(&first, "publisher", "rtmp")
+        .expect("rtmp publisher")
+        .clone();
+    let rtmp_viewer = find(&first, "viewer", "rtmp").expect("rtmp viewer").clone();
+    let flv_viewer = find(&first, "viewer", "http-flv")
+        .expect("http-flv viewer")
+        .clone();
+    for s in [&publ, &rtmp_viewer, &flv_viewer] {
+        assert_eq!(s["stream"], key);
+        assert!(
+            s["remote"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("127.0.0.1:")),
+            "{s}"
+        );
+        assert!(
+            s["started_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{s}"
+        );
+        assert!(s["duration_seconds"].as_f64().is_some());
+    }
+    let ids: Vec<u64> = first
+        .iter()
+        .map(|i| {
+            i["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("numeric id")
+        })
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "sorted by id: {ids:?}");
+    check_openapi(&server, key).await;
+    // Pagination and the stream filter.
+    let p = http_get(addr, "/api/v1/sessions?offset=1&limit=1")
+        .await
+        .json();
+    assert_eq!(
+        (p["total"].as_u64(), p["items"][0]["id"].as_str()),
+        (Some(3), Some(ids[1].to_string().as_str()))
+    );
+    let other = http_get(addr, "/api/v1/sessions?stream=live/other")
+        .await
+        .json();
+    assert_eq!(other["total"], 0);
+    let this = http_get(addr, "/api/v1/sessions?stream=live%2Fx")
+        .await
+        .json();
+    assert_eq!(this["total"], 3);
+    assert_eq!(http_get(addr, "/api/v1/sessions?limit=0").await.status, 400);
+
+    // Bytes keep growing while the flv client keeps reading.
+    flv.collect_for(Duration::from_millis(300)).await;
+    sessions_until(&server, "bytes grow", |items| {
+        [&publ, &rtmp_viewer, &flv_viewer]
+            .iter()
+            .all(|s| bytes_of(items, &s["id"]) > s["bytes"].as_u64().unwrap_or(0))
+    })
+    .await;
+
+    // Kick the HTTP-FLV viewer: its body ends.
+    let flv_id = flv_viewer["id"].as_str().expect("id");
+    let r = http_request(addr, "DELETE", &format!("/api/v1/sessions/{flv_id}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    flv.collect_for(Duration::from_secs(10)).await;
+    assert!(flv.ended, "the kicked HTTP-FLV body ended");
+    sessions_until(&server, "2 sessions", |items| {
+        items.len() == 2 && find(items, "viewer", "http-flv").is_none()
+    })
+    .await;
+
+    // Kick the RTMP viewer: ffmpeg's player exits.
+    let rv_id = rtmp_viewer["id"].as_str().expect("id");
+    let r = http_request(addr, "DELETE", &format!("/api/v1/sessions/{rv_id}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    tokio::time::timeout(Duration::from_secs(10), player.wait())
+        .await
+        .expect("the kicked ffmpeg player exits")
+        .expect("wait");
+    sessions_until(&server, "publisher only", |items| items.len() == 1).await;
+
+    // Unknown ids and streams.
+    for id in ["999999", "abc"] {
+        let r = http_request(addr, "DELETE", &format!("/api/v1/sessions/{id}")).await;
+        assert_eq!(r.status, 404);
+        assert_eq!(r.json()["code"], "session_not_found");
+    }
+    let r = http_request(addr, "DELETE", "/api/v1/streams/live/nope").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["code"], "stream_not_found");
+
+    // Stop publishing: the publisher is kicked and the stream ends now, not after the grace.
+    let r = http_request(addr, "DELETE", &format!("/api/v1/streams/{key}")).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let streams = http_get(addr, "/api/v1/streams").await.json();
+    assert_eq!(streams["total"], 0, "{streams}");
+    assert_eq!(
+        http_get(addr, &format!("/api/v1/streams/{key}"))
+            .await
+            .status,
+        404
+    );
+    tokio::time::timeout(Duration::from_secs(10), publisher.wait())
+        .await
+        .expect("the kicked ffmpeg publisher exits")
+        .expect("wait");
+    sessions_until(&server, "no sessions", |items| items.is_empty()).await;
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }

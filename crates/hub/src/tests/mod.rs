@@ -505,3 +505,23 @@ async fn recv_is_cancel_safe() {
     }
     assert_eq!(got, pushed);
 }
+
+#[tokio::test]
+async fn end_stream_ends_now_and_removes() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish("a", info()).unwrap();
+    let _q = hub.publish("b", info()).unwrap();
+    let mut s = hub.subscribe("a").unwrap();
+    assert!(hub.end_stream("a"));
+    assert!(!hub.end_stream("a"), "already gone");
+    assert!(!hub.end_stream("nope"));
+    assert!(s.recv().await.is_none());
+    p.push(frame(MediaKind::Video, FrameRole::Coded, true, 0, 1)); // ignored, no panic
+    assert!(hub.stream("a").is_none());
+    assert!(hub.subscribe("a").is_err());
+    assert!(hub.stream("b").is_some(), "other streams untouched");
+    // The ended stream's publisher leaving starts no grace; the key is free again.
+    drop(p);
+    let _again = hub.publish("a", info()).unwrap();
+    assert!(hub.stream("a").is_some_and(|s| s.is_live));
+}

@@ -389,9 +389,14 @@ impl HttpResponse {
 
 /// A raw HTTP/1.0 GET (the server closes after the body).
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
+    http_request(addr, "GET", path).await
+}
+
+/// A raw HTTP/1.0 request with any method (`DELETE`, ...); the server closes after the body.
+pub async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> HttpResponse {
     let fut = async {
         let mut sock = TcpStream::connect(addr).await.expect("connect");
-        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        sock.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
             .await
             .expect("request");
         let mut raw = Vec::new();
