@@ -628,3 +628,59 @@ async fn api_lists_and_kicks_sessions() {
     sessions_until(&server, "no sessions", |items| items.is_empty()).await;
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kicking_a_websocket_viewer_closes_it() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = start(test_config()).await;
+    let key = "live/wskick";
+    let _publisher = publish(
+        &format!("rtmp://{}/{key}", server.rtmp_addr()),
+        -1,
+        &["-re"],
+    );
+    wait_live(&server, key).await;
+    let url = format!("ws://{}/{key}.flv", server.http_addr());
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("ws connects");
+    // Media flows before the kick.
+    let first = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("data in time");
+    assert!(matches!(first, Some(Ok(Message::Binary(_)))), "{first:?}");
+    let items = sessions_until(&server, "a ws-flv viewer", |i| {
+        find(i, "viewer", "ws-flv").is_some()
+    })
+    .await;
+    let id = find(&items, "viewer", "ws-flv").expect("ws session")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let r = http_request(
+        server.http_addr(),
+        "DELETE",
+        &format!("/api/v1/sessions/{id}"),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    // The server sends a Close frame (after anything already queued) and the stream ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut closed = false;
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match msg {
+            Ok(Message::Close(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => {}
+        }
+    }
+    assert!(closed, "the kicked WebSocket viewer was closed");
+    sessions_until(&server, "the ws session is gone", |i| {
+        find(i, "viewer", "ws-flv").is_none()
+    })
+    .await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
