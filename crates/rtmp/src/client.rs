@@ -29,8 +29,9 @@ use crate::chunk::{
     ChunkEncoder, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_MESSAGE_LEN, MAX_CHUNK_SIZE,
     MAX_ENCODED_LEN, Message,
 };
-use crate::command::{Command, amf0_body, build, object};
+use crate::command::{Command, build, object};
 use crate::handshake::ClientHandshake;
+use crate::incoming::{Incoming, dispatch};
 use crate::message::*;
 
 /// Most events queued before the caller drains them; beyond it is an error
@@ -436,38 +437,16 @@ impl ClientSession {
     }
 
     fn handle_message(&mut self, msg: Message) -> Result<(), RtmpError> {
-        match msg.msg_type {
-            MSG_SET_CHUNK_SIZE | MSG_ABORT => {} // applied by the decoder
-            MSG_ACKNOWLEDGEMENT
-            | MSG_USER_CONTROL
-            | MSG_WINDOW_ACK_SIZE
-            | MSG_SET_PEER_BANDWIDTH => {
-                if let Some(c) = ControlMessage::parse(msg.msg_type, &msg.payload)? {
-                    self.handle_control(c);
-                }
-            }
-            MSG_AUDIO | MSG_VIDEO => {
-                self.media(msg.msg_type, msg.stream_id, msg.timestamp, msg.payload)
-            }
-            MSG_DATA_AMF0 | MSG_DATA_AMF3 => {
-                let body = amf0_body(msg.msg_type, &msg.payload);
-                self.media(MSG_DATA_AMF0, msg.stream_id, msg.timestamp, body);
-            }
-            MSG_AGGREGATE => {
-                for sub in split_aggregate(&msg.payload, msg.timestamp)? {
-                    if matches!(sub.msg_type, MSG_AUDIO | MSG_VIDEO | MSG_DATA_AMF0) {
-                        self.media(sub.msg_type, msg.stream_id, sub.timestamp, sub.payload);
-                    }
-                }
-            }
-            MSG_COMMAND_AMF0 | MSG_COMMAND_AMF3 => {
-                let body = amf0_body(msg.msg_type, &msg.payload);
-                let cmd = Command::parse(&body)?;
-                self.handle_command(msg.stream_id, cmd);
-            }
-            _ => {} // shared objects and unknown types are ignored
-        }
-        Ok(())
+        dispatch(msg, |incoming| match incoming {
+            Incoming::Control(c) => self.handle_control(c),
+            Incoming::Media {
+                msg_type,
+                stream_id,
+                timestamp,
+                payload,
+            } => self.media(msg_type, stream_id, timestamp, payload),
+            Incoming::Command { stream_id, command } => self.handle_command(stream_id, command),
+        })
     }
 
     fn handle_control(&mut self, c: ControlMessage) {

@@ -12,6 +12,7 @@ pub mod client;
 pub mod command;
 mod error;
 pub mod handshake;
+pub mod incoming;
 pub mod message;
 pub mod session;
 

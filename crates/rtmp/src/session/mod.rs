@@ -23,8 +23,9 @@ use crate::chunk::{
     CSID_COMMAND, CSID_PROTOCOL_CONTROL, ChunkDecoder, ChunkEncoder, DEFAULT_MAX_CHUNK_STREAMS,
     DEFAULT_MAX_MESSAGE_LEN, MAX_CHUNK_SIZE, Message,
 };
-use crate::command::{Command, amf0_body, build, object, status_info};
+use crate::command::{Command, build, object, status_info};
 use crate::handshake::ServerHandshake;
+use crate::incoming::{Incoming, dispatch};
 use crate::message::*;
 
 /// Most message streams (createStream) one connection may create.
@@ -473,42 +474,22 @@ impl ServerSession {
     }
 
     fn handle_message(&mut self, msg: Message) -> Result<(), RtmpError> {
-        match msg.msg_type {
-            MSG_SET_CHUNK_SIZE | MSG_ABORT => {} // applied by the decoder
-            MSG_ACKNOWLEDGEMENT
-            | MSG_USER_CONTROL
-            | MSG_WINDOW_ACK_SIZE
-            | MSG_SET_PEER_BANDWIDTH => {
-                if let Some(c) = ControlMessage::parse(msg.msg_type, &msg.payload)? {
-                    self.handle_control(c);
-                }
-            }
-            MSG_AUDIO | MSG_VIDEO => {
-                self.media(msg.stream_id, msg.msg_type, msg.timestamp, msg.payload)
-            }
-            MSG_DATA_AMF0 | MSG_DATA_AMF3 => {
-                let body = amf0_body(msg.msg_type, &msg.payload);
-                self.data(msg.stream_id, msg.timestamp, body);
-            }
-            MSG_AGGREGATE => {
-                for sub in split_aggregate(&msg.payload, msg.timestamp)? {
-                    match sub.msg_type {
-                        MSG_AUDIO | MSG_VIDEO => {
-                            self.media(msg.stream_id, sub.msg_type, sub.timestamp, sub.payload)
-                        }
-                        MSG_DATA_AMF0 => self.data(msg.stream_id, sub.timestamp, sub.payload),
-                        _ => {}
-                    }
-                }
-            }
-            MSG_COMMAND_AMF0 | MSG_COMMAND_AMF3 => {
-                let body = amf0_body(msg.msg_type, &msg.payload);
-                let cmd = Command::parse(&body)?;
-                self.handle_command(msg.stream_id, cmd);
-            }
-            _ => {} // shared objects and unknown types are ignored
-        }
-        Ok(())
+        dispatch(msg, |incoming| match incoming {
+            Incoming::Control(c) => self.handle_control(c),
+            Incoming::Media {
+                msg_type: MSG_DATA_AMF0,
+                stream_id,
+                timestamp,
+                payload,
+            } => self.data(stream_id, timestamp, payload),
+            Incoming::Media {
+                msg_type,
+                stream_id,
+                timestamp,
+                payload,
+            } => self.media(stream_id, msg_type, timestamp, payload),
+            Incoming::Command { stream_id, command } => self.handle_command(stream_id, command),
+        })
     }
 
     fn handle_control(&mut self, c: ControlMessage) {
