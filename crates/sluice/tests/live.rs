@@ -281,14 +281,16 @@ async fn grace_expiry_ends_players() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_player_does_not_delay_others_and_is_bounded() {
     let mut cfg = test_config();
-    cfg.hub.ring_capacity = 128;
+    // 2048 frames is ~750 ms of headroom at forty times real time, so the fast player keeps
+    // up even on a loaded CI machine; the stalled one falls far further behind than that.
+    cfg.hub.ring_capacity = 2048;
     cfg.hub.viewer_max_queued_bytes = 64 * 1024;
     let server = start(cfg).await;
     let key = "live/stall";
     let (rtmp, _, _) = urls(&server, key);
-    // 124 s of media (6.6 MB) at forty times real time: more than the kernel's socket
+    // 244 s of media (13 MB) at forty times real time: more than the kernel's socket
     // buffers can absorb for the stalled player, so it must fall behind the ring.
-    let _publisher = publish(&rtmp, 30, &["-readrate", "40"]);
+    let _publisher = publish(&rtmp, 60, &["-readrate", "40"]);
     wait_live(&server, key).await;
     // A player that never reads, with a tiny receive window.
     let stalled_sock = tokio::net::TcpSocket::new_v4().expect("socket");
