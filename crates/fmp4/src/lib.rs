@@ -1,0 +1,1 @@
+//! Fragmented MP4 muxer (work in progress).

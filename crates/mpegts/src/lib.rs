@@ -1,0 +1,1 @@
+//! MPEG-TS muxer (work in progress).
