@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)   # HTTP/2 client for HLS
 for element in rtmpsrc rtmp2src rtmpsink rtmp2sink flvdemux flvmux h264parse aacparse \
     avdec_h264 avdec_aac fakesink filesrc; do
   if ! gst-inspect-1.0 "$element" >/dev/null 2>&1; then

@@ -109,6 +109,15 @@ impl Subscriber {
         self.dropped
     }
 
+    /// Publisher connects of the stream so far: a change tells a consumer that the
+    /// publisher reconnected (HLS marks a discontinuity).
+    pub fn publisher_connects(&self) -> u64 {
+        self.stream
+            .stats
+            .publisher_connects
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The stream key.
     pub fn key(&self) -> &str {
         &self.stream.key

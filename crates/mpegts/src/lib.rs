@@ -1,1 +1,45 @@
-//! MPEG-TS muxer (work in progress).
+//! MPEG-TS muxer for classic HLS segments (sans-IO).
+//!
+//! [`TsMuxer`] turns hub [`media::Frame`]s into 188-byte transport stream packets: one
+//! program with a PAT ([`psi`]), a PMT on [`PMT_PID`], H.264/H.265 video on [`VIDEO_PID`]
+//! (Annex B with access unit delimiters and in-band parameter sets, [`video`]) and AAC audio
+//! on [`AUDIO_PID`] (ADTS, [`adts`]). Each frame becomes one PES packet ([`pes`]) split into
+//! transport packets ([`packet`]) with continuity counters, PCR and random access flags.
+//!
+//! Nothing here does IO or reads a clock: timestamps come from the frames (milliseconds,
+//! converted to 90 kHz and masked to 33 bits). Every length from the input is checked before
+//! use and no input can make the crate panic; the limits are [`MAX_NAL_UNITS`],
+//! [`MAX_PARAMETER_SETS`] and [`MAX_AAC_FRAME_LEN`].
+
+pub mod adts;
+pub mod crc;
+mod error;
+mod muxer;
+pub mod packet;
+pub mod pes;
+pub mod psi;
+pub mod video;
+
+pub use adts::{AdtsConfig, MAX_AAC_FRAME_LEN};
+pub use crc::crc32_mpeg2;
+pub use error::TsError;
+pub use muxer::{
+    PCR_DELAY_90K, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265,
+    TS_TIMESTAMP_OFFSET_90K, TsMuxer,
+};
+pub use packet::TS_PACKET_LEN;
+pub use video::{MAX_NAL_UNITS, MAX_PARAMETER_SETS};
+
+/// PID of the program association table.
+pub const PAT_PID: u16 = 0x0000;
+/// PID of the program map table.
+pub const PMT_PID: u16 = 0x1000;
+/// PID of the video elementary stream.
+pub const VIDEO_PID: u16 = 0x100;
+/// PID of the audio elementary stream.
+pub const AUDIO_PID: u16 = 0x101;
+
+#[cfg(test)]
+mod muxer_tests;
+#[cfg(test)]
+mod reader_tests;

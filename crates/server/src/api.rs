@@ -27,13 +27,15 @@ pub const DEFAULT_PAGE_LIMIT: usize = 100;
 pub const MAX_PAGE_LIMIT: usize = 1000;
 
 /// Every route the API serves (the OpenAPI document must describe each; a test checks it).
-pub const API_ROUTES: [&str; 6] = [
+pub const API_ROUTES: [&str; 8] = [
     "/api/v1/server",
     "/api/v1/streams",
     "/api/v1/streams/{app}/{stream}",
     "/api/v1/openapi.json",
     "/api/v1/sessions",
     "/api/v1/sessions/{id}",
+    "/api/v1/recordings",
+    "/api/v1/streams/{app}/{stream}/recording",
 ];
 
 /// The OpenAPI 3.1 document of the API.
@@ -48,6 +50,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         openapi_path,
         sessions_path,
         session_path,
+        recordings_path,
+        recording_path,
     ] = API_ROUTES;
     Router::new()
         .route(server_path, get(server))
@@ -56,6 +60,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(openapi_path, get(openapi))
         .route(sessions_path, get(list_sessions))
         .route(session_path, delete(kick_session))
+        .route(recordings_path, get(crate::record::api::list))
+        .route(
+            recording_path,
+            axum::routing::post(crate::record::api::start).delete(crate::record::api::stop),
+        )
         .route("/api/v1/{*rest}", get(unknown))
 }
 
@@ -73,6 +82,17 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
+impl ApiError {
+    /// An error with a stable `code` and a human `message`.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -83,7 +103,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_body<T: Serialize>(v: &T) -> Response {
+pub(crate) fn json_body<T: Serialize>(v: &T) -> Response {
     match serde_json::to_string(v) {
         Ok(s) => ([(header::CONTENT_TYPE, "application/json")], s).into_response(),
         Err(e) => (
@@ -229,6 +249,7 @@ struct PerProtocol {
     http_flv: u64,
     #[serde(rename = "ws-flv")]
     ws_flv: u64,
+    hls: u64,
 }
 
 impl PerProtocol {
@@ -237,6 +258,7 @@ impl PerProtocol {
             rtmp: p.get(ViewerProtocol::Rtmp),
             http_flv: p.get(ViewerProtocol::HttpFlv),
             ws_flv: p.get(ViewerProtocol::WsFlv),
+            hls: p.get(ViewerProtocol::Hls),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct Config {
     pub hub: HubSection,
     /// Protective limits.
     pub limits: LimitsConfig,
+    /// HLS and LL-HLS.
+    pub hls: HlsConfig,
+    /// Recording streams to files.
+    pub record: RecordConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -114,6 +118,122 @@ impl Default for HubSection {
             viewer_max_queued_bytes: 1024 * 1024,
             viewer_batch_ms: 0,
             audio_coalesce_ms: 50,
+        }
+    }
+}
+
+/// HLS segment container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HlsFormat {
+    /// fMP4/CMAF segments with LL-HLS parts (H.264, H.265, AAC, Opus).
+    Fmp4,
+    /// MPEG-TS segments for legacy players (H.264, H.265, AAC), no parts.
+    Ts,
+}
+
+/// `[hls]`: HLS and Low-Latency HLS on `http://host:8080/{app}/{stream}/index.m3u8`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// Serve HLS for every stream.
+    pub enabled: bool,
+    /// Segment container for apps not named in `app_formats`. fMP4 is the default: it carries
+    /// LL-HLS parts, and classic players simply ignore the part tags.
+    pub format: HlsFormat,
+    /// Target segment duration. Segments are cut on the first keyframe after about this
+    /// long, so a longer GOP gives longer segments (and a larger EXT-X-TARGETDURATION).
+    pub target_duration_ms: u64,
+    /// LL-HLS part target (fMP4 only); 0 turns LL-HLS off. About 200 ms keeps a player
+    /// about one second behind live with three parts of hold-back.
+    pub part_target_ms: u64,
+    /// Segments listed in the media playlist (the sliding window).
+    pub window_segments: usize,
+    /// A muxer with no playlist or media request for this long is stopped (its memory
+    /// freed); the next request starts it again from the GOP cache.
+    pub idle_timeout_ms: u64,
+    /// Mux every stream from the moment it is published, requested or not (instant start
+    /// for the first viewer, at the cost of memory and CPU for unwatched streams).
+    pub always_on: bool,
+    /// Longest a blocking request (`_HLS_msn`, a preload hint, the first playlist of a
+    /// starting muxer) waits before it gets 503.
+    pub block_timeout_ms: u64,
+    /// Per-app segment container, e.g. `legacy = "ts"`.
+    pub app_formats: std::collections::BTreeMap<String, HlsFormat>,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: HlsFormat::Fmp4,
+            target_duration_ms: 2000,
+            part_target_ms: 200,
+            window_segments: 8,
+            idle_timeout_ms: 30_000,
+            always_on: false,
+            block_timeout_ms: 10_000,
+            app_formats: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl HlsConfig {
+    /// The segment container for `app`.
+    pub fn format_for(&self, app: &str) -> HlsFormat {
+        self.app_formats.get(app).copied().unwrap_or(self.format)
+    }
+}
+
+/// Container of recordings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Fragmented MP4 (plays everywhere; an HLS VOD playlist is written beside it).
+    Mp4,
+    /// FLV, the tags as published.
+    Flv,
+}
+
+/// What a recording does when its publisher reconnects (within the hub's grace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectPolicy {
+    /// Keep writing the same file (the hub keeps timestamps continuous).
+    Continue,
+    /// Start a new file at the reconnect.
+    NewFile,
+}
+
+/// `[record]`: recording streams to files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordConfig {
+    /// Directory of recordings (files go to `{dir}/{app}/`). Inside `vod.dir` by default, so
+    /// recordings are served by `/vod/recordings/...`.
+    pub dir: String,
+    /// Streams recorded automatically when published: `app/name` patterns where `*` matches
+    /// anything (`["*"]` records everything). Empty: only API-started recordings.
+    pub streams: Vec<String>,
+    /// Container: "mp4" (fragmented MP4 + HLS VOD playlist) or "flv".
+    pub format: RecordFormat,
+    /// A file is rotated at the first keyframe after this much media time.
+    pub max_duration_ms: u64,
+    /// A file is rotated at the first keyframe after this many bytes.
+    pub max_bytes: u64,
+    /// "continue" the file or start a "new_file" when the publisher reconnects.
+    pub on_reconnect: ReconnectPolicy,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        Self {
+            dir: "vod/recordings".to_owned(),
+            streams: Vec::new(),
+            format: RecordFormat::Mp4,
+            max_duration_ms: 3_600_000,
+            max_bytes: 2 * 1024 * 1024 * 1024,
+            on_reconnect: ReconnectPolicy::Continue,
         }
     }
 }
@@ -223,6 +343,35 @@ impl Config {
         }
         if self.hub.viewer_batch_ms > 1000 {
             return bad("hub.viewer_batch_ms", "must be at most 1000");
+        }
+        if !(500..=30_000).contains(&self.hls.target_duration_ms) {
+            return bad("hls.target_duration_ms", "must be between 500 and 30000");
+        }
+        if self.hls.part_target_ms != 0
+            && !(50..=self.hls.target_duration_ms / 2).contains(&self.hls.part_target_ms)
+        {
+            return bad(
+                "hls.part_target_ms",
+                "must be 0 or between 50 and half of hls.target_duration_ms",
+            );
+        }
+        if !(3..=hls::MAX_WINDOW_SEGMENTS).contains(&self.hls.window_segments) {
+            return bad("hls.window_segments", "must be between 3 and 100");
+        }
+        if self.hls.idle_timeout_ms < 1000 {
+            return bad("hls.idle_timeout_ms", "must be at least 1000");
+        }
+        if !(100..=60_000).contains(&self.hls.block_timeout_ms) {
+            return bad("hls.block_timeout_ms", "must be between 100 and 60000");
+        }
+        if self.record.max_duration_ms < 1000 {
+            return bad("record.max_duration_ms", "must be at least 1000");
+        }
+        if self.record.max_bytes < 1024 * 1024 {
+            return bad("record.max_bytes", "must be at least 1048576");
+        }
+        if self.record.dir.is_empty() {
+            return bad("record.dir", "must not be empty");
         }
         if self.hub.viewer_max_queued_bytes < 64 * 1024 {
             return bad("hub.viewer_max_queued_bytes", "must be at least 65536");

@@ -19,11 +19,13 @@ pub enum ViewerProtocol {
     HttpFlv,
     /// WebSocket-FLV.
     WsFlv,
+    /// HLS and LL-HLS (a viewer is a client address that fetched a playlist lately).
+    Hls,
 }
 
 impl ViewerProtocol {
     /// Every protocol, in label order.
-    pub const ALL: [ViewerProtocol; 3] = [Self::Rtmp, Self::HttpFlv, Self::WsFlv];
+    pub const ALL: [ViewerProtocol; 4] = [Self::Rtmp, Self::HttpFlv, Self::WsFlv, Self::Hls];
 
     /// The label value used by metrics and the API (`rtmp`, `http-flv`, `ws-flv`).
     pub fn as_str(self) -> &'static str {
@@ -31,6 +33,7 @@ impl ViewerProtocol {
             Self::Rtmp => "rtmp",
             Self::HttpFlv => "http-flv",
             Self::WsFlv => "ws-flv",
+            Self::Hls => "hls",
         }
     }
 
@@ -40,13 +43,14 @@ impl ViewerProtocol {
             Self::Rtmp => 0,
             Self::HttpFlv => 1,
             Self::WsFlv => 2,
+            Self::Hls => 3,
         }
     }
 }
 
 /// One relaxed atomic per viewer protocol.
 #[derive(Debug, Default)]
-pub struct PerProtocol([AtomicU64; 3]);
+pub struct PerProtocol([AtomicU64; 4]);
 
 impl PerProtocol {
     /// The current value for `p`.
@@ -57,6 +61,19 @@ impl PerProtocol {
     /// Adds `n` for `p`.
     pub fn add(&self, p: ViewerProtocol, n: u64) {
         self.0[p.index()].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Replaces the value for `p` (gauges computed elsewhere, such as HLS viewers), returning
+    /// the previous one.
+    pub fn set(&self, p: ViewerProtocol, v: u64) -> u64 {
+        self.0[p.index()].swap(v, Ordering::Relaxed)
+    }
+
+    /// Subtracts `n` for `p` (never below zero).
+    pub fn sub(&self, p: ViewerProtocol, n: u64) {
+        let _ = self.0[p.index()].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(n))
+        });
     }
 
     /// Subtracts one for `p` (never below zero).

@@ -1,5 +1,6 @@
-//! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`,
-//! Prometheus metrics on `/metrics` and the REST API under `/api/v1`.
+//! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`, HLS on
+//! `/{app}/{stream}/index.m3u8`, Prometheus metrics on `/metrics` and the REST API under
+//! `/api/v1`. HTTP/1.1 and HTTP/2 (prior knowledge, and ALPN once TLS exists).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -55,7 +56,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
         .route("/{app}/{file}", get(flv))
+        .route("/{app}/{stream}/{file}", get(hls_file))
         .with_state(shared)
+}
+
+async fn hls_file(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    extensions: Extensions,
+) -> Response {
+    let remote = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    crate::hls_http::serve(shared, app, stream, file, query, remote).await
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -9,9 +9,11 @@ pub mod config;
 mod counters;
 mod demo;
 mod egress;
+mod hls_http;
 mod http;
 mod metrics;
 mod procfs;
+mod record;
 mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
@@ -100,6 +102,12 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     pub(crate) rtmp_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
+    /// Every HLS muxer.
+    pub(crate) hls: hls_http::HlsService,
+    /// Recordings in progress.
+    pub(crate) recorder: record::Recorder,
+    /// Tracks every spawned task, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
 }
 
 impl std::fmt::Debug for Shared {
@@ -134,6 +142,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let http_listener = bind("http", config.http.listen).await?;
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
+    let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
         rtmp_slots: Arc::new(Semaphore::new(config.limits.max_rtmp_connections)),
         http_viewer_slots: Arc::new(Semaphore::new(config.limits.max_http_viewers)),
@@ -146,8 +155,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         started: std::time::Instant::now(),
         rtmp_addr,
         http_addr,
+        hls: hls_http::HlsService::default(),
+        recorder: record::Recorder::default(),
+        tracker: tracker.clone(),
     });
-    let tracker = TaskTracker::new();
     tracker.spawn(rtmp_server::run(
         shared.clone(),
         rtmp_listener,

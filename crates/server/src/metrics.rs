@@ -53,7 +53,9 @@ fn describe() {
         "sluice_rtmp_digest_handshakes_total",
         "RTMP clients that used the digest (Flash Player 9) handshake."
     );
-    describe_gauge!("sluice_viewers", "Viewers attached now, by protocol.");
+    describe_gauge!("sluice_viewers", "Viewers attached now, by protocol (hls: client addresses that fetched a playlist in the last 10 s).");
+    describe_gauge!("sluice_hls_muxers", "HLS muxers running now (one per stream being watched over HLS).");
+    describe_gauge!("sluice_hls_memory_bytes", "Segment and part bytes held in memory by all HLS muxers.");
     describe_counter!(
         "sluice_ingress_bytes_total",
         "Bytes read from clients, by protocol."
@@ -166,6 +168,8 @@ fn server(shared: &Shared) {
             .absolute(s.bytes_out.get(p));
     }
     counter!("sluice_viewer_writes_total").absolute(load(&s.viewer_writes));
+    gauge!("sluice_hls_muxers").set(shared.hls.len() as f64);
+    gauge!("sluice_hls_memory_bytes").set(shared.hls.bytes() as f64);
     let proc = ProcessStats::read();
     if let Some(v) = proc.cpu_seconds {
         gauge!("sluice_process_cpu_seconds").set(v);

@@ -483,6 +483,8 @@ impl Conn {
             Ok(publisher) => {
                 tracing::info!(peer = %self.peer, %key, "rtmp publish");
                 self.session.accept_publish(stream_id);
+                crate::hls_http::on_publish(&self.shared, &key);
+                crate::record::on_publish(&self.shared, &key);
                 self.publishing = Some(Publishing {
                     stream_id,
                     publisher,
