@@ -123,6 +123,36 @@ struct ServerInfo {
     listeners: Listeners,
     streams: usize,
     config: ConfigSummary,
+    webhooks: WebhookSummary,
+}
+
+/// Webhook counters in `GET /api/v1/server`.
+#[derive(Debug, Serialize)]
+struct WebhookSummary {
+    urls: usize,
+    events: u64,
+    delivered: u64,
+    failed: u64,
+    dropped: u64,
+    retries: u64,
+}
+
+impl WebhookSummary {
+    fn of(shared: &Shared) -> Self {
+        let w = &shared.stats.webhooks;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Self {
+            urls: shared.config.webhooks.urls.len(),
+            events: crate::webhooks::EventKind::ALL
+                .iter()
+                .map(|k| w.events(*k))
+                .sum(),
+            delivered: load(&w.delivered),
+            failed: load(&w.failed),
+            dropped: load(&w.dropped),
+            retries: load(&w.retries),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -196,6 +226,7 @@ async fn server(State(shared): State<Arc<Shared>>) -> Response {
                 max_message_len: c.limits.max_message_len,
             },
         },
+        webhooks: WebhookSummary::of(&shared),
     })
 }
 

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
+pub use crate::webhooks::WebhooksConfig;
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -32,6 +33,8 @@ pub struct Config {
     pub record: RecordConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Webhook events (off unless `urls` is set).
+    pub webhooks: WebhooksConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -376,6 +379,7 @@ impl Config {
         if self.hub.viewer_max_queued_bytes < 64 * 1024 {
             return bad("hub.viewer_max_queued_bytes", "must be at least 65536");
         }
+        self.webhooks.validate()?;
         Ok(())
     }
 

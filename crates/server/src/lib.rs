@@ -17,6 +17,7 @@ mod record;
 mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use sessions::{SessionEntry, SessionKind, SessionRegistry};
+pub use webhooks::{
+    EventKind, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_BACKOFF_MS, MAX_WEBHOOK_QUEUE,
+    MAX_WEBHOOK_RESPONSE_BYTES, MAX_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_URLS, WEBHOOK_SHUTDOWN_GRACE,
+    WebhookEvent, WebhookStats, Webhooks, WebhooksConfig, backoff_delay, sign as webhook_signature,
+};
 
 /// Errors of the server crate.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +93,8 @@ pub struct ServerStats {
     pub bytes_out: PerProtocol,
     /// Viewers attached now, by protocol.
     pub viewers: PerProtocol,
+    /// Webhook events and deliveries.
+    pub webhooks: Arc<WebhookStats>,
 }
 
 /// State shared by every connection of one server.
@@ -99,6 +107,8 @@ pub(crate) struct Shared {
     pub(crate) stats: ServerStats,
     pub(crate) streams: StreamRegistry,
     pub(crate) sessions: Arc<SessionRegistry>,
+    /// Webhook delivery (`None` when no URL is configured).
+    pub(crate) webhooks: Option<Webhooks>,
     pub(crate) started: std::time::Instant,
     pub(crate) rtmp_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
@@ -143,15 +153,18 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
     let tracker = TaskTracker::new();
+    let stats = ServerStats::default();
+    let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
     let shared = Arc::new(Shared {
         rtmp_slots: Arc::new(Semaphore::new(config.limits.max_rtmp_connections)),
         http_viewer_slots: Arc::new(Semaphore::new(config.limits.max_http_viewers)),
         config,
         hub,
         shutdown: CancellationToken::new(),
-        stats: ServerStats::default(),
+        stats,
         streams: StreamRegistry::default(),
-        sessions: Arc::default(),
+        sessions: Arc::new(SessionRegistry::with_webhooks(webhooks.clone())),
+        webhooks,
         started: std::time::Instant::now(),
         rtmp_addr,
         http_addr,
@@ -221,6 +234,12 @@ impl RunningServer {
         &self.shared.sessions
     }
 
+    /// Webhook delivery, when `[webhooks] urls` is set: [`Webhooks::emit`] queues an event
+    /// (e.g. [`WebhookEvent::record_segment`]) without waiting.
+    pub fn webhooks(&self) -> Option<&Webhooks> {
+        self.shared.webhooks.as_ref()
+    }
+
     /// The Prometheus exposition text `GET /metrics` serves.
     pub fn metrics_text(&self) -> String {
         metrics::render(&self.shared)
@@ -236,12 +255,19 @@ impl RunningServer {
 
     /// Stops accepting, tells publishers and players the server is going away, and waits up to
     /// `grace` for every connection to finish. Returns true when all finished in time.
+    /// Then pending webhook deliveries get [`WEBHOOK_SHUTDOWN_GRACE`] and the rest is dropped.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.shared.shutdown.cancel();
         self.shared.hub.shutdown();
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait())
+        let done = tokio::time::timeout(grace, self.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        if let Some(w) = &self.shared.webhooks {
+            // The delivery tasks stop by themselves after the grace; a little slack on top.
+            w.shutdown(WEBHOOK_SHUTDOWN_GRACE + Duration::from_millis(500))
+                .await;
+        }
+        done
     }
 }

@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use crate::api::codec_name;
 use crate::counters::{StreamCounters, ViewerProtocol};
 use crate::procfs::ProcessStats;
+use crate::webhooks::EventKind;
 use crate::{REFUSE_REASONS, Shared};
 
 /// `Content-Type` of the exposition.
@@ -31,6 +32,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         describe();
         server(shared);
         streams(shared);
+        webhooks(shared);
     });
     handle.render()
 }
@@ -134,6 +136,29 @@ fn describe() {
         "sluice_stream_publisher_reconnects_total",
         "Publisher connects to the stream after the first one."
     );
+}
+
+fn webhooks(shared: &Shared) {
+    describe_counter!(
+        "sluice_webhook_events_total",
+        "Webhook events emitted, by event (only while webhook URLs are configured)."
+    );
+    describe_counter!(
+        "sluice_webhook_deliveries_total",
+        "Webhook deliveries (event x URL) by result: ok (2xx), failed (gave up after max_attempts), dropped (queue full or shutdown)."
+    );
+    let w = &shared.stats.webhooks;
+    for kind in EventKind::ALL {
+        counter!("sluice_webhook_events_total", "event" => kind.as_str()).absolute(w.events(kind));
+    }
+    for (result, a) in [
+        ("ok", &w.delivered),
+        ("failed", &w.failed),
+        ("dropped", &w.dropped),
+    ] {
+        counter!("sluice_webhook_deliveries_total", "result" => result)
+            .absolute(a.load(Ordering::Relaxed));
+    }
 }
 
 fn server(shared: &Shared) {

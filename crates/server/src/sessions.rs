@@ -11,6 +11,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::webhooks::{WebhookEvent, Webhooks};
+
 /// Whether a session sends or receives a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionKind {
@@ -67,6 +69,8 @@ impl SessionEntry {
 pub struct SessionRegistry {
     next_id: AtomicU64,
     map: Mutex<HashMap<u64, Arc<SessionEntry>>>,
+    /// Told of every session start and end (publish/play, unpublish/stop), when configured.
+    webhooks: Option<Webhooks>,
 }
 
 /// What a session is, given to [`SessionRegistry::register`].
@@ -79,6 +83,14 @@ pub(crate) struct SessionInfo {
 }
 
 impl SessionRegistry {
+    /// A registry that emits webhook events for every session start and end.
+    pub(crate) fn with_webhooks(webhooks: Option<Webhooks>) -> Self {
+        Self {
+            webhooks,
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<SessionEntry>>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -104,6 +116,9 @@ impl SessionRegistry {
             kick,
         });
         self.lock().insert(id, Arc::clone(&entry));
+        if let Some(w) = &self.webhooks {
+            w.emit(WebhookEvent::session_started(&entry));
+        }
         SessionGuard {
             registry: Arc::clone(self),
             entry,
@@ -181,6 +196,9 @@ impl SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.entry.id);
+        if let Some(w) = &self.registry.webhooks {
+            w.emit(WebhookEvent::session_ended(&self.entry));
+        }
     }
 }
 
