@@ -15,6 +15,7 @@ mod procfs;
 mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
+mod vod;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +55,14 @@ pub enum ServerError {
     /// The demo clip could not be published.
     #[error("demo: {0}")]
     Demo(String),
+    /// The VOD directory (`vod.dir`) could not be created or resolved.
+    #[error("vod.dir {dir:?}: {source}")]
+    VodDir {
+        /// The directory configured.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Reasons a connection or viewer is refused: the fixed label set of
@@ -85,6 +94,8 @@ pub struct ServerStats {
     pub bytes_out: PerProtocol,
     /// Viewers attached now, by protocol.
     pub viewers: PerProtocol,
+    /// Bytes of file bodies sent by `/vod` (metrics: `sluice_egress_bytes_total{protocol="vod"}`).
+    pub vod_bytes_out: AtomicU64,
 }
 
 /// State shared by every connection of one server.
@@ -100,6 +111,8 @@ pub(crate) struct Shared {
     pub(crate) started: std::time::Instant,
     pub(crate) rtmp_addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
+    /// `vod.dir`, canonicalized at start (served paths must stay under it).
+    pub(crate) vod_root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Shared {
@@ -130,6 +143,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         publisher_grace_ms: config.hub.publisher_grace_ms,
         max_streams: config.limits.max_streams,
     });
+    let vod_root = vod::prepare_dir(&config.vod.dir)?;
     let rtmp_listener = bind("rtmp", config.rtmp.listen).await?;
     let http_listener = bind("http", config.http.listen).await?;
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
@@ -146,6 +160,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         started: std::time::Instant::now(),
         rtmp_addr,
         http_addr,
+        vod_root,
     });
     let tracker = TaskTracker::new();
     tracker.spawn(rtmp_server::run(

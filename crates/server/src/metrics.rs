@@ -165,6 +165,7 @@ fn server(shared: &Shared) {
         counter!("sluice_egress_bytes_total", "protocol" => p.as_str())
             .absolute(s.bytes_out.get(p));
     }
+    counter!("sluice_egress_bytes_total", "protocol" => "vod").absolute(load(&s.vod_bytes_out));
     counter!("sluice_viewer_writes_total").absolute(load(&s.viewer_writes));
     let proc = ProcessStats::read();
     if let Some(v) = proc.cpu_seconds {
