@@ -27,7 +27,7 @@ pub const DEFAULT_PAGE_LIMIT: usize = 100;
 pub const MAX_PAGE_LIMIT: usize = 1000;
 
 /// Every route the API serves (the OpenAPI document must describe each; a test checks it).
-pub const API_ROUTES: [&str; 8] = [
+pub const API_ROUTES: [&str; 10] = [
     "/api/v1/server",
     "/api/v1/streams",
     "/api/v1/streams/{app}/{stream}",
@@ -36,6 +36,8 @@ pub const API_ROUTES: [&str; 8] = [
     "/api/v1/sessions/{id}",
     "/api/v1/recordings",
     "/api/v1/streams/{app}/{stream}/recording",
+    "/api/v1/vod",
+    "/api/v1/vod/{name}",
 ];
 
 /// The OpenAPI 3.1 document of the API.
@@ -52,6 +54,8 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         session_path,
         recordings_path,
         recording_path,
+        vod_path,
+        vod_file_path,
     ] = API_ROUTES;
     Router::new()
         .route(server_path, get(server))
@@ -65,6 +69,14 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             recording_path,
             axum::routing::post(crate::record::api::start).delete(crate::record::api::stop),
         )
+        // Uploads are bounded by `vod.max_upload_bytes`, counted while streaming.
+        .route(
+            vod_path,
+            get(crate::vod::api::list)
+                .post(crate::vod::api::upload)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(vod_file_path, delete(crate::vod::api::delete))
         .route("/api/v1/{*rest}", get(unknown))
 }
 
@@ -505,7 +517,7 @@ fn stream_filter(query: Option<&str>) -> Option<String> {
 }
 
 /// Decodes `%XX` escapes and `+`; malformed escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -6,6 +6,7 @@
 //! (a test checks it).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Webhook events (off unless `urls` is set).
     pub webhooks: WebhooksConfig,
+    /// Video on demand: files served over HTTP, uploads through the API.
+    pub vod: VodConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -291,6 +294,52 @@ impl Default for LogConfig {
     }
 }
 
+/// Who may upload and delete VOD files through the API.
+///
+/// Until the API has authentication, the default lets only clients on the loopback
+/// interface (the host itself, or a reverse proxy on it) change the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadFrom {
+    /// Only clients connecting from a loopback address (127.0.0.0/8, ::1).
+    #[default]
+    Loopback,
+    /// Any client (only behind an authenticating proxy).
+    Any,
+    /// Nobody: uploads and deletes are refused.
+    Off,
+}
+
+/// `[vod]`: files served on `/vod/{path}` and managed under `/api/v1/vod`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VodConfig {
+    /// Directory served (relative paths are relative to the working directory); created at
+    /// start when missing.
+    pub dir: PathBuf,
+    /// Largest upload accepted, in bytes: protects the disk from one request filling it.
+    pub max_upload_bytes: u64,
+    /// Who may upload and delete: `loopback` (default, until the API has authentication),
+    /// `any` or `off`.
+    pub upload_from: UploadFrom,
+    /// `Cache-Control: max-age` (seconds) on served files.
+    pub cache_max_age_s: u64,
+}
+
+/// Longest `vod.cache_max_age_s` accepted: one year, the most RFC 9111 suggests.
+pub const MAX_CACHE_MAX_AGE_S: u64 = 365 * 24 * 3600;
+
+impl Default for VodConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("vod"),
+            max_upload_bytes: 1 << 30,
+            upload_from: UploadFrom::Loopback,
+            cache_max_age_s: 3600,
+        }
+    }
+}
+
 impl Config {
     /// Parses a TOML document (keys not given keep their defaults).
     pub fn from_toml(text: &str) -> Result<Self, ServerError> {
@@ -380,6 +429,15 @@ impl Config {
             return bad("hub.viewer_max_queued_bytes", "must be at least 65536");
         }
         self.webhooks.validate()?;
+        if self.vod.dir.as_os_str().is_empty() {
+            return bad("vod.dir", "must not be empty");
+        }
+        if self.vod.max_upload_bytes == 0 {
+            return bad("vod.max_upload_bytes", "must be positive");
+        }
+        if self.vod.cache_max_age_s > MAX_CACHE_MAX_AGE_S {
+            return bad("vod.cache_max_age_s", "must be at most 31536000 (one year)");
+        }
         Ok(())
     }
 
@@ -493,6 +551,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rtmp.chunk_size"), "{err}");
+    }
+
+    #[test]
+    fn vod_section_parses_and_validates() {
+        let cfg = Config::load(
+            Some("[vod]\nupload_from = \"any\"\n"),
+            [("SLUICE_VOD_MAX_UPLOAD_BYTES".to_owned(), "4096".to_owned())],
+        )
+        .expect("valid");
+        assert_eq!(cfg.vod.upload_from, UploadFrom::Any);
+        assert_eq!(cfg.vod.max_upload_bytes, 4096);
+        for (doc, key) in [
+            ("[vod]\ndir = \"\"\n", "vod.dir"),
+            ("[vod]\nmax_upload_bytes = 0\n", "vod.max_upload_bytes"),
+            ("[vod]\ncache_max_age_s = 99999999\n", "vod.cache_max_age_s"),
+            ("[vod]\nupload_from = \"everyone\"\n", "everyone"),
+        ] {
+            let err = Config::from_toml(doc).unwrap_err().to_string();
+            assert!(err.contains(key), "{doc}: {err}");
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
+        // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
+        .route("/vod/{*path}", get(crate::vod::serve::serve))
         .route("/{app}/{file}", get(flv))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .with_state(shared)

@@ -18,6 +18,7 @@ mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
 mod webhooks;
+mod vod;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +63,14 @@ pub enum ServerError {
     /// The demo clip could not be published.
     #[error("demo: {0}")]
     Demo(String),
+    /// The VOD directory (`vod.dir`) could not be created or resolved.
+    #[error("vod.dir {dir:?}: {source}")]
+    VodDir {
+        /// The directory configured.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Reasons a connection or viewer is refused: the fixed label set of
@@ -95,6 +104,8 @@ pub struct ServerStats {
     pub viewers: PerProtocol,
     /// Webhook events and deliveries.
     pub webhooks: Arc<WebhookStats>,
+    /// Bytes of file bodies sent by `/vod` (metrics: `sluice_egress_bytes_total{protocol="vod"}`).
+    pub vod_bytes_out: AtomicU64,
 }
 
 /// State shared by every connection of one server.
@@ -118,6 +129,8 @@ pub(crate) struct Shared {
     pub(crate) recorder: record::Recorder,
     /// Tracks every spawned task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
+    /// `vod.dir`, canonicalized at start (served paths must stay under it).
+    pub(crate) vod_root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Shared {
@@ -148,6 +161,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         publisher_grace_ms: config.hub.publisher_grace_ms,
         max_streams: config.limits.max_streams,
     });
+    let vod_root = vod::prepare_dir(&config.vod.dir)?;
     let rtmp_listener = bind("rtmp", config.rtmp.listen).await?;
     let http_listener = bind("http", config.http.listen).await?;
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
@@ -171,6 +185,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         hls: hls_http::HlsService::default(),
         recorder: record::Recorder::default(),
         tracker: tracker.clone(),
+        vod_root,
     });
     tracker.spawn(rtmp_server::run(
         shared.clone(),

@@ -192,6 +192,7 @@ fn server(shared: &Shared) {
         counter!("sluice_egress_bytes_total", "protocol" => p.as_str())
             .absolute(s.bytes_out.get(p));
     }
+    counter!("sluice_egress_bytes_total", "protocol" => "vod").absolute(load(&s.vod_bytes_out));
     counter!("sluice_viewer_writes_total").absolute(load(&s.viewer_writes));
     gauge!("sluice_hls_muxers").set(shared.hls.len() as f64);
     gauge!("sluice_hls_memory_bytes").set(shared.hls.bytes() as f64);

@@ -310,6 +310,10 @@ impl Task {
         }
         let duration_ms = f.muxer.duration_ms();
         let bytes = f.muxer.bytes();
+        if let Some(w) = &self.shared.webhooks {
+            let path = f.path.to_string_lossy();
+            w.emit(crate::WebhookEvent::record_segment(&self.rec.stream, &path, bytes, duration_ms));
+        }
         tracing::info!(
             key = %self.rec.stream,
             path = %f.path.display(),

@@ -81,11 +81,6 @@ impl FileMuxer {
         self.base.map_or(0, |b| self.last_dts.saturating_sub(b))
     }
 
-    /// True once a coded frame is in the file.
-    pub(crate) fn has_media(&self) -> bool {
-        self.base.is_some()
-    }
-
     /// Feeds a frame. `has_video` says whether the stream has a video track (fragments then
     /// start on keyframes).
     pub(crate) fn push(&mut self, frame: &Frame, has_video: bool) -> Result<Output, fmp4::Fmp4Error> {
