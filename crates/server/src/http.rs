@@ -1,5 +1,5 @@
 //! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`,
-//! Prometheus metrics on `/metrics` and the REST API under `/api/v1`.
+//! Prometheus metrics on `/metrics`, the REST API under `/api/v1` and the web console at `/`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -54,6 +54,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .merge(crate::api::routes())
+        // The web console. Static segments win over `/{app}/{file}` in the router, so
+        // `/console/{file}` falls back to HTTP-FLV for an app that happens to be named
+        // "console".
+        .route("/", get(crate::console::index))
+        .route("/console/{file}", get(console_file))
         .route("/{app}/{file}", get(flv))
         .with_state(shared)
 }
@@ -61,6 +66,26 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = crate::metrics::render(&shared);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /console/{file}`: a console asset, else the FLV stream `console/{file}`.
+async fn console_file(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: axum::http::HeaderMap,
+    extensions: Extensions,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Some(resp) = crate::console::serve(&file, &headers) {
+        return resp;
+    }
+    flv(
+        State(shared),
+        Path(("console".to_owned(), file)),
+        extensions,
+        ws,
+    )
+    .await
 }
 
 fn error(status: StatusCode, msg: String) -> Response {
