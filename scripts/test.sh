@@ -17,12 +17,21 @@ for element in rtmpsrc rtmp2src rtmpsink rtmp2sink flvdemux flvmux h264parse aac
     break
   fi
 done
+# The web console's browser test: Debian's Chromium, driven by playwright-core from npm.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+console_test=crates/sluice/tests/console
+if [ ! -d "$console_test/node_modules/playwright-core" ]; then
+  npm ci --prefix "$console_test" --no-audit --no-fund
 fi
 
 cargo test --workspace --locked "$@"

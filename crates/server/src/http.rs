@@ -1,6 +1,7 @@
 //! The HTTP listener: HTTP-FLV (chunked) and WebSocket-FLV on `/{app}/{stream}.flv`, HLS on
-//! `/{app}/{stream}/index.m3u8`, Prometheus metrics on `/metrics` and the REST API under
-//! `/api/v1`. HTTP/1.1 and HTTP/2 (prior knowledge, and ALPN once TLS exists).
+//! `/{app}/{stream}/index.m3u8`, files on `/vod/...`, Prometheus metrics on `/metrics`, the
+//! REST API under `/api/v1` and the web console at `/`. HTTP/1.1 and HTTP/2 (prior
+//! knowledge, and ALPN once TLS exists).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -57,6 +58,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(crate::api::routes())
         // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
         .route("/vod/{*path}", get(crate::vod::serve::serve))
+        // The web console. Static segments win over `/{app}/{file}` in the router, so
+        // `/console/{file}` falls back to HTTP-FLV for an app that happens to be named
+        // "console".
+        .route("/", get(crate::console::index))
+        .route("/console/{file}", get(console_file))
         .route("/{app}/{file}", get(flv))
         .route("/{app}/{stream}/{file}", get(hls_file))
         .with_state(shared)
@@ -77,6 +83,26 @@ async fn hls_file(
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = crate::metrics::render(&shared);
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
+}
+
+/// `GET /console/{file}`: a console asset, else the FLV stream `console/{file}`.
+async fn console_file(
+    State(shared): State<Arc<Shared>>,
+    Path(file): Path<String>,
+    headers: axum::http::HeaderMap,
+    extensions: Extensions,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Some(resp) = crate::console::serve(&file, &headers) {
+        return resp;
+    }
+    flv(
+        State(shared),
+        Path(("console".to_owned(), file)),
+        extensions,
+        ws,
+    )
+    .await
 }
 
 fn error(status: StatusCode, msg: String) -> Response {

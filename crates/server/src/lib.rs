@@ -6,6 +6,7 @@
 
 mod api;
 pub mod config;
+mod console;
 mod counters;
 mod demo;
 mod egress;
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 pub use api::{API_ROUTES, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, OPENAPI_JSON};
 pub use config::Config;
+pub use console::{CONSOLE_ASSETS, CONSOLE_CSP, ConsoleAsset, console_asset};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
