@@ -65,8 +65,15 @@ impl HlsStream {
         let mut out = String::with_capacity(256);
         out.push_str("#EXTM3U\n#EXT-X-VERSION:");
         let _ = writeln!(out, "{}", self.version());
-        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average}");
-        let codecs: Vec<&str> = self.tracks.iter().map(|t| t.codec_string.as_str()).collect();
+        let _ = write!(
+            out,
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average}"
+        );
+        let codecs: Vec<&str> = self
+            .tracks
+            .iter()
+            .map(|t| t.codec_string.as_str())
+            .collect();
         if !codecs.is_empty() {
             let _ = write!(out, ",CODECS=\"{}\"", codecs.join(","));
         }
@@ -118,10 +125,9 @@ impl HlsStream {
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", secs(part));
         }
         let window: Vec<_> = self.window().collect();
-        let first_msn = window.first().map_or(
-            self.open.as_ref().map_or(0, |s| s.msn),
-            |s| s.msn,
-        );
+        let first_msn = window
+            .first()
+            .map_or(self.open.as_ref().map_or(0, |s| s.msn), |s| s.msn);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
         let disc_seq = self.discontinuities_before_window();
         if disc_seq > 0 {
@@ -131,7 +137,10 @@ impl HlsStream {
         let mut skipped = 0usize;
         if skip && ll {
             let total: u64 = window.iter().map(|s| s.duration_ms).sum::<u64>()
-                + self.open.as_ref().map_or(0, |s| s.parts.iter().map(|p| p.duration_ms).sum());
+                + self
+                    .open
+                    .as_ref()
+                    .map_or(0, |s| s.parts.iter().map(|p| p.duration_ms).sum());
             let mut from_end = total;
             for s in &window {
                 if from_end.saturating_sub(s.duration_ms) > skip_until_ms {
@@ -147,7 +156,11 @@ impl HlsStream {
         }
         let mut map_version = None;
         let mut first = true;
-        let listed = window.iter().skip(skipped).copied().chain(self.open.as_ref());
+        let listed = window
+            .iter()
+            .skip(skipped)
+            .copied()
+            .chain(self.open.as_ref());
         for seg in listed {
             let is_open = self.open.as_ref().is_some_and(|o| o.msn == seg.msn);
             if is_open && (!ll || seg.parts.is_empty()) {
@@ -156,13 +169,20 @@ impl HlsStream {
             if seg.discontinuity && !first {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            if self.params.format == SegmentFormat::Fmp4 && map_version != Some(seg.init_version)
-            {
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"{prefix}init{}.mp4\"", seg.init_version);
+            if self.params.format == SegmentFormat::Fmp4 && map_version != Some(seg.init_version) {
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-MAP:URI=\"{prefix}init{}.mp4\"",
+                    seg.init_version
+                );
                 map_version = Some(seg.init_version);
             }
             if first || seg.discontinuity {
-                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(seg.pdt_unix_ms));
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-PROGRAM-DATE-TIME:{}",
+                    rfc3339_ms(seg.pdt_unix_ms)
+                );
             }
             first = false;
             if ll && seg.parts_listed {
@@ -173,7 +193,11 @@ impl HlsStream {
                         secs(p.duration_ms),
                         seg.msn
                     );
-                    out.push_str(if p.independent { ",INDEPENDENT=YES\n" } else { "\n" });
+                    out.push_str(if p.independent {
+                        ",INDEPENDENT=YES\n"
+                    } else {
+                        "\n"
+                    });
                 }
             }
             if !is_open {

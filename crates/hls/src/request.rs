@@ -60,7 +60,10 @@ impl HlsFile {
         let rest = name
             .strip_prefix(prefix)
             .ok_or(HlsError::BadName("unknown file"))?;
-        if let Some(v) = rest.strip_prefix("init").and_then(|r| r.strip_suffix(".mp4")) {
+        if let Some(v) = rest
+            .strip_prefix("init")
+            .and_then(|r| r.strip_suffix(".mp4"))
+        {
             let version = parse_number(v)?;
             let version = u32::try_from(version).map_err(|_| HlsError::BadName("version"))?;
             return Ok(HlsFile::Init { version });
@@ -158,8 +161,14 @@ mod tests {
     #[test]
     fn parses_every_file_kind() {
         let p = "k7-";
-        assert_eq!(HlsFile::parse("index.m3u8", p).unwrap(), HlsFile::Multivariant);
-        assert_eq!(HlsFile::parse("media.m3u8", p).unwrap(), HlsFile::MediaPlaylist);
+        assert_eq!(
+            HlsFile::parse("index.m3u8", p).unwrap(),
+            HlsFile::Multivariant
+        );
+        assert_eq!(
+            HlsFile::parse("media.m3u8", p).unwrap(),
+            HlsFile::MediaPlaylist
+        );
         assert_eq!(
             HlsFile::parse("k7-init2.mp4", p).unwrap(),
             HlsFile::Init { version: 2 }

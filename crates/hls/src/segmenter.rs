@@ -8,8 +8,8 @@ use fmp4::{Fragment, Fragmenter, Pushed, TrackConfig};
 use media::{Codec, Frame, FrameRole, MediaKind};
 use mpegts::TsMuxer;
 
-use crate::request::{HlsFile, PlaylistQuery};
 use crate::HlsError;
+use crate::request::{HlsFile, PlaylistQuery};
 
 /// Largest segment we build; a stream that sends this much without a keyframe gets a
 /// segment cut anyway, so memory per stream stays bounded.
@@ -77,7 +77,9 @@ impl HlsParams {
     /// Checks the values.
     pub fn validate(&self) -> Result<(), HlsError> {
         if !(500..=30_000).contains(&self.target_duration_ms) {
-            return Err(HlsError::BadParams("target_duration_ms must be 500..=30000"));
+            return Err(HlsError::BadParams(
+                "target_duration_ms must be 500..=30000",
+            ));
         }
         if self.part_target_ms != 0
             && !(50..=self.target_duration_ms / 2).contains(&self.part_target_ms)
@@ -351,9 +353,7 @@ impl HlsStream {
                     } else {
                         frag.buffered_duration_ms()
                     };
-                    if buffered > 0
-                        && buffered.saturating_add(self.interval_ms) > chunk_target
-                    {
+                    if buffered > 0 && buffered.saturating_add(self.interval_ms) > chunk_target {
                         if let Some(f) = frag.flush(None) {
                             self.add_part(f);
                             changed = true;

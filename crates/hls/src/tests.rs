@@ -37,7 +37,11 @@ fn params(format: SegmentFormat) -> HlsParams {
     HlsParams {
         format,
         target_duration_ms: 2000,
-        part_target_ms: if format == SegmentFormat::Fmp4 { 200 } else { 0 },
+        part_target_ms: if format == SegmentFormat::Fmp4 {
+            200
+        } else {
+            0
+        },
         window_segments: 8,
     }
 }
@@ -88,9 +92,15 @@ fn fmp4_segments_follow_the_gop_and_parts_the_part_target() {
     assert!(p.contains("#EXT-X-MAP:URI=\"t-init1.mp4\""), "{p}");
     assert!(p.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0"));
     assert!(p.contains("#EXT-X-PART-INF:PART-TARGET=0.200"), "{p}");
-    assert!(p.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-22T00:00:00"), "{p}");
+    assert!(
+        p.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-22T00:00:00"),
+        "{p}"
+    );
     // Parts: never longer than the target, and the first of a segment is independent.
-    let parts: Vec<&str> = p.lines().filter(|l| l.starts_with("#EXT-X-PART:")).collect();
+    let parts: Vec<&str> = p
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .collect();
     assert!(parts.len() > 10);
     for l in &parts {
         let d: f64 = l["#EXT-X-PART:DURATION=".len()..][..5].parse().unwrap();
@@ -116,7 +126,10 @@ fn fmp4_segments_follow_the_gop_and_parts_the_part_target() {
     let seg: Vec<u8> = ready(hls.lookup(done)).concat();
     let mut joined = Vec::new();
     for i in 0.. {
-        match hls.lookup(HlsFile::Part { msn: msn - 1, index: i }) {
+        match hls.lookup(HlsFile::Part {
+            msn: msn - 1,
+            index: i,
+        }) {
             Lookup::Ready(c) => joined.extend(c.concat()),
             _ => break,
         }
@@ -126,8 +139,17 @@ fn fmp4_segments_follow_the_gop_and_parts_the_part_target() {
     let init = ready(hls.lookup(HlsFile::Init { version: 1 })).concat();
     assert_eq!(&init[4..8], b"ftyp");
     // Far ahead or long gone: not found, not waited for.
-    assert_eq!(hls.lookup(HlsFile::Part { msn, index: index + 5 }), Lookup::NotFound);
-    assert_eq!(hls.lookup(HlsFile::Segment { msn: msn + 5 }), Lookup::NotFound);
+    assert_eq!(
+        hls.lookup(HlsFile::Part {
+            msn,
+            index: index + 5
+        }),
+        Lookup::NotFound
+    );
+    assert_eq!(
+        hls.lookup(HlsFile::Segment { msn: msn + 5 }),
+        Lookup::NotFound
+    );
     assert_eq!(hls.lookup(HlsFile::Init { version: 7 }), Lookup::NotFound);
 }
 
@@ -137,7 +159,10 @@ fn multivariant_has_measured_codecs_resolution_bandwidth_and_rate() {
     assert!(hls.multivariant_playlist().is_none());
     feed(&mut hls, &frames(2));
     let m = hls.multivariant_playlist().unwrap();
-    let inf = m.lines().find(|l| l.starts_with("#EXT-X-STREAM-INF:")).unwrap();
+    let inf = m
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .unwrap();
     assert!(inf.contains("CODECS=\"avc1.4d401e,mp4a.40.2\""), "{inf}");
     assert!(inf.contains("RESOLUTION=640x360"), "{inf}");
     assert!(inf.contains("FRAME-RATE=25.000"), "{inf}");
@@ -161,7 +186,10 @@ fn blocking_reload_waits_for_the_part_asked_for() {
         part,
         skip: false,
     };
-    assert_eq!(hls.playlist_readiness(&PlaylistQuery::default()), Readiness::Wait);
+    assert_eq!(
+        hls.playlist_readiness(&PlaylistQuery::default()),
+        Readiness::Wait
+    );
     let mut first_ready = None;
     for (i, f) in all.iter().enumerate() {
         hls.push(f, f.dts).unwrap();
@@ -169,12 +197,19 @@ fn blocking_reload_waits_for_the_part_asked_for() {
             first_ready = Some(i);
             // At that moment part 2 of segment 1 is listed, part 3 is not.
             let p = hls.media_playlist(false);
-            assert!(p.contains("#EXT-X-PART:DURATION=0.200,URI=\"t-1.2.m4s\""), "{p}");
             assert!(
-                !p.lines().any(|l| l.starts_with("#EXT-X-PART:") && l.contains("t-1.3.m4s")),
+                p.contains("#EXT-X-PART:DURATION=0.200,URI=\"t-1.2.m4s\""),
                 "{p}"
             );
-            assert!(p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"t-1.3.m4s\""), "{p}");
+            assert!(
+                !p.lines()
+                    .any(|l| l.starts_with("#EXT-X-PART:") && l.contains("t-1.3.m4s")),
+                "{p}"
+            );
+            assert!(
+                p.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"t-1.3.m4s\""),
+                "{p}"
+            );
             assert_eq!(hls.playlist_readiness(&q(1, Some(3))), Readiness::Wait);
             assert_eq!(hls.lookup(HlsFile::Part { msn: 1, index: 3 }), Lookup::Wait);
             assert_eq!(hls.playlist_readiness(&q(9, None)), Readiness::TooFar);
@@ -204,11 +239,17 @@ fn delta_update_skips_old_segments() {
     let (delta_durs, seq_delta, _) = parse_media(&delta);
     assert!(skipped > 0);
     assert_eq!(delta_durs.len() + skipped, full_durs.len());
-    assert_eq!(seq_full, seq_delta, "the media sequence is the full playlist's");
+    assert_eq!(
+        seq_full, seq_delta,
+        "the media sequence is the full playlist's"
+    );
     // What is left covers at least CAN-SKIP-UNTIL (12 s) minus one segment.
     let kept: f64 = delta_durs.iter().sum();
     assert!(kept >= 10.0, "{kept}");
-    assert!(delta.contains("#EXT-X-MAP:"), "the delta keeps the init segment");
+    assert!(
+        delta.contains("#EXT-X-MAP:"),
+        "the delta keeps the init segment"
+    );
 }
 
 #[test]
@@ -285,7 +326,9 @@ fn end_lists_the_last_segment_and_stops_waiting() {
     };
     assert_eq!(hls.playlist_readiness(&q), Readiness::Ready);
     assert_eq!(
-        hls.lookup(HlsFile::Segment { msn: durs.len() as u64 }),
+        hls.lookup(HlsFile::Segment {
+            msn: durs.len() as u64
+        }),
         Lookup::NotFound
     );
 }
@@ -315,13 +358,19 @@ fn a_codec_change_starts_a_new_init_segment_after_a_discontinuity() {
     body[3] = (body[3] & 0x87) | (1 << 3);
     mono.body = Bytes::from(body);
     hls.push(&mono, 0).unwrap();
-    let mut more: Vec<Frame> = frames(1).into_iter().filter(|f| f.role == FrameRole::Coded).collect();
+    let mut more: Vec<Frame> = frames(1)
+        .into_iter()
+        .filter(|f| f.role == FrameRole::Coded)
+        .collect();
     for f in &mut more {
         f.dts += 2 * LOOP_MS;
     }
     feed(&mut hls, &more);
     let p = hls.media_playlist(false);
-    assert!(p.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"t-init2.mp4\""), "{p}");
+    assert!(
+        p.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"t-init2.mp4\""),
+        "{p}"
+    );
     // Segments in the window still use the first init segment: both are served.
     assert!(p.contains("#EXT-X-MAP:URI=\"t-init1.mp4\""), "{p}");
     ready(hls.lookup(HlsFile::Init { version: 1 }));

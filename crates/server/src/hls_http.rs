@@ -130,7 +130,11 @@ impl HlsService {
     }
 
     /// The running muxer of `key`, or a new one if the hub has the stream.
-    pub(crate) fn get_or_start(shared: &Arc<Shared>, app: &str, key: &str) -> Option<Arc<HlsEntry>> {
+    pub(crate) fn get_or_start(
+        shared: &Arc<Shared>,
+        app: &str,
+        key: &str,
+    ) -> Option<Arc<HlsEntry>> {
         if let Some(e) = shared.hls.get(key) {
             return Some(e);
         }
@@ -379,7 +383,9 @@ pub(crate) async fn serve(
                         Body::from(chunks.into_iter().next().unwrap_or_default())
                     } else {
                         Body::from_stream(futures_util::stream::iter(
-                            chunks.into_iter().map(Ok::<Bytes, std::convert::Infallible>),
+                            chunks
+                                .into_iter()
+                                .map(Ok::<Bytes, std::convert::Infallible>),
                         ))
                     };
                     media_response(body, n, content_type, IMMUTABLE, cors)

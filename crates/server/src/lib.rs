@@ -18,8 +18,8 @@ mod record;
 mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
-mod webhooks;
 mod vod;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -55,9 +55,18 @@ fn describe() {
         "sluice_rtmp_digest_handshakes_total",
         "RTMP clients that used the digest (Flash Player 9) handshake."
     );
-    describe_gauge!("sluice_viewers", "Viewers attached now, by protocol (hls: client addresses that fetched a playlist in the last 10 s).");
-    describe_gauge!("sluice_hls_muxers", "HLS muxers running now (one per stream being watched over HLS).");
-    describe_gauge!("sluice_hls_memory_bytes", "Segment and part bytes held in memory by all HLS muxers.");
+    describe_gauge!(
+        "sluice_viewers",
+        "Viewers attached now, by protocol (hls: client addresses that fetched a playlist in the last 10 s)."
+    );
+    describe_gauge!(
+        "sluice_hls_muxers",
+        "HLS muxers running now (one per stream being watched over HLS)."
+    );
+    describe_gauge!(
+        "sluice_hls_memory_bytes",
+        "Segment and part bytes held in memory by all HLS muxers."
+    );
     describe_counter!(
         "sluice_ingress_bytes_total",
         "Bytes read from clients, by protocol."

@@ -150,7 +150,7 @@ async fn sessions_until(
 /// Waits (bounded) until the stream's HLS playlist is served.
 async fn wait_hls(addr: std::net::SocketAddr, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
-    let path = format!("/{key}/index.m3u8");
+    let path = format!("/{key}/media.m3u8");
     loop {
         let r = http_get(addr, &path).await;
         if r.status == 200 && r.body.contains("#EXTINF") {

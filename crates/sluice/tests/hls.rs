@@ -108,7 +108,8 @@ fn parse(p: &str) -> Media {
         } else if let Some(v) = line.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS=") {
             m.skipped = v.parse().unwrap();
         } else if !line.starts_with('#') && !line.is_empty() {
-            m.segments.push((line.to_owned(), dur.take().expect("EXTINF before URI")));
+            m.segments
+                .push((line.to_owned(), dur.take().expect("EXTINF before URI")));
         }
     }
     m
@@ -125,7 +126,10 @@ async fn wait_segments(addr: SocketAddr, path: &str, n: usize) -> Media {
                 return m;
             }
         }
-        assert!(Instant::now() < deadline, "{path} never listed {n} segments");
+        assert!(
+            Instant::now() < deadline,
+            "{path} never listed {n} segments"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -139,7 +143,10 @@ async fn ffmpeg_plays_the_fmp4_and_ts_variants() {
     let mut b = common::publish(&format!("rtmp://{rtmp}/legacy/b"), 4, &["-re"]);
     common::wait_live(&server, "live/a").await;
     common::wait_live(&server, "legacy/b").await;
-    for (key, ext, ctype) in [("live/a", "m4s", "video/mp4"), ("legacy/b", "ts", "video/mp2t")] {
+    for (key, ext, ctype) in [
+        ("live/a", "m4s", "video/mp4"),
+        ("legacy/b", "ts", "video/mp2t"),
+    ] {
         // The multivariant playlist describes the one rendition.
         let r = get(http, &format!("/{key}/index.m3u8"), T).await;
         assert_eq!(r.status, 200, "{}", r.text());
@@ -160,7 +167,11 @@ async fn ffmpeg_plays_the_fmp4_and_ts_variants() {
         let d = common::ffmpeg_decode(&format!("http://{http}/{key}/index.m3u8"), 3.0).await;
         assert!(d.video_frames >= 50, "{key}: {d:?}");
         assert!(d.audio_frames >= 100, "{key}: {d:?}");
-        assert!(d.stderr.trim().is_empty(), "{key}: ffmpeg complained: {}", d.stderr);
+        assert!(
+            d.stderr.trim().is_empty(),
+            "{key}: ffmpeg complained: {}",
+            d.stderr
+        );
         common::assert_monotonic("video", &d.video_dts);
         common::assert_monotonic("audio", &d.audio_dts);
     }
@@ -191,7 +202,10 @@ async fn playlists_stay_valid_while_live() {
         }
         assert!(m.sequence >= last_seq, "media sequence went back");
         if m.sequence == last_seq {
-            assert_eq!(m.segments[0].0, last_first_uri, "same sequence, same first segment");
+            assert_eq!(
+                m.segments[0].0, last_first_uri,
+                "same sequence, same first segment"
+            );
         }
         last_seq = m.sequence;
         last_first_uri = m.segments[0].0.clone();
@@ -234,7 +248,10 @@ async fn blocking_reload_and_preload_hint_complete_when_the_part_exists() {
     let (head, part) = stem.rsplit_once('.').unwrap();
     let msn: u64 = head.rsplit('-').next().unwrap().parse().unwrap();
     let part: u32 = part.parse().unwrap();
-    assert!(!m.parts.contains(&hint), "the hinted part is not listed yet");
+    assert!(
+        !m.parts.contains(&hint),
+        "the hinted part is not listed yet"
+    );
     // Ask for the playlist that contains the hinted part, and for the part itself, before
     // either exists: both wait, then complete.
     let q = format!("/live/ll/media.m3u8?_HLS_msn={msn}&_HLS_part={part}");
@@ -247,11 +264,19 @@ async fn blocking_reload_and_preload_hint_complete_when_the_part_exists() {
     assert!(pl.header("cache-control").starts_with("public, max-age="));
     let after = parse(&pl.text());
     assert!(
-        after.parts.contains(&hint) || after.segments.iter().any(|(u, _)| u.contains(&format!("-{msn}."))),
+        after.parts.contains(&hint)
+            || after
+                .segments
+                .iter()
+                .any(|(u, _)| u.contains(&format!("-{msn}."))),
         "the blocking response lists the part it waited for: {after:?}"
     );
     assert_eq!(body.status, 200);
-    assert_eq!(&body.body[4..8], b"moof", "the hinted part is an fMP4 fragment");
+    assert_eq!(
+        &body.body[4..8],
+        b"moof",
+        "the hinted part is an fMP4 fragment"
+    );
     // A delta update skips old segments once there are enough of them.
     let m = wait_segments(http, "/live/ll/media.m3u8", 8).await;
     let r = get(http, "/live/ll/media.m3u8?_HLS_skip=YES", T).await;
@@ -282,7 +307,10 @@ async fn a_publisher_reconnect_is_a_discontinuity() {
         if m.discontinuities > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no EXT-X-DISCONTINUITY after the reconnect: {m:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no EXT-X-DISCONTINUITY after the reconnect: {m:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = p.kill().await;
@@ -303,7 +331,10 @@ async fn hls_is_served_over_http2() {
         .args(["-w", "%{http_version} %{http_code} %{size_download}"])
         .arg(&url)
         .output();
-    let out = tokio::time::timeout(T, out).await.unwrap().expect("curl runs");
+    let out = tokio::time::timeout(T, out)
+        .await
+        .unwrap()
+        .expect("curl runs");
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut it = line.split_whitespace();
     assert_eq!(it.next(), Some("2"), "{line}");

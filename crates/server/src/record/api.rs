@@ -62,7 +62,12 @@ struct StartRequest {
 
 /// `GET /api/v1/recordings`: recordings in progress.
 pub(crate) async fn list(State(shared): State<Arc<Shared>>) -> Response {
-    let recordings = shared.recorder.list().iter().map(|r| RecordingInfo::of(r)).collect();
+    let recordings = shared
+        .recorder
+        .list()
+        .iter()
+        .map(|r| RecordingInfo::of(r))
+        .collect();
     json_body(&RecordingList { recordings })
 }
 
@@ -75,8 +80,12 @@ pub(crate) async fn start(
 ) -> Response {
     let key = format!("{app}/{stream}");
     if body.len() > MAX_START_BODY {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "body over 4 KiB")
-            .into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "body over 4 KiB",
+        )
+        .into_response();
     }
     let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()

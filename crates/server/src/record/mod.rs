@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
-use crate::config::{RecordFormat, ReconnectPolicy};
+use crate::config::{ReconnectPolicy, RecordFormat};
 use mux::{FileMuxer, Output};
 
 /// Longest file name component made from a stream key.
@@ -131,7 +131,8 @@ pub(crate) fn start(
 /// Starts a recording for a just-published stream matching `record.streams`.
 pub(crate) fn on_publish(shared: &Arc<Shared>, key: &str) {
     let cfg = &shared.config.record;
-    if cfg.streams.iter().any(|p| pattern_matches(p, key)) && shared.recorder.get(key).is_none()
+    if cfg.streams.iter().any(|p| pattern_matches(p, key))
+        && shared.recorder.get(key).is_none()
         && let Err(e) = start(shared, key, cfg.format)
     {
         tracing::warn!(%key, "automatic recording: {e}");
@@ -200,8 +201,8 @@ impl Task {
                 headers.push(Arc::clone(&frame));
                 has_video |= frame.kind == MediaKind::Video;
             }
-            let starts_file = frame.role == FrameRole::Coded
-                && (frame.is_video_keyframe() || !has_video);
+            let starts_file =
+                frame.role == FrameRole::Coded && (frame.is_video_keyframe() || !has_video);
             if starts_file && let Some(f) = &file {
                 if cfg.on_reconnect == ReconnectPolicy::NewFile {
                     let now = sub.publisher_connects();
@@ -235,7 +236,9 @@ impl Task {
             if let Some(f) = file.as_mut() {
                 match f.muxer.push(&frame, has_video) {
                     Ok(out) => self.write(f, out).await?,
-                    Err(e) => tracing::debug!(key = %self.rec.stream, "recording skipped a frame: {e}"),
+                    Err(e) => {
+                        tracing::debug!(key = %self.rec.stream, "recording skipped a frame: {e}")
+                    }
                 }
             }
         }
@@ -248,7 +251,11 @@ impl Task {
 
     async fn open(&self) -> std::io::Result<OpenFile> {
         let cfg = &self.shared.config.record;
-        let (app, name) = self.rec.stream.split_once('/').unwrap_or(("_", &self.rec.stream));
+        let (app, name) = self
+            .rec
+            .stream
+            .split_once('/')
+            .unwrap_or(("_", &self.rec.stream));
         let dir = Path::new(&cfg.dir).join(sanitize(app));
         tokio::fs::create_dir_all(&dir).await?;
         let ext = match self.rec.format {
@@ -264,8 +271,15 @@ impl Task {
             n += 1;
             path = dir.join(format!("{stem}-{n}.{ext}"));
         }
-        let media = OpenOptions::new().write(true).create_new(true).open(&path).await?;
-        let file_name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let media = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        let file_name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let playlist = match self.rec.format {
             RecordFormat::Mp4 => Some(File::create(path.with_extension("m3u8")).await?),
             RecordFormat::Flv => None,
@@ -312,7 +326,12 @@ impl Task {
         let bytes = f.muxer.bytes();
         if let Some(w) = &self.shared.webhooks {
             let path = f.path.to_string_lossy();
-            w.emit(crate::WebhookEvent::record_segment(&self.rec.stream, &path, bytes, duration_ms));
+            w.emit(crate::WebhookEvent::record_segment(
+                &self.rec.stream,
+                &path,
+                bytes,
+                duration_ms,
+            ));
         }
         tracing::info!(
             key = %self.rec.stream,
@@ -331,7 +350,13 @@ fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_NAME_COMPONENT)
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with('.') {
         out.insert(0, '_');
@@ -342,7 +367,9 @@ fn sanitize(s: &str) -> String {
 /// `YYYYMMDDTHHMMSSZ` for file names.
 fn file_stamp(unix_ms: u64) -> String {
     let iso = crate::sessions::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
-    iso.chars().filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z').collect()
+    iso.chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z')
+        .collect()
 }
 
 fn unix_ms() -> u64 {

@@ -83,7 +83,11 @@ impl FileMuxer {
 
     /// Feeds a frame. `has_video` says whether the stream has a video track (fragments then
     /// start on keyframes).
-    pub(crate) fn push(&mut self, frame: &Frame, has_video: bool) -> Result<Output, fmp4::Fmp4Error> {
+    pub(crate) fn push(
+        &mut self,
+        frame: &Frame,
+        has_video: bool,
+    ) -> Result<Output, fmp4::Fmp4Error> {
         let mut out = Output::default();
         if frame.role == FrameRole::Coded && self.base.is_none() {
             if has_video && !frame.is_video_keyframe() {
@@ -110,7 +114,10 @@ impl FileMuxer {
             self.flv.extend_from_slice(&flv::file_header(true, true));
             self.started_header = true;
         }
-        if f.role == FrameRole::Coded || f.role == FrameRole::SequenceHeader || f.role == FrameRole::Metadata {
+        if f.role == FrameRole::Coded
+            || f.role == FrameRole::SequenceHeader
+            || f.role == FrameRole::Metadata
+        {
             let tag = match f.kind {
                 MediaKind::Audio => flv::TAG_AUDIO,
                 MediaKind::Video => flv::TAG_VIDEO,
@@ -133,7 +140,12 @@ impl FileMuxer {
         }
     }
 
-    fn push_mp4(&mut self, f: &Frame, has_video: bool, out: &mut Output) -> Result<(), fmp4::Fmp4Error> {
+    fn push_mp4(
+        &mut self,
+        f: &Frame,
+        has_video: bool,
+        out: &mut Output,
+    ) -> Result<(), fmp4::Fmp4Error> {
         if f.role == FrameRole::SequenceHeader {
             self.fragmenter.push(f)?;
             return Ok(());
@@ -214,8 +226,11 @@ mod tests {
     use super::*;
 
     fn fixture_frames() -> Vec<Frame> {
-        let file = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/demo.flv"))
-            .unwrap();
+        let file = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/demo.flv"
+        ))
+        .unwrap();
         flv::read_all_tags(&file)
             .unwrap()
             .into_iter()

@@ -27,7 +27,22 @@ pub fn test_config() -> Config {
     let mut cfg = Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    // A private VOD directory (recordings inside it) per server, so tests never write into
+    // the source tree and never see each other's files.
+    let dir = temp_dir("vod");
+    cfg.record.dir = dir.join("recordings").to_string_lossy().into_owned();
+    cfg.vod.dir = dir;
     cfg
+}
+
+/// A new empty directory under the system temp dir, unique to this process and call.
+pub fn temp_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sluice-test-{what}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 /// Starts an in-process server.
