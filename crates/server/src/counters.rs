@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn labels_are_stable() {
         let labels: Vec<_> = ViewerProtocol::ALL.iter().map(|p| p.as_str()).collect();
-        assert_eq!(labels, ["rtmp", "http-flv", "ws-flv"]);
+        assert_eq!(labels, ["rtmp", "http-flv", "ws-flv", "hls"]);
     }
 
     #[test]
