@@ -34,4 +34,11 @@ if [ ! -d "$console_test/node_modules/playwright-core" ]; then
   npm ci --prefix "$console_test" --no-audit --no-fund
 fi
 
+# Python test clients (prometheus_client's exposition parser) in a private venv.
+venv=.venv-test
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check prometheus_client==0.21.1
+fi
+
 cargo test --workspace --locked "$@"

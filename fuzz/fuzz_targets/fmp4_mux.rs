@@ -61,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
             body,
             payload_offset: 0,
             wire: WireCache::default(),
+            arrival: None,
         };
         let _ = f.push(&frame);
         let _ = f.tracks();

@@ -64,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
             body,
             payload_offset: 0,
             wire: WireCache::default(),
+            arrival: None,
         };
         let _ = hls.push(&frame, dts);
         if control & 0x80 != 0 {

@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
             body: Bytes::from(body),
             payload_offset: usize::from(control >> 6 & 1),
             wire: WireCache::default(),
+            arrival: None,
         };
         if control & 0x40 != 0 {
             muxer.write_tables(&mut out);

@@ -47,6 +47,7 @@ pub fn frame_from_tag(tag_type: u8, timestamp: u32, body: Bytes) -> Result<Frame
         body,
         payload_offset: info.payload_offset,
         wire: WireCache::default(),
+        arrival: None,
     })
 }
 

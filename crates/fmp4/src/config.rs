@@ -191,6 +191,7 @@ pub(crate) mod tests {
             body: Bytes::copy_from_slice(payload),
             payload_offset: 0,
             wire: WireCache::default(),
+            arrival: None,
         }
     }
 

@@ -19,6 +19,7 @@ fn coded(kind: MediaKind, codec: Codec, dts: u64, cts: i32, keyframe: bool, data
         body: Bytes::copy_from_slice(data),
         payload_offset: 0,
         wire: WireCache::default(),
+        arrival: None,
     }
 }
 

@@ -182,6 +182,7 @@ mod tests {
             body: Bytes::from(vec![0u8; len]),
             payload_offset: 0,
             wire: Default::default(),
+            arrival: None,
         })
     }
 

@@ -334,7 +334,8 @@ impl Publisher {
     /// rewrites it onto the stream timeline (see [`MAX_TIMESTAMP_GAP_MS`]), updates headers
     /// and the GOP cache, and fans it out. Never blocks on subscribers, never fails (after the
     /// stream ended, e.g. on shutdown, frames are ignored).
-    pub fn push(&mut self, frame: Frame) {
+    pub fn push(&mut self, mut frame: Frame) {
+        frame.arrival = Some(std::time::Instant::now());
         self.stream.push(frame);
     }
 

@@ -173,6 +173,7 @@ mod tests {
             body: Bytes::from_static(&[0xAF, 0x01, 0x00]),
             payload_offset: 2,
             wire: Default::default(),
+            arrival: None,
         }
     }
 

@@ -83,6 +83,9 @@ pub struct Frame {
     pub payload_offset: usize,
     /// Wire bytes derived from this frame once and shared by every viewer (see [`WireCache`]).
     pub wire: WireCache,
+    /// When the frame entered the hub (set by the hub's publisher; `None` before), so egress
+    /// can measure delivery latency. A value, not a clock read: codecs stay sans-IO.
+    pub arrival: Option<std::time::Instant>,
 }
 
 impl Frame {

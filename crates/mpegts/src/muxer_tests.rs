@@ -38,6 +38,7 @@ fn frame(
         body: Bytes::copy_from_slice(payload),
         payload_offset: 0,
         wire: WireCache::default(),
+        arrival: None,
     }
 }
 

@@ -257,6 +257,8 @@ struct StreamInfo {
     gop: Gop,
     keyframe_interval_ms: Option<u64>,
     publisher_connects: u64,
+    /// The latest sampled delivery latency of the slowest viewer protocol (ms).
+    latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -342,6 +344,7 @@ fn stream_info(snap: StreamSnapshot, c: &StreamCounters) -> StreamInfo {
         },
         keyframe_interval_ms: snap.keyframe_interval_ms,
         publisher_connects: snap.publisher_connects,
+        latency_ms: c.latency_ms(),
         key: snap.key,
     }
 }

@@ -99,6 +99,9 @@ pub struct StreamCounters {
     pub sample_rate: AtomicU32,
     /// Channels from the last AAC AudioSpecificConfig (0 = unknown).
     pub channels: AtomicU32,
+    /// The latest sampled delivery latency per viewer protocol, in microseconds (0 = none:
+    /// no viewer of that protocol, or no sample yet).
+    pub latency_us: PerProtocol,
 }
 
 impl StreamCounters {
@@ -127,6 +130,28 @@ impl StreamCounters {
             }
             _ => {}
         }
+    }
+
+    /// The latest sampled delivery latency of the slowest viewer protocol, in ms.
+    pub fn latency_ms(&self) -> Option<f64> {
+        let us = ViewerProtocol::ALL
+            .iter()
+            .map(|p| self.latency_us.get(*p))
+            .max()
+            .unwrap_or(0);
+        (us > 0).then(|| us as f64 / 1000.0)
+    }
+
+    /// Records a latency sample of `protocol`: for the stream (API, console) and in the
+    /// server's histogram.
+    pub(crate) fn observe_latency(
+        &self,
+        shared: &crate::Shared,
+        protocol: ViewerProtocol,
+        d: std::time::Duration,
+    ) {
+        self.latency_us.set(protocol, (d.as_micros() as u64).max(1));
+        shared.latency.observe(protocol, d);
     }
 
     /// `Some(value)` unless the atomic holds 0 (unknown).
@@ -203,6 +228,11 @@ impl ViewerGuard {
         }
     }
 
+    /// Records a delivery latency sample of this viewer.
+    pub(crate) fn latency(&self, d: std::time::Duration) {
+        self.stream.observe_latency(&self.shared, self.protocol, d);
+    }
+
     /// Counts `n` bytes sent to this viewer (server-wide and per stream).
     pub(crate) fn sent(&self, n: usize) {
         let n = n as u64;
@@ -215,6 +245,10 @@ impl Drop for ViewerGuard {
     fn drop(&mut self) {
         self.shared.stats.viewers.dec(self.protocol);
         self.stream.viewers.dec(self.protocol);
+        if self.stream.viewers.get(self.protocol) == 0 {
+            // No viewer left to measure: the last sample would only go stale.
+            self.stream.latency_us.set(self.protocol, 0);
+        }
     }
 }
 

@@ -212,6 +212,8 @@ pub(crate) struct FlvEgress {
     buf: BytesMut,
     /// Whether the pending bytes end with audio that may wait for video.
     pub(crate) hold: AudioHold,
+    /// Samples the delivery latency of the batches.
+    pub(crate) probe: crate::latency::LatencyProbe,
 }
 
 impl FlvEgress {
@@ -223,6 +225,7 @@ impl FlvEgress {
             clock: ViewerClock::default(),
             buf,
             hold: AudioHold::default(),
+            probe: crate::latency::LatencyProbe::default(),
         }
     }
 
@@ -236,6 +239,7 @@ impl FlvEgress {
         };
         flv::write_tag(&mut self.buf, tag_type, ts, &frame.body);
         self.hold.saw(frame);
+        self.probe.queued(frame.arrival);
     }
 
     /// Bytes pending since the last call. Each batch gets a buffer of its own, so a viewer
@@ -268,6 +272,7 @@ mod tests {
             body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0xAA, 0xBB]),
             payload_offset: 5,
             wire: Default::default(),
+            arrival: None,
         }
     }
 

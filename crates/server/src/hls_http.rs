@@ -207,11 +207,15 @@ impl MuxerTask {
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         let mut errors = 0u64;
         let mut viewers = 0u64;
+        let mut oldest: Option<std::time::Instant> = None;
         let ended = loop {
             tokio::select! {
                 _ = entry.cancel.cancelled() => break false,
                 f = sub.recv() => {
                     let Some(f) = f else { break true };
+                    if oldest.is_none() {
+                        oldest = f.arrival;
+                    }
                     let mut st = entry.lock();
                     if f.is_video_keyframe() {
                         let now_connects = sub.publisher_connects();
@@ -225,6 +229,12 @@ impl MuxerTask {
                             let g = st.generation();
                             drop(st);
                             entry.changed.send_replace(g);
+                            // A part (or segment) is out: how long its oldest frame waited.
+                            if let Some(t) = oldest.take()
+                                && let Some(shared) = self.shared.upgrade()
+                            {
+                                self.counters.observe_latency(&shared, ViewerProtocol::Hls, t.elapsed());
+                            }
                         }
                         Ok(false) => {}
                         Err(e) => {
@@ -262,6 +272,7 @@ impl MuxerTask {
             }
         }
         self.set_viewers(viewers, 0);
+        self.counters.latency_us.set(ViewerProtocol::Hls, 0);
         if let Some(shared) = self.shared.upgrade() {
             let mut map = shared.hls.lock();
             if map.get(&self.key).is_some_and(|e| Arc::ptr_eq(e, entry)) {

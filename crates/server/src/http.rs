@@ -189,6 +189,10 @@ async fn flv(
                 return None;
             }
             held.1.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
+            // Handed to hyper: it asks for the next chunk once this one is written.
+            if let Some(d) = egress.probe.written(std::time::Instant::now()) {
+                held.2.latency(d);
+            }
             held.2.sent(chunk.len());
             held.3.bytes(chunk.len());
             Some((Ok::<Bytes, Infallible>(chunk), (sub, egress, held, ended)))
@@ -306,6 +310,9 @@ async fn ws_flv(
                     let n = chunk.len();
                     if socket.send(Message::Binary(chunk)).await.is_err() {
                         break;
+                    }
+                    if let Some(d) = egress.probe.written(std::time::Instant::now()) {
+                        guard.latency(d);
                     }
                     guard.sent(n);
                     api.bytes(n);

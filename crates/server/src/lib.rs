@@ -12,6 +12,7 @@ mod demo;
 mod egress;
 mod hls_http;
 mod http;
+mod latency;
 mod metrics;
 mod procfs;
 mod record;
@@ -129,6 +130,8 @@ pub(crate) struct Shared {
     pub(crate) hls: hls_http::HlsService,
     /// Recordings in progress.
     pub(crate) recorder: record::Recorder,
+    /// Delivery latency histograms.
+    pub(crate) latency: latency::LatencyMetrics,
     /// Tracks every spawned task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
     /// `vod.dir`, canonicalized at start (served paths must stay under it).
@@ -186,6 +189,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         http_addr,
         hls: hls_http::HlsService::default(),
         recorder: record::Recorder::default(),
+        latency: latency::LatencyMetrics::default(),
         tracker: tracker.clone(),
         vod_root,
     });
@@ -195,6 +199,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracker.clone(),
     ));
     tracker.spawn(http::serve(shared.clone(), http_listener));
+    tracker.spawn(latency_upkeep(Arc::clone(&shared)));
     tracing::info!(%rtmp_addr, "rtmp listening");
     tracing::info!(%http_addr, "http listening");
     Ok(RunningServer {
@@ -203,6 +208,17 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         shared,
         tracker,
     })
+}
+
+/// Folds latency samples into buckets periodically, so they never pile up unscraped.
+async fn latency_upkeep(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(latency::UPKEEP);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = tick.tick() => shared.latency.upkeep(),
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {

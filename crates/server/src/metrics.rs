@@ -34,7 +34,9 @@ pub(crate) fn render(shared: &Shared) -> String {
         streams(shared);
         webhooks(shared);
     });
-    handle.render()
+    let mut text = handle.render();
+    text.push_str(&shared.latency.render());
+    text
 }
 
 fn describe() {

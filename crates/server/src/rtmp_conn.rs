@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Shared;
 use crate::counters::{StreamCounters, ViewerGuard, ViewerProtocol};
 use crate::egress::{AudioHold, MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
+use crate::latency::LatencyProbe;
 use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
 
 /// Initial read buffer: enough for a player's acknowledgements and commands, so an idle
@@ -62,6 +63,8 @@ struct Playing {
     viewer: ViewerGuard,
     /// Lists this viewer in the API while it plays.
     api: SessionGuard,
+    /// Samples the delivery latency of this viewer's writes.
+    probe: LatencyProbe,
 }
 
 /// Whether queued bytes may be written now.
@@ -278,6 +281,12 @@ impl Conn {
                 Err(e) => return Err(e.into()),
             }
         }
+        if self.out.is_empty()
+            && let Some(p) = self.playing.as_mut()
+            && let Some(d) = p.probe.written(std::time::Instant::now())
+        {
+            p.viewer.latency(d);
+        }
         Ok(wrote)
     }
 
@@ -319,6 +328,7 @@ impl Conn {
             };
             if wanted {
                 p.egress.push(&f, &mut self.out);
+                p.probe.queued(f.arrival);
                 p.hold.saw(&f);
             }
             n += 1;
@@ -531,6 +541,7 @@ impl Conn {
                     hold: AudioHold::default(),
                     viewer: ViewerGuard::new(&self.shared, &key, ViewerProtocol::Rtmp),
                     api: self.register(SessionKind::Viewer, key),
+                    probe: LatencyProbe::default(),
                 });
             }
             Err(e) => {

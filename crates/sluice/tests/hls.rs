@@ -219,6 +219,18 @@ async fn playlists_stay_valid_while_live() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(seen > 5);
+    // Parts become available about one part target after their first frame arrived.
+    let text = server.metrics_text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let count = value(r#"sluice_delivery_latency_seconds_count{protocol="hls"}"#);
+    let sum = value(r#"sluice_delivery_latency_seconds_sum{protocol="hls"}"#);
+    assert!(count > 10.0, "{count} HLS latency samples");
+    assert!(sum / count < 0.5, "mean HLS part latency {} s", sum / count);
     let m = parse(&get(http, "/live/p/media.m3u8", T).await.text());
     assert!(m.segments.len() >= 3, "{m:?}");
     // Bad directives and unknown names are refused, not waited on.

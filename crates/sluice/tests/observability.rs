@@ -34,6 +34,45 @@ async fn scrape(server: &sluice_server::RunningServer) -> HashMap<String, f64> {
     out
 }
 
+/// Scrapes `/metrics` and parses it with Python's `prometheus_client` (from the test venv
+/// that scripts/test.sh prepares): `{"types": {family: type}, "samples": {series: value}}`.
+async fn parse_with_prometheus_client(server: &sluice_server::RunningServer) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let text = http_get(server.http_addr(), "/metrics").await.body;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv-test/bin/python");
+    let script = root.join("crates/sluice/tests/metrics/parse_metrics.py");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} runs (scripts/test.sh creates it): {e}",
+                python.display()
+            )
+        });
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(text.as_bytes())
+        .await
+        .expect("write metrics");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("parser in time")
+        .expect("parser runs");
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("parser JSON")
+}
+
 fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
     *m.get(series)
         .unwrap_or_else(|| panic!("no series {series}; have {:?}", m.keys()))
@@ -328,6 +367,52 @@ async fn metrics_and_api_follow_a_live_stream() {
         0.0
     );
     assert_eq!(get(&second, "sluice_streams"), 1.0);
+    // Delivery latency: sampled per viewer write, per protocol, as a real histogram.
+    let rtmp_lat = scrape_until(&server, "rtmp latency samples", |m| {
+        m.get(r#"sluice_delivery_latency_seconds_count{protocol="rtmp"}"#)
+            .is_some_and(|v| *v > 0.0)
+    })
+    .await;
+    let lat_sum = get(
+        &rtmp_lat,
+        r#"sluice_delivery_latency_seconds_sum{protocol="rtmp"}"#,
+    );
+    let lat_count = get(
+        &rtmp_lat,
+        r#"sluice_delivery_latency_seconds_count{protocol="rtmp"}"#,
+    );
+    assert!(
+        lat_sum / lat_count < 1.0,
+        "mean RTMP delivery latency under a second"
+    );
+    assert!(
+        get(
+            &rtmp_lat,
+            r#"sluice_delivery_latency_seconds_bucket{protocol="rtmp",le="+Inf"}"#
+        ) == lat_count
+    );
+    let detail = http_get(server.http_addr(), "/api/v1/streams/live/x")
+        .await
+        .json();
+    assert!(detail["latency_ms"].as_f64().is_some(), "{detail}");
+    // A real Prometheus parser (prometheus_client) reads the whole exposition, and agrees
+    // with ours on the values.
+    let parsed = parse_with_prometheus_client(&server).await;
+    assert_eq!(
+        parsed["types"]["sluice_delivery_latency_seconds"],
+        "histogram"
+    );
+    assert_eq!(parsed["types"]["sluice_stream_viewers"], "gauge");
+    assert_eq!(
+        parsed["samples"][r#"sluice_stream_viewers{protocol="rtmp",stream="live/x"}"#],
+        1.0
+    );
+    assert!(
+        parsed["samples"][r#"sluice_delivery_latency_seconds_count{protocol="http-flv"}"#]
+            .as_f64()
+            .is_some(),
+        "{parsed}"
+    );
     assert!(
         second
             .keys()

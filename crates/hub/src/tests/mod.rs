@@ -35,6 +35,7 @@ fn frame(kind: MediaKind, role: FrameRole, key: bool, dts: u64, id: u32) -> Fram
         body: Bytes::from(body),
         payload_offset: 2,
         wire: Default::default(),
+        arrival: None,
     }
 }
 
