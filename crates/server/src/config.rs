@@ -284,12 +284,26 @@ impl Default for LimitsConfig {
 pub struct LogConfig {
     /// Log filter, as `RUST_LOG` takes it (`info`, `debug`, `sluice_server=debug,info`).
     pub level: String,
+    /// Line format: "text" for people, "json" (one object per line, with the session's span
+    /// fields) for log pipelines.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Text,
         }
     }
 }

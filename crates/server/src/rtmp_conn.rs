@@ -491,6 +491,7 @@ impl Conn {
         };
         match self.shared.hub.publish(&key, info) {
             Ok(publisher) => {
+                tracing::Span::current().record("stream", key.as_str());
                 tracing::info!(peer = %self.peer, %key, "rtmp publish");
                 self.session.accept_publish(stream_id);
                 crate::hls_http::on_publish(&self.shared, &key);
@@ -529,6 +530,7 @@ impl Conn {
         };
         match self.shared.hub.subscribe(&key) {
             Ok(sub) => {
+                tracing::Span::current().record("stream", key.as_str());
                 tracing::info!(peer = %self.peer, %key, "rtmp play");
                 self.session.accept_play(stream_id);
                 self.playing = Some(Playing {

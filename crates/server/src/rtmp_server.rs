@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::{Shared, rtmp_conn};
 
@@ -37,9 +38,14 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, tracker: Tas
             .rtmp_connections
             .fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
-        tracker.spawn(async move {
-            rtmp_conn::serve(shared, sock, peer).await;
-            drop(permit);
-        });
+        // Every line of this connection carries its peer, and its stream once known.
+        let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
+        tracker.spawn(
+            async move {
+                rtmp_conn::serve(shared, sock, peer).await;
+                drop(permit);
+            }
+            .instrument(span),
+        );
     }
 }

@@ -116,6 +116,14 @@ impl SessionRegistry {
             kick,
         });
         self.lock().insert(id, Arc::clone(&entry));
+        tracing::info!(
+            session = id,
+            kind = entry.kind.as_str(),
+            protocol = entry.protocol,
+            stream = %entry.stream,
+            remote = %entry.remote,
+            "session started"
+        );
         if let Some(w) = &self.webhooks {
             w.emit(WebhookEvent::session_started(&entry));
         }
@@ -196,6 +204,18 @@ impl SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.entry.id);
+        let e = &self.entry;
+        tracing::info!(
+            session = e.id,
+            kind = e.kind.as_str(),
+            protocol = e.protocol,
+            stream = %e.stream,
+            remote = %e.remote,
+            bytes = e.bytes.load(Ordering::Relaxed),
+            duration_ms = e.started.elapsed().as_millis() as u64,
+            dropped_frames = e.dropped_frames.load(Ordering::Relaxed),
+            "session ended"
+        );
         if let Some(w) = &self.registry.webhooks {
             w.emit(WebhookEvent::session_ended(&self.entry));
         }

@@ -194,3 +194,80 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
         .expect("ffmpeg");
     let _ = out;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_follow_a_session_from_start_to_end() {
+    let mut child = sluice()
+        .args([
+            "--demo",
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("SLUICE_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut next = async || -> serde_json::Value {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("log lines in time")
+            .expect("read")
+            .expect("server still running");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    };
+    let mut rtmp = String::new();
+    while rtmp.is_empty() {
+        let v = next().await;
+        if v["fields"]["message"] == "rtmp listening" {
+            rtmp = v["fields"]["rtmp_addr"]
+                .as_str()
+                .expect("rtmp_addr")
+                .to_owned();
+        }
+    }
+    // An RTMP player for a moment.
+    let mut player = common::play_null(&format!("rtmp://{rtmp}/live/demo"));
+    let mut started = None;
+    let mut tagged = false;
+    while started.is_none() || !tagged {
+        let v = next().await;
+        if v["fields"]["message"] == "session started" && v["fields"]["protocol"] == "rtmp" {
+            assert_eq!(v["fields"]["stream"], "live/demo");
+            started = v["fields"]["session"].as_u64();
+        }
+        // Lines logged inside the connection carry its span: peer and stream.
+        if v["span"]["name"] == "rtmp" && v["span"]["stream"] == "live/demo" {
+            assert!(
+                v["span"]["peer"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with("127.0.0.1:"))
+            );
+            tagged = true;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _ = player.kill().await;
+    loop {
+        let v = next().await;
+        if v["fields"]["message"] == "session ended" && v["fields"]["session"].as_u64() == started {
+            assert!(
+                v["fields"]["bytes"].as_u64().is_some_and(|b| b > 10_000),
+                "{v}"
+            );
+            assert!(
+                v["fields"]["duration_ms"]
+                    .as_u64()
+                    .is_some_and(|d| d >= 1000),
+                "{v}"
+            );
+            assert_eq!(v["level"], "INFO");
+            break;
+        }
+    }
+    let _ = child.kill().await;
+}
