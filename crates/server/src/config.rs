@@ -73,6 +73,10 @@ pub struct HttpConfig {
     /// Value of `Access-Control-Allow-Origin` on media responses, so browser players
     /// (flv.js, mpegts.js) on another origin can fetch them. Empty disables the header.
     pub cors_allow_origin: String,
+    /// A separate listener for `/metrics` only (e.g. on a private interface); when set,
+    /// the main listener no longer serves `/metrics`. Unset: `/metrics` is on `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +84,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             cors_allow_origin: "*".to_owned(),
+            metrics_listen: None,
         }
     }
 }

@@ -49,13 +49,29 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// Serves `/metrics` alone on `http.metrics_listen` until shutdown.
+pub(crate) async fn serve_metrics(shared: Arc<Shared>, listener: TcpListener) {
+    let shutdown = shared.shutdown.clone();
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!("metrics listener stopped: {e}");
+    }
+}
+
 /// The HTTP routes (a function so tests can call it without a socket).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // `/metrics` has one segment and the API paths three or more, so the two-segment media
-    // route below never shadows them.
-    Router::new()
-        .route("/metrics", get(metrics))
-        .merge(crate::api::routes())
+    // route below never shadows them. With a listener of its own, `/metrics` is only there.
+    let mut r = Router::new();
+    if shared.config.http.metrics_listen.is_none() {
+        r = r.route("/metrics", get(metrics));
+    }
+    r.merge(crate::api::routes())
         // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
         .route("/vod/{*path}", get(crate::vod::serve::serve))
         // The web console. Static segments win over `/{app}/{file}` in the router, so

@@ -39,7 +39,7 @@ pub use console::{CONSOLE_ASSETS, CONSOLE_CSP, ConsoleAsset, console_asset};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
-pub use sessions::{SessionEntry, SessionKind, SessionRegistry};
+pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
 pub use webhooks::{
     EventKind, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_BACKOFF_MS, MAX_WEBHOOK_QUEUE,
     MAX_WEBHOOK_RESPONSE_BYTES, MAX_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_URLS, WEBHOOK_SHUTDOWN_GRACE,
@@ -151,6 +151,7 @@ impl std::fmt::Debug for Shared {
 pub struct RunningServer {
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
 }
@@ -169,6 +170,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let vod_root = vod::prepare_dir(&config.vod.dir)?;
     let rtmp_listener = bind("rtmp", config.rtmp.listen).await?;
     let http_listener = bind("http", config.http.listen).await?;
+    let metrics_listener = match config.http.metrics_listen {
+        Some(addr) => Some(bind("metrics", addr).await?),
+        None => None,
+    };
+    let metrics_addr = match (&metrics_listener, config.http.metrics_listen) {
+        (Some(l), Some(addr)) => Some(local_addr("metrics", l, addr)?),
+        _ => None,
+    };
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
     let tracker = TaskTracker::new();
@@ -199,12 +208,17 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracker.clone(),
     ));
     tracker.spawn(http::serve(shared.clone(), http_listener));
+    if let (Some(l), Some(addr)) = (metrics_listener, metrics_addr) {
+        tracker.spawn(http::serve_metrics(shared.clone(), l));
+        tracing::info!(%addr, "metrics listening");
+    }
     tracker.spawn(latency_upkeep(Arc::clone(&shared)));
     tracing::info!(%rtmp_addr, "rtmp listening");
     tracing::info!(%http_addr, "http listening");
     Ok(RunningServer {
         rtmp_addr,
         http_addr,
+        metrics_addr,
         shared,
         tracker,
     })
@@ -247,6 +261,11 @@ impl RunningServer {
         self.http_addr
     }
 
+    /// The bound address of the separate `/metrics` listener (`http.metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The stream hub (for inspection in tests and, later, the API).
     pub fn hub(&self) -> &Arc<Hub> {
         &self.shared.hub
@@ -263,7 +282,7 @@ impl RunningServer {
     }
 
     /// Every running publisher and viewer session (what `GET /api/v1/sessions` lists).
-    pub fn sessions(&self) -> &SessionRegistry {
+    pub fn sessions(&self) -> &Arc<SessionRegistry> {
         &self.shared.sessions
     }
 

@@ -75,11 +75,15 @@ pub struct SessionRegistry {
 
 /// What a session is, given to [`SessionRegistry::register`].
 #[derive(Debug, Clone)]
-pub(crate) struct SessionInfo {
-    pub(crate) kind: SessionKind,
-    pub(crate) protocol: &'static str,
-    pub(crate) stream: String,
-    pub(crate) remote: String,
+pub struct SessionInfo {
+    /// Publisher or viewer.
+    pub kind: SessionKind,
+    /// Protocol label (`rtmp`, `http-flv`, ...).
+    pub protocol: &'static str,
+    /// The stream key (`app/name`).
+    pub stream: String,
+    /// The peer's address (empty when unknown).
+    pub remote: String,
 }
 
 impl SessionRegistry {
@@ -97,11 +101,7 @@ impl SessionRegistry {
 
     /// Registers a session that ends when `kick` is cancelled; it stays listed until the
     /// returned guard is dropped.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        info: SessionInfo,
-        kick: CancellationToken,
-    ) -> SessionGuard {
+    pub fn register(self: &Arc<Self>, info: SessionInfo, kick: CancellationToken) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let entry = Arc::new(SessionEntry {
             id,
@@ -178,25 +178,25 @@ impl SessionRegistry {
 
 /// Keeps a session listed while alive and deregisters it on drop (every exit path).
 #[derive(Debug)]
-pub(crate) struct SessionGuard {
+pub struct SessionGuard {
     registry: Arc<SessionRegistry>,
     entry: Arc<SessionEntry>,
 }
 
 impl SessionGuard {
     /// Counts `n` bytes (one relaxed add).
-    pub(crate) fn bytes(&self, n: usize) {
+    pub fn bytes(&self, n: usize) {
         self.entry.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Records the viewer's dropped-frame count (one relaxed store).
-    pub(crate) fn dropped(&self, total: u64) {
+    pub fn dropped(&self, total: u64) {
         self.entry.dropped_frames.store(total, Ordering::Relaxed);
     }
 
     /// The session's entry.
     #[cfg(test)]
-    pub(crate) fn entry(&self) -> &Arc<SessionEntry> {
+    pub fn entry(&self) -> &Arc<SessionEntry> {
         &self.entry
     }
 }

@@ -769,3 +769,23 @@ async fn kicking_a_websocket_viewer_closes_it() {
     .await;
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_have_a_listener_of_their_own() {
+    let mut cfg = test_config();
+    cfg.http.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let server = start(cfg).await;
+    let addr = server.metrics_addr().expect("metrics listener bound");
+    assert_ne!(addr, server.http_addr());
+    let r = http_get(addr, "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("sluice_uptime_seconds"), "{}", r.body);
+    // Only /metrics there, and /metrics no longer on the main listener.
+    assert_eq!(http_get(addr, "/api/v1/server").await.status, 404);
+    assert_eq!(http_get(server.http_addr(), "/metrics").await.status, 404);
+    assert_eq!(
+        http_get(server.http_addr(), "/api/v1/server").await.status,
+        200
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}
