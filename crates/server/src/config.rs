@@ -38,6 +38,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Video on demand: files served over HTTP, uploads through the API.
     pub vod: VodConfig,
+    /// TLS: RTMPS and HTTPS/WSS listeners (off unless a certificate is configured).
+    pub tls: TlsConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -359,6 +361,69 @@ impl Default for VodConfig {
     }
 }
 
+/// `[tls]`: RTMPS and HTTPS/WSS (with HTTP/2 by ALPN). Off while `cert_file` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first). Empty: TLS off, no TLS listener is bound.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the certificate.
+    pub key_file: PathBuf,
+    /// Address of the RTMPS listener (1936 is the customary RTMPS port).
+    pub rtmps_listen: SocketAddr,
+    /// Address of the HTTPS/WSS listener: the same routes as `[http]`, over HTTP/1.1 or
+    /// HTTP/2.
+    pub https_listen: SocketAddr,
+    /// Answer plain-HTTP requests with 308 to the same path on the HTTPS listener. `/metrics`
+    /// stays on plain HTTP (scrapers on the local network rarely do TLS).
+    pub redirect_http: bool,
+    /// How often (ms) the certificate files are checked for changes (modification time and
+    /// length); a change is loaded for new connections without touching existing ones. 0 never
+    /// checks.
+    pub reload_check_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            rtmps_listen: SocketAddr::from(([0, 0, 0, 0], 1936)),
+            https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            redirect_http: false,
+            reload_check_ms: 2000,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether TLS listeners run (a certificate is configured).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ServerError> {
+        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+        let key_set = !self.key_file.as_os_str().is_empty();
+        if self.enabled() != key_set {
+            return bad(
+                "tls.key_file",
+                "tls.cert_file and tls.key_file must be set together",
+            );
+        }
+        if self.redirect_http && !self.enabled() {
+            return bad("tls.redirect_http", "needs tls.cert_file and tls.key_file");
+        }
+        if self.reload_check_ms != 0 && !(100..=3_600_000).contains(&self.reload_check_ms) {
+            return bad(
+                "tls.reload_check_ms",
+                "must be 0 (never) or between 100 and 3600000",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Parses a TOML document (keys not given keep their defaults).
     pub fn from_toml(text: &str) -> Result<Self, ServerError> {
@@ -457,6 +522,7 @@ impl Config {
         if self.vod.cache_max_age_s > MAX_CACHE_MAX_AGE_S {
             return bad("vod.cache_max_age_s", "must be at most 31536000 (one year)");
         }
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -586,6 +652,30 @@ mod tests {
             ("[vod]\nmax_upload_bytes = 0\n", "vod.max_upload_bytes"),
             ("[vod]\ncache_max_age_s = 99999999\n", "vod.cache_max_age_s"),
             ("[vod]\nupload_from = \"everyone\"\n", "everyone"),
+        ] {
+            let err = Config::from_toml(doc).unwrap_err().to_string();
+            assert!(err.contains(key), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_section_parses_and_validates() {
+        assert!(!Config::default().tls.enabled());
+        let cfg = Config::load(
+            Some("[tls]\ncert_file = \"/etc/c.pem\"\nkey_file = \"/etc/k.pem\"\n"),
+            [("SLUICE_TLS_REDIRECT_HTTP".to_owned(), "true".to_owned())],
+        )
+        .expect("valid");
+        assert!(cfg.tls.enabled() && cfg.tls.redirect_http);
+        assert_eq!(cfg.tls.rtmps_listen.port(), 1936);
+        for (doc, key) in [
+            ("[tls]\ncert_file = \"c.pem\"\n", "tls.key_file"),
+            ("[tls]\nkey_file = \"k.pem\"\n", "tls.key_file"),
+            ("[tls]\nredirect_http = true\n", "tls.redirect_http"),
+            (
+                "[tls]\ncert_file = \"c\"\nkey_file = \"k\"\nreload_check_ms = 5\n",
+                "tls.reload_check_ms",
+            ),
         ] {
             let err = Config::from_toml(doc).unwrap_err().to_string();
             assert!(err.contains(key), "{doc}: {err}");

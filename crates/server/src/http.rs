@@ -40,7 +40,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let app = if shared.config.tls.redirect_http {
+        crate::https::redirecting(router(shared.clone()), shared)
+    } else {
+        router(shared)
+    };
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

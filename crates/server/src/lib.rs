@@ -12,6 +12,7 @@ mod demo;
 mod egress;
 mod hls_http;
 mod http;
+mod https;
 mod latency;
 mod metrics;
 mod procfs;
@@ -19,6 +20,7 @@ mod record;
 mod rtmp_conn;
 mod rtmp_server;
 mod sessions;
+mod tls;
 mod vod;
 mod webhooks;
 
@@ -40,6 +42,7 @@ pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
+pub use tls::{HTTPS_ALPN, MAX_PEM_BYTES, TlsStats};
 pub use webhooks::{
     EventKind, MAX_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_BACKOFF_MS, MAX_WEBHOOK_QUEUE,
     MAX_WEBHOOK_RESPONSE_BYTES, MAX_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_URLS, WEBHOOK_SHUTDOWN_GRACE,
@@ -73,6 +76,14 @@ pub enum ServerError {
         dir: std::path::PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A TLS certificate or key file could not be loaded.
+    #[error("tls: {}: {reason}", file.display())]
+    Tls {
+        /// The file at fault (`tls.cert_file` or `tls.key_file`).
+        file: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
@@ -136,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// `vod.dir`, canonicalized at start (served paths must stay under it).
     pub(crate) vod_root: std::path::PathBuf,
+    /// RTMPS and HTTPS (`None` when `[tls]` has no certificate).
+    pub(crate) tls: Option<Arc<tls::TlsService>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -180,6 +193,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     };
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
+    let tls_listeners = bind_tls(&config).await?;
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -201,7 +215,28 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         latency: latency::LatencyMetrics::default(),
         tracker: tracker.clone(),
         vod_root,
+        tls: tls_listeners.as_ref().map(|t| t.0.clone()),
     });
+    if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
+        tracker.spawn(rtmp_server::run_tls(
+            shared.clone(),
+            rtmps_listener,
+            tracker.clone(),
+            tls.rtmps.clone(),
+        ));
+        tracker.spawn(https::serve(
+            shared.clone(),
+            https_listener,
+            tracker.clone(),
+            tls.https.clone(),
+        ));
+        tracker.spawn(tls::watch(
+            tls.clone(),
+            shared.config.tls.reload_check_ms,
+            shared.shutdown.clone(),
+        ));
+        tracing::info!(rtmps_addr = %tls.rtmps_addr, https_addr = %tls.https_addr, "tls listening");
+    }
     tracker.spawn(rtmp_server::run(
         shared.clone(),
         rtmp_listener,
@@ -235,6 +270,23 @@ async fn latency_upkeep(shared: Arc<Shared>) {
     }
 }
 
+/// Loads the certificate (a bad file is a startup error naming it) and binds the RTMPS and
+/// HTTPS listeners, when `[tls]` is configured.
+async fn bind_tls(
+    config: &Config,
+) -> Result<Option<(Arc<tls::TlsService>, TcpListener, TcpListener)>, ServerError> {
+    let c = &config.tls;
+    if !c.enabled() {
+        return Ok(None);
+    }
+    let rtmps = bind("rtmps", c.rtmps_listen).await?;
+    let https = bind("https", c.https_listen).await?;
+    let rtmps_addr = local_addr("rtmps", &rtmps, c.rtmps_listen)?;
+    let https_addr = local_addr("https", &https, c.https_listen)?;
+    let service = tls::TlsService::new(c, rtmps_addr, https_addr)?;
+    Ok(Some((Arc::new(service), rtmps, https)))
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
@@ -264,6 +316,22 @@ impl RunningServer {
     /// The bound address of the separate `/metrics` listener (`http.metrics_listen`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// The address the RTMPS listener is bound to (`None` when TLS is off).
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls.as_ref().map(|t| t.rtmps_addr)
+    }
+
+    /// The address the HTTPS/WSS listener is bound to (`None` when TLS is off).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.shared.tls.as_ref().map(|t| t.https_addr)
+    }
+
+    /// TLS counters: handshake errors per listener, certificate reloads (`None` when TLS is
+    /// off).
+    pub fn tls_stats(&self) -> Option<&TlsStats> {
+        self.shared.tls.as_ref().map(|t| &t.stats)
     }
 
     /// The stream hub (for inspection in tests and, later, the API).

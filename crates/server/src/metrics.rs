@@ -33,6 +33,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         server(shared);
         streams(shared);
         webhooks(shared);
+        crate::tls::metrics(shared);
     });
     let mut text = handle.render();
     text.push_str(&shared.latency.render());

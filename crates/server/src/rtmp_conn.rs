@@ -5,19 +5,26 @@
 //! write queued bytes with vectored writes, take frames from the hub only while the queue is
 //! below its bound (so a slow player lags in the hub's ring, never in our memory), and enforce
 //! the handshake and idle deadlines.
+//!
+//! The code is generic over the transport (plain TCP for RTMP, a TLS stream for RTMPS). One
+//! future polls the transport for reading and, when there is something to send, for writing;
+//! once it fires, the rest of what the transport has (or takes) is moved without waiting, by
+//! polling it with a no-op waker. Plain TCP reads into the same buffer and writes the queue
+//! with the same vectored writes as a readiness loop would: no copy is added.
 
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use hub::{Publisher, PublisherInfo, Subscriber};
 use media::{Frame, MediaKind};
 use rtmp::{ServerConfig, ServerEvent, ServerSession};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +41,53 @@ const READ_BUF_MIN: usize = 2 * 1024;
 const READ_BUF_MAX: usize = 64 * 1024;
 /// Time allowed to flush goodbye messages at shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// What the transport did when [`poll_io`] fired.
+enum IoEvent {
+    /// This many bytes were read into the read buffer (0: end of stream).
+    Read(usize),
+    /// This many queued bytes were written.
+    Wrote(usize),
+    /// Bytes the transport buffered (TLS records) went out.
+    Flushed,
+}
+
+/// Polls `sock` for reading into `rbuf` and, when `write`, for writing the queue (or, with an
+/// empty queue and `flush`, for flushing what the transport buffered).
+fn poll_io<S: AsyncRead + AsyncWrite + Unpin>(
+    cx: &mut Context<'_>,
+    sock: &mut S,
+    rbuf: &mut [u8],
+    out: &OutQueue,
+    write: bool,
+    flush: bool,
+) -> Poll<std::io::Result<IoEvent>> {
+    let mut rb = ReadBuf::new(rbuf);
+    if let Poll::Ready(r) = Pin::new(&mut *sock).poll_read(cx, &mut rb) {
+        return Poll::Ready(r.map(|()| IoEvent::Read(rb.filled().len())));
+    }
+    if write && !out.is_empty() {
+        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+        let k = out.fill_slices(&mut iov);
+        if let Poll::Ready(r) =
+            Pin::new(&mut *sock).poll_write_vectored(cx, iov.get(..k).unwrap_or_default())
+        {
+            return Poll::Ready(r.map(IoEvent::Wrote));
+        }
+    } else if flush && let Poll::Ready(r) = Pin::new(&mut *sock).poll_flush(cx) {
+        return Poll::Ready(r.map(|()| IoEvent::Flushed));
+    }
+    Poll::Pending
+}
+
+/// Polls once without registering for a wake-up: `WouldBlock` when the transport is not ready
+/// (the caller's next `select!` polls it again with the task's waker).
+fn try_now<T>(f: impl FnOnce(&mut Context<'_>) -> Poll<std::io::Result<T>>) -> std::io::Result<T> {
+    match f(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+    }
+}
 
 /// Why a connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -101,11 +155,20 @@ struct Conn {
     closing: bool,
     /// Cancelled by the API to kick this connection's publisher or viewer session.
     kick: CancellationToken,
+    /// "rtmp" or "rtmps", as publishers are listed.
+    protocol: &'static str,
 }
 
-/// Serves one connection to its end, logging why it ended.
-pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr) {
-    let _ = sock.set_nodelay(true);
+/// Serves one connection (`protocol` "rtmp" over TCP, "rtmps" over TLS) to its end, logging
+/// why it ended.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    mut sock: S,
+    peer: SocketAddr,
+    protocol: &'static str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let limits = &shared.config.limits;
     let session = ServerSession::new(ServerConfig {
         chunk_size: shared.config.rtmp.chunk_size,
@@ -124,8 +187,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr
         playing: None,
         closing: false,
         kick: CancellationToken::new(),
+        protocol,
     };
-    match conn.run(sock).await {
+    let result = conn.run(&mut sock).await;
+    // Ends the stream cleanly (a TLS close_notify, then FIN), bounded.
+    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, sock.shutdown()).await;
+    match result {
         Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
         Err(ConnError::Io(e))
             if matches!(
@@ -143,7 +210,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, sock: TcpStream, peer: SocketAddr
 }
 
 impl Conn {
-    async fn run(&mut self, sock: TcpStream) -> Result<(), ConnError> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sock: &mut S,
+    ) -> Result<(), ConnError> {
         let mut rbuf = vec![0u8; READ_BUF_MIN];
         let limits = self.shared.config.limits.clone();
         let idle = Duration::from_millis(limits.idle_timeout_ms);
@@ -163,10 +233,21 @@ impl Conn {
         // While a batching window is open, frames wait in the hub's ring (we are not woken for
         // each) and the queue is not written; at its end everything ready goes in one write.
         let mut gate = Gate::Open;
+        // False while the transport holds written bytes it has not sent (TLS records that
+        // did not fit the socket); plain TCP never does.
+        let mut flushed = true;
         loop {
             self.drain_session()?;
-            if gate == Gate::Open && !self.out.is_empty() && self.write_ready(&sock)? {
+            if gate == Gate::Open && !self.out.is_empty() && self.write_ready(sock)? {
                 last_activity = Instant::now();
+                flushed = false;
+            }
+            if !flushed {
+                flushed = match try_now(|cx| Pin::new(&mut *sock).poll_flush(cx)) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                    Err(e) => return Err(e.into()),
+                };
             }
             if self.closing && self.out.is_empty() {
                 return Ok(());
@@ -176,25 +257,35 @@ impl Conn {
                 && self.out.len() < max_queued
                 && self.playing.as_ref().is_some_and(|p| !p.paused);
             let want_write = gate == Gate::Open && !self.out.is_empty();
+            let out = &self.out;
             tokio::select! {
                 _ = &mut cancelled => {
                     self.say_goodbye();
-                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(&sock)).await;
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(sock)).await;
                     return Ok(());
                 }
                 _ = &mut kicked => {
                     self.say_kicked();
-                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(&sock)).await;
+                    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.flush(sock)).await;
                     return Ok(());
                 }
-                r = poll_fn(|cx| sock.poll_read_ready(cx)) => {
-                    r?;
-                    if self.read_ready(&sock, &mut rbuf)? {
-                        return Ok(());
+                ev = poll_fn(|cx| poll_io(cx, sock, &mut rbuf, out, want_write, !flushed)) => {
+                    match ev? {
+                        IoEvent::Read(0) => return Ok(()),
+                        IoEvent::Read(n) => {
+                            self.on_read(&mut rbuf, n)?;
+                            if self.read_ready(sock, &mut rbuf)? {
+                                return Ok(());
+                            }
+                        }
+                        IoEvent::Wrote(n) => {
+                            self.on_written(n);
+                            flushed = false;
+                        }
+                        IoEvent::Flushed => flushed = true,
                     }
                     last_activity = Instant::now();
                 }
-                r = poll_fn(|cx| sock.poll_write_ready(cx)), if want_write => r?,
                 item = next_frame(&mut self.playing), if want_frames => {
                     self.on_frames(item);
                     let hold = self.playing.as_ref().is_some_and(|p| p.hold.should_hold());
@@ -233,49 +324,73 @@ impl Conn {
         }
     }
 
-    /// Reads everything the socket has. Returns true at end of stream.
-    fn read_ready(&mut self, sock: &TcpStream, rbuf: &mut Vec<u8>) -> Result<bool, ConnError> {
+    /// Feeds `n` bytes just read into `rbuf` to the session, and grows the buffer when the
+    /// read filled it.
+    fn on_read(&mut self, rbuf: &mut Vec<u8>, n: usize) -> Result<(), ConnError> {
+        self.shared
+            .stats
+            .rtmp_bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(p) = &self.publishing {
+            p.api.bytes(n);
+        }
+        self.session
+            .handle_input(rbuf.get(..n).unwrap_or_default())?;
+        if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
+            rbuf.resize(rbuf.len() * 2, 0);
+        }
+        Ok(())
+    }
+
+    /// Reads everything the transport has now. Returns true at end of stream.
+    fn read_ready<S: AsyncRead + Unpin>(
+        &mut self,
+        sock: &mut S,
+        rbuf: &mut Vec<u8>,
+    ) -> Result<bool, ConnError> {
         loop {
-            match sock.try_read(rbuf) {
+            let read = try_now(|cx| {
+                let mut rb = ReadBuf::new(rbuf);
+                Pin::new(&mut *sock)
+                    .poll_read(cx, &mut rb)
+                    .map_ok(|()| rb.filled().len())
+            });
+            match read {
                 Ok(0) => return Ok(true),
-                Ok(n) => {
-                    self.shared
-                        .stats
-                        .rtmp_bytes_in
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    if let Some(p) = &self.publishing {
-                        p.api.bytes(n);
-                    }
-                    self.session.handle_input(&rbuf[..n])?;
-                    if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
-                        rbuf.resize(rbuf.len() * 2, 0);
-                    }
-                }
+                Ok(n) => self.on_read(rbuf, n)?,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Writes as much of the queue as the socket takes now. Returns true if anything went.
-    fn write_ready(&mut self, sock: &TcpStream) -> Result<bool, ConnError> {
+    /// Counts `n` bytes written and drops them from the queue.
+    fn on_written(&mut self, n: usize) {
+        self.out.advance(n);
+        if let Some(p) = &self.playing {
+            self.shared
+                .stats
+                .viewer_writes
+                .fetch_add(1, Ordering::Relaxed);
+            p.viewer.sent(n);
+            p.api.bytes(n);
+        }
+    }
+
+    /// Writes as much of the queue as the transport takes now. Returns true if anything went.
+    fn write_ready<S: AsyncWrite + Unpin>(&mut self, sock: &mut S) -> Result<bool, ConnError> {
         let mut wrote = false;
         while !self.out.is_empty() {
             let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
             let k = self.out.fill_slices(&mut iov);
-            match sock.try_write_vectored(&iov[..k]) {
+            let written = try_now(|cx| {
+                Pin::new(&mut *sock).poll_write_vectored(cx, iov.get(..k).unwrap_or_default())
+            });
+            match written {
                 Ok(0) => return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
-                    self.out.advance(n);
+                    self.on_written(n);
                     wrote = true;
-                    if let Some(p) = &self.playing {
-                        self.shared
-                            .stats
-                            .viewer_writes
-                            .fetch_add(1, Ordering::Relaxed);
-                        p.viewer.sent(n);
-                        p.api.bytes(n);
-                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e.into()),
@@ -290,12 +405,21 @@ impl Conn {
         Ok(wrote)
     }
 
-    /// Writes the whole queue (at shutdown, under a timeout).
-    async fn flush(&mut self, sock: &TcpStream) -> Result<(), ConnError> {
+    /// Writes the whole queue and flushes the transport (at shutdown, under a timeout).
+    async fn flush<S: AsyncWrite + Unpin>(&mut self, sock: &mut S) -> Result<(), ConnError> {
         while !self.out.is_empty() {
-            sock.writable().await?;
-            self.write_ready(sock)?;
+            let n = poll_fn(|cx| {
+                let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+                let k = self.out.fill_slices(&mut iov);
+                Pin::new(&mut *sock).poll_write_vectored(cx, iov.get(..k).unwrap_or_default())
+            })
+            .await?;
+            if n == 0 {
+                return Err(ConnError::Io(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.on_written(n);
         }
+        sock.flush().await?;
         Ok(())
     }
 
@@ -486,7 +610,7 @@ impl Conn {
             return;
         };
         let info = PublisherInfo {
-            protocol: "rtmp",
+            protocol: self.protocol,
             remote: self.peer.to_string(),
         };
         match self.shared.hub.publish(&key, info) {

@@ -1,17 +1,38 @@
-//! The RTMP listener: accepts connections, enforces the connection limit, and runs one
-//! task per connection.
+//! The RTMP and RTMPS listeners: accept connections, enforce the connection limit (shared by
+//! both), and run one task per connection. RTMPS does the TLS handshake in that task, bounded
+//! by `limits.handshake_timeout_ms`, then runs the same session code over the TLS stream.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::{Shared, rtmp_conn};
+use crate::{Shared, rtmp_conn, tls};
 
 /// Accepts RTMP connections until shutdown.
 pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, tracker: TaskTracker) {
+    accept_loop(shared, listener, tracker, None).await;
+}
+
+/// Accepts RTMPS connections until shutdown.
+pub(crate) async fn run_tls(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    acceptor: TlsAcceptor,
+) {
+    accept_loop(shared, listener, tracker, Some(acceptor)).await;
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tracker: TaskTracker,
+    acceptor: Option<TlsAcceptor>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
@@ -38,11 +59,23 @@ pub(crate) async fn run(shared: Arc<Shared>, listener: TcpListener, tracker: Tas
             .rtmp_connections
             .fetch_add(1, Ordering::Relaxed);
         let shared = shared.clone();
+        let _ = sock.set_nodelay(true);
+        let acceptor = acceptor.clone();
         // Every line of this connection carries its peer, and its stream once known.
-        let span = tracing::info_span!("rtmp", %peer, stream = tracing::field::Empty);
+        let protocol = if acceptor.is_some() { "rtmps" } else { "rtmp" };
+        let span = tracing::info_span!("rtmp", %peer, protocol, stream = tracing::field::Empty);
         tracker.spawn(
             async move {
-                rtmp_conn::serve(shared, sock, peer).await;
+                match acceptor {
+                    None => rtmp_conn::serve(shared, sock, peer, "rtmp").await,
+                    Some(a) => {
+                        let handshake =
+                            tls::handshake(&shared, &a, sock, peer, tls::Listener::Rtmps);
+                        if let Some(stream) = handshake.await {
+                            rtmp_conn::serve(shared, stream, peer, "rtmps").await;
+                        }
+                    }
+                }
                 drop(permit);
             }
             .instrument(span),

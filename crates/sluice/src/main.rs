@@ -30,6 +30,12 @@ struct Cli {
     /// HTTP listen address (overrides [http] listen).
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// RTMPS listen address (overrides [tls] rtmps_listen; used when a certificate is set).
+    #[arg(long, value_name = "ADDR")]
+    rtmps_listen: Option<SocketAddr>,
+    /// HTTPS/WSS listen address (overrides [tls] https_listen; used when a certificate is set).
+    #[arg(long, value_name = "ADDR")]
+    https_listen: Option<SocketAddr>,
     /// Log filter such as info, debug or sluice_server=debug (overrides [log] level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -55,6 +61,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(a) = cli.http_listen {
         cfg.http.listen = a;
+    }
+    if let Some(a) = cli.rtmps_listen {
+        cfg.tls.rtmps_listen = a;
+    }
+    if let Some(a) = cli.https_listen {
+        cfg.tls.https_listen = a;
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
