@@ -55,7 +55,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // route below never shadows them.
     Router::new()
         .route("/metrics", get(metrics))
-        .merge(crate::api::routes())
+        .merge(
+            crate::api::routes().route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                crate::auth::api::guard,
+            )),
+        )
         // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
         .route("/vod/{*path}", get(crate::vod::serve::serve))
         // The web console. Static segments win over `/{app}/{file}` in the router, so
@@ -65,6 +70,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/console/{file}", get(console_file))
         .route("/{app}/{file}", get(flv))
         .route("/{app}/{stream}/{file}", get(hls_file))
+        // Access control of the media routes (matched by route, so the API, metrics and
+        // console assets pass through).
+        .route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            crate::auth::guard::media,
+        ))
         .with_state(shared)
 }
 
@@ -77,7 +88,10 @@ async fn hls_file(
     let remote = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    crate::hls_http::serve(shared, app, stream, file, query, remote).await
+    let carry = extensions
+        .get::<crate::auth::Grant>()
+        .and_then(|g| g.carry.clone());
+    crate::hls_http::serve(shared, app, stream, file, query, remote, carry).await
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -5,6 +5,7 @@
 //! addresses (tests bind port 0) and shuts everything down in bounded time.
 
 mod api;
+pub mod auth;
 pub mod config;
 mod console;
 mod counters;
@@ -133,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// `vod.dir`, canonicalized at start (served paths must stay under it).
     pub(crate) vod_root: std::path::PathBuf,
+    /// Access control (`[auth]`).
+    pub(crate) auth: auth::AuthState,
 }
 
 impl std::fmt::Debug for Shared {
@@ -168,6 +171,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let http_listener = bind("http", config.http.listen).await?;
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
+    let auth = auth::AuthState::new(&config.auth, http_addr)?;
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -188,6 +192,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         recorder: record::Recorder::default(),
         tracker: tracker.clone(),
         vod_root,
+        auth,
     });
     tracker.spawn(rtmp_server::run(
         shared.clone(),
