@@ -61,6 +61,15 @@ impl HlsStream {
     /// later slot in beside it. `None` until one segment is complete (the bandwidth is
     /// measured, not guessed).
     pub fn multivariant_playlist(&self) -> Option<String> {
+        self.multivariant_playlist_with_query(None)
+    }
+
+    /// [`Self::multivariant_playlist`] with `?{query}` appended to the media playlist URI
+    /// (players do not carry a playlist's query to the URIs inside it, so an access token
+    /// given as a query must be written into them). `query` is written as given (already
+    /// URL-encoded, without the `?`); `None` or an empty query appends nothing.
+    pub fn multivariant_playlist_with_query(&self, query: Option<&str>) -> Option<String> {
+        let suffix = query_suffix(query);
         let (peak, average) = self.bandwidth()?;
         let mut out = String::with_capacity(256);
         out.push_str("#EXTM3U\n#EXT-X-VERSION:");
@@ -88,6 +97,7 @@ impl HlsStream {
         }
         out.push('\n');
         out.push_str(MEDIA_PLAYLIST_NAME);
+        out.push_str(&suffix);
         out.push('\n');
         Some(out)
     }
@@ -105,6 +115,14 @@ impl HlsStream {
     /// The media playlist (`media.m3u8`); `skip` asks for a delta update (`_HLS_skip=YES`,
     /// honoured only when low latency is on).
     pub fn media_playlist(&self, skip: bool) -> String {
+        self.media_playlist_with_query(skip, None)
+    }
+
+    /// [`Self::media_playlist`] with `?{query}` appended to every URI it lists: segments,
+    /// parts, the preload hint and the init map (see
+    /// [`Self::multivariant_playlist_with_query`]).
+    pub fn media_playlist_with_query(&self, skip: bool, query: Option<&str>) -> String {
+        let q = query_suffix(query);
         let ll = self.params.low_latency();
         let td = self.target_duration_s();
         let ext = self.params.format.extension();
@@ -172,7 +190,7 @@ impl HlsStream {
             if self.params.format == SegmentFormat::Fmp4 && map_version != Some(seg.init_version) {
                 let _ = writeln!(
                     out,
-                    "#EXT-X-MAP:URI=\"{prefix}init{}.mp4\"",
+                    "#EXT-X-MAP:URI=\"{prefix}init{}.mp4{q}\"",
                     seg.init_version
                 );
                 map_version = Some(seg.init_version);
@@ -189,7 +207,7 @@ impl HlsStream {
                 for (i, p) in seg.parts.iter().enumerate() {
                     let _ = write!(
                         out,
-                        "#EXT-X-PART:DURATION={},URI=\"{prefix}{}.{i}.m4s\"",
+                        "#EXT-X-PART:DURATION={},URI=\"{prefix}{}.{i}.m4s{q}\"",
                         secs(p.duration_ms),
                         seg.msn
                     );
@@ -202,7 +220,7 @@ impl HlsStream {
             }
             if !is_open {
                 let _ = writeln!(out, "#EXTINF:{},", secs(seg.duration_ms));
-                let _ = writeln!(out, "{prefix}{}.{ext}", seg.msn);
+                let _ = writeln!(out, "{prefix}{}.{ext}{q}", seg.msn);
             }
         }
         if self.ended {
@@ -214,10 +232,25 @@ impl HlsStream {
             };
             let _ = writeln!(
                 out,
-                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{msn}.{next}.m4s\""
+                "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{prefix}{msn}.{next}.m4s{q}\""
             );
         }
         out
+    }
+}
+
+/// `?query` for a non-empty query, else nothing. Characters that would end a quoted
+/// attribute or a line (`"`, CR, LF) or that are not printable ASCII are dropped.
+fn query_suffix(query: Option<&str>) -> String {
+    let clean: String = query
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '"' && *c != '#')
+        .collect();
+    if clean.is_empty() {
+        String::new()
+    } else {
+        format!("?{clean}")
     }
 }
 
@@ -267,5 +300,60 @@ mod tests {
         assert_eq!(rfc3339_ms(1_795_305_600_000), "2026-11-22T00:00:00.000Z");
         assert_eq!(secs(2002), "2.002");
         assert_eq!(secs(40), "0.040");
+    }
+
+    #[test]
+    fn query_is_appended_to_every_uri() {
+        use crate::{HlsParams, SegmentFormat};
+        let file = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/demo.flv"
+        ))
+        .unwrap();
+        let params = HlsParams {
+            format: SegmentFormat::Fmp4,
+            target_duration_ms: 2000,
+            part_target_ms: 200,
+            window_segments: 8,
+        };
+        let mut hls = HlsStream::new(params, "q-").unwrap();
+        for t in flv::read_all_tags(&file).unwrap() {
+            if let Ok(f) = flv::frame_from_tag(t.tag_type, t.timestamp, t.body) {
+                let _ = hls.push(&f, 1_795_305_600_000 + f.dts);
+            }
+        }
+        let plain = hls.media_playlist(false);
+        let with = hls.media_playlist_with_query(false, Some("token=a.b-c"));
+        assert_eq!(with.replace("?token=a.b-c", ""), plain);
+        let uris: Vec<&str> = with
+            .lines()
+            .filter_map(|l| {
+                if l.starts_with('#') {
+                    l.split("URI=\"").nth(1)?.split('"').next()
+                } else {
+                    Some(l)
+                }
+            })
+            .collect();
+        // Init map, parts, segments and the preload hint.
+        assert!(uris.len() > 10, "{with}");
+        assert!(uris.iter().any(|u| u.contains("init")));
+        assert!(with.contains("#EXT-X-PRELOAD-HINT"));
+        for u in &uris {
+            assert!(u.ends_with("?token=a.b-c"), "{u} in {with}");
+        }
+        assert_eq!(hls.media_playlist_with_query(false, None), plain);
+        assert_eq!(hls.media_playlist_with_query(false, Some("")), plain);
+        // Nothing can break out of a quoted attribute or a line.
+        let hostile = hls.media_playlist_with_query(false, Some("a=\"x\"\n#EXT-X-ENDLIST"));
+        assert!(!hostile.contains("#EXT-X-ENDLIST"), "{hostile}");
+        let mv = hls
+            .multivariant_playlist_with_query(Some("expires=9&sign=ff"))
+            .unwrap();
+        assert!(mv.ends_with("media.m3u8?expires=9&sign=ff\n"), "{mv}");
+        assert_eq!(
+            mv.replace("?expires=9&sign=ff", ""),
+            hls.multivariant_playlist().unwrap()
+        );
     }
 }

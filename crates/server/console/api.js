@@ -12,10 +12,36 @@ export class ApiError extends Error {
   }
 }
 
+/** sessionStorage key of the API token (auth.api_token) typed into the login form. */
+const TOKEN_KEY = "sluice.apiToken";
+
+/** The API token of this browser tab, or "" when none was given. */
+export function token() {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+/** Stores (or, with "", forgets) the API token for this tab. */
+export function setToken(value) {
+  try {
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage disabled: the token lasts until the page is reloaded.
+  }
+}
+
 async function request(method, path, signal) {
   let resp;
+  const headers = {};
+  const t = token();
+  // /metrics is not behind the API token; everything under /api/v1 may be.
+  if (t && path.startsWith("/api/")) headers.Authorization = `Bearer ${t}`;
   try {
-    resp = await fetch(path, { method, cache: "no-store", signal });
+    resp = await fetch(path, { method, cache: "no-store", signal, headers });
   } catch (e) {
     if (e.name === "AbortError") throw e;
     throw new ApiError(0, "network", `server unreachable (${e.message})`);

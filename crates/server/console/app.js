@@ -412,7 +412,12 @@ async function poll() {
     const [server, streams, sessions, metrics] = await Promise.allSettled([api.server(), api.streams(), api.sessions(), api.metrics()]);
     const now = Date.now();
     if (streams.status === "rejected") {
-      setConn(false, streams.reason.status === 0 ? "offline" : "API error");
+      const status = streams.reason.status;
+      if (status === 401) showLogin(api.token() ? "The API token was refused." : "");
+      else if (status === 403 && streams.reason.code === "api_token_required") {
+        notify(streams.reason.message);
+      }
+      setConn(false, status === 0 ? "offline" : status === 401 ? "login needed" : "API error");
       return;
     }
     setConn(true, "live");
@@ -429,6 +434,22 @@ async function poll() {
     polling = false;
   }
 }
+
+/** Shows the login form (the API answered 401: auth.api_token is set). */
+function showLogin(message) {
+  const d = $("#login");
+  if (d.open) return;
+  $("#login-error").textContent = message;
+  $("#login-token").value = "";
+  d.showModal();
+}
+
+$("#login").addEventListener("close", () => {
+  if ($("#login").returnValue === "ok") {
+    api.setToken($("#login-token").value.trim());
+    poll();
+  }
+});
 
 $("#stop").addEventListener("click", stopStream);
 $("#notice .close").addEventListener("click", () => ($("#notice").hidden = true));

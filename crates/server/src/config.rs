@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
+pub use crate::auth::{AuthConfig, AuthMode, AuthRule};
 pub use crate::webhooks::WebhooksConfig;
 
 /// Prefix of environment variables that override configuration keys.
@@ -40,6 +41,8 @@ pub struct Config {
     pub vod: VodConfig,
     /// TLS: RTMPS and HTTPS/WSS listeners (off unless a certificate is configured).
     pub tls: TlsConfig,
+    /// Access control: publish/play rules, tokens, webhook, API token.
+    pub auth: AuthConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -513,6 +516,7 @@ impl Config {
             return bad("hub.viewer_max_queued_bytes", "must be at least 65536");
         }
         self.webhooks.validate()?;
+        self.auth.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");
         }

@@ -310,6 +310,7 @@ pub(crate) async fn serve(
     file: String,
     query: Option<String>,
     remote: Option<IpAddr>,
+    carry: Option<String>,
 ) -> Response {
     if !shared.config.hls.enabled {
         return plain_error(StatusCode::NOT_FOUND, "HLS is disabled");
@@ -345,8 +346,12 @@ pub(crate) async fn serve(
                 .wait_for(deadline, |st| match st.playlist_readiness(&q) {
                     Readiness::Wait => None,
                     Readiness::TooFar => Some(Err(())),
-                    Readiness::Ready if multivariant => Some(Ok(st.multivariant_playlist())),
-                    Readiness::Ready => Some(Ok(Some(st.media_playlist(q.skip)))),
+                    Readiness::Ready if multivariant => {
+                        Some(Ok(st.multivariant_playlist_with_query(carry.as_deref())))
+                    }
+                    Readiness::Ready => Some(Ok(Some(
+                        st.media_playlist_with_query(q.skip, carry.as_deref()),
+                    ))),
                 })
                 .await;
             let td = entry.lock().target_duration_s();

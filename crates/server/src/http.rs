@@ -76,17 +76,28 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     if shared.config.http.metrics_listen.is_none() {
         r = r.route("/metrics", get(metrics));
     }
-    r.merge(crate::api::routes())
-        // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
-        .route("/vod/{*path}", get(crate::vod::serve::serve))
-        // The web console. Static segments win over `/{app}/{file}` in the router, so
-        // `/console/{file}` falls back to HTTP-FLV for an app that happens to be named
-        // "console".
-        .route("/", get(crate::console::index))
-        .route("/console/{file}", get(console_file))
-        .route("/{app}/{file}", get(flv))
-        .route("/{app}/{stream}/{file}", get(hls_file))
-        .with_state(shared)
+    r.merge(
+        crate::api::routes().route_layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            crate::auth::api::guard,
+        )),
+    )
+    // Static segment: wins over `/{app}/{file}` (so `vod` is not an HTTP-FLV app name).
+    .route("/vod/{*path}", get(crate::vod::serve::serve))
+    // The web console. Static segments win over `/{app}/{file}` in the router, so
+    // `/console/{file}` falls back to HTTP-FLV for an app that happens to be named
+    // "console".
+    .route("/", get(crate::console::index))
+    .route("/console/{file}", get(console_file))
+    .route("/{app}/{file}", get(flv))
+    .route("/{app}/{stream}/{file}", get(hls_file))
+    // Access control of the media routes (matched by route, so the API, metrics and
+    // console assets pass through).
+    .route_layer(axum::middleware::from_fn_with_state(
+        shared.clone(),
+        crate::auth::guard::media,
+    ))
+    .with_state(shared)
 }
 
 async fn hls_file(
@@ -98,7 +109,10 @@ async fn hls_file(
     let remote = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    crate::hls_http::serve(shared, app, stream, file, query, remote).await
+    let carry = extensions
+        .get::<crate::auth::Grant>()
+        .and_then(|g| g.carry.clone());
+    crate::hls_http::serve(shared, app, stream, file, query, remote, carry).await
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -5,6 +5,7 @@
 //! addresses (tests bind port 0) and shuts everything down in bounded time.
 
 mod api;
+pub mod auth;
 pub mod config;
 mod console;
 mod counters;
@@ -149,6 +150,8 @@ pub(crate) struct Shared {
     pub(crate) vod_root: std::path::PathBuf,
     /// RTMPS and HTTPS (`None` when `[tls]` has no certificate).
     pub(crate) tls: Option<Arc<tls::TlsService>>,
+    /// Access control (`[auth]`).
+    pub(crate) auth: auth::AuthState,
 }
 
 impl std::fmt::Debug for Shared {
@@ -194,6 +197,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
     let tls_listeners = bind_tls(&config).await?;
+    let auth = auth::AuthState::new(&config.auth, http_addr)?;
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -216,6 +220,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracker: tracker.clone(),
         vod_root,
         tls: tls_listeners.as_ref().map(|t| t.0.clone()),
+        auth,
     });
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
         tracker.spawn(rtmp_server::run_tls(

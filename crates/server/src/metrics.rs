@@ -34,6 +34,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         streams(shared);
         webhooks(shared);
         crate::tls::metrics(shared);
+        crate::auth::metrics(shared);
     });
     let mut text = handle.render();
     text.push_str(&shared.latency.render());

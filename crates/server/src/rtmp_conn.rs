@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Shared;
+use crate::auth::Action;
 use crate::counters::{StreamCounters, ViewerGuard, ViewerProtocol};
 use crate::egress::{AudioHold, MAX_BATCH_FRAMES, MAX_IOVECS, OutQueue, RtmpEgress};
 use crate::latency::LatencyProbe;
@@ -149,6 +150,8 @@ struct Conn {
     session: ServerSession,
     out: OutQueue,
     app: Option<String>,
+    /// The `connect` query (`app` or `tcUrl`), where a client may carry its token.
+    connect_query: Option<String>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     /// Close after the queued bytes are written (e.g. the stream ended).
@@ -183,6 +186,7 @@ pub(crate) async fn serve<S>(
         session,
         out: OutQueue::default(),
         app: None,
+        connect_query: None,
         publishing: None,
         playing: None,
         closing: false,
@@ -237,7 +241,7 @@ impl Conn {
         // did not fit the socket); plain TCP never does.
         let mut flushed = true;
         loop {
-            self.drain_session()?;
+            self.drain_session().await?;
             if gate == Gate::Open && !self.out.is_empty() && self.write_ready(sock)? {
                 last_activity = Instant::now();
                 flushed = false;
@@ -488,7 +492,7 @@ impl Conn {
     }
 
     /// Moves the session's output into the queue and acts on its events.
-    fn drain_session(&mut self) -> Result<(), ConnError> {
+    async fn drain_session(&mut self) -> Result<(), ConnError> {
         loop {
             while let Some(b) = self.session.take_output() {
                 self.out.push(b);
@@ -496,13 +500,20 @@ impl Conn {
             let Some(ev) = self.session.poll_event() else {
                 return Ok(());
             };
-            self.on_event(ev)?;
+            self.on_event(ev).await?;
         }
     }
 
-    fn on_event(&mut self, ev: ServerEvent) -> Result<(), ConnError> {
+    async fn on_event(&mut self, ev: ServerEvent) -> Result<(), ConnError> {
         match ev {
-            ServerEvent::Connect { app, .. } => {
+            ServerEvent::Connect {
+                app,
+                app_query,
+                tc_url,
+                ..
+            } => {
+                self.connect_query =
+                    crate::auth::rtmp_connect_query(app_query.as_deref(), tc_url.as_deref());
                 let digest = self.session.is_digest_handshake();
                 if digest {
                     self.shared
@@ -515,11 +526,31 @@ impl Conn {
                 self.session.accept_connect();
             }
             ServerEvent::Publish {
-                stream_id, name, ..
-            } => self.on_publish(stream_id, &name),
+                stream_id,
+                name,
+                query,
+                ..
+            } => {
+                let allowed = self
+                    .authorize(Action::Publish, stream_id, &name, query.as_deref())
+                    .await;
+                if allowed {
+                    self.on_publish(stream_id, &name);
+                }
+            }
             ServerEvent::Play {
-                stream_id, name, ..
-            } => self.on_play(stream_id, &name),
+                stream_id,
+                name,
+                query,
+                ..
+            } => {
+                let allowed = self
+                    .authorize(Action::Play, stream_id, &name, query.as_deref())
+                    .await;
+                if allowed {
+                    self.on_play(stream_id, &name);
+                }
+            }
             ServerEvent::Media {
                 stream_id,
                 msg_type,
@@ -584,6 +615,34 @@ impl Conn {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Access control (`[auth]`) of a publish or play: on refusal the client gets
+    /// `NetStream.{Publish,Play}.Unauthorized` and the connection closes.
+    async fn authorize(
+        &mut self,
+        action: Action,
+        stream_id: u32,
+        name: &str,
+        query: Option<&str>,
+    ) -> bool {
+        let query = crate::auth::merge_queries(query, self.connect_query.as_deref());
+        let req = crate::auth::Request {
+            query: query.as_deref(),
+            ip: Some(self.peer.ip()),
+            ..crate::auth::Request::new(action, self.app.as_deref().unwrap_or(""), name, "rtmp")
+        };
+        let Err(refusal) = crate::auth::check(&self.shared, &req).await else {
+            return true;
+        };
+        let code = crate::auth::rtmp_code(action);
+        let msg = refusal.to_string();
+        match action {
+            Action::Publish => self.session.reject_publish(stream_id, code, &msg),
+            Action::Play => self.session.reject_play(stream_id, code, &msg),
+        }
+        self.closing = true;
+        false
     }
 
     fn stream_key(&self, name: &str) -> Option<String> {
