@@ -672,6 +672,30 @@ impl HlsStream {
         }
     }
 
+    /// Every media file that can be served now, by name: init segments, complete segments
+    /// and listed parts (of complete segments and the growing one). For mirroring the
+    /// stream to a directory that an HTTP cache or nginx serves.
+    pub fn files(&self) -> Vec<(String, Vec<Bytes>)> {
+        let p = &self.prefix;
+        let ext = self.params.format.extension();
+        let mut out: Vec<(String, Vec<Bytes>)> = self
+            .inits
+            .iter()
+            .map(|(v, b)| (format!("{p}init{v}.mp4"), vec![b.clone()]))
+            .collect();
+        for seg in &self.segments {
+            out.push((format!("{p}{}.{ext}", seg.msn), seg.chunks.clone()));
+        }
+        let ll = self.params.low_latency();
+        let listed = self.segments.iter().filter(|s| s.parts_listed);
+        for seg in listed.chain(self.open.as_ref()).filter(|_| ll) {
+            for (i, c) in seg.chunks.iter().enumerate() {
+                out.push((format!("{p}{}.{i}.m4s", seg.msn), vec![c.clone()]));
+            }
+        }
+        out
+    }
+
     /// Where a requested file stands. Playlists are not files here: render them with
     /// [`HlsStream::media_playlist`] and [`HlsStream::multivariant_playlist`].
     pub fn lookup(&self, file: HlsFile) -> Lookup {

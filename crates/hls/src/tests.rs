@@ -389,3 +389,31 @@ fn bad_params_are_refused() {
     p.target_duration_ms = 10;
     assert!(HlsStream::new(p, "x").is_err());
 }
+
+#[test]
+fn files_list_what_is_served() {
+    let mut hls = HlsStream::new(params(SegmentFormat::Fmp4), "t-").unwrap();
+    feed(&mut hls, &frames(2));
+    let files = hls.files();
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"t-init1.mp4"), "{names:?}");
+    assert!(names.contains(&"t-0.m4s"), "{names:?}");
+    // Every listed name is served with the same bytes.
+    for (name, chunks) in &files {
+        let file = HlsFile::parse(name, "t-").unwrap();
+        assert_eq!(hls.lookup(file), Lookup::Ready(chunks.clone()), "{name}");
+    }
+    // And every URI of the playlist is among them.
+    for line in hls.media_playlist(false).lines() {
+        let uri = if let Some(u) = line.split("URI=\"").nth(1) {
+            u.split('"').next().unwrap()
+        } else if !line.starts_with('#') {
+            line
+        } else {
+            continue;
+        };
+        if !line.starts_with("#EXT-X-PRELOAD-HINT") {
+            assert!(names.contains(&uri), "{uri} not in {names:?}");
+        }
+    }
+}

@@ -174,6 +174,11 @@ pub struct HlsConfig {
     /// Longest a blocking request (`_HLS_msn`, a preload hint, the first playlist of a
     /// starting muxer) waits before it gets 503.
     pub block_timeout_ms: u64,
+    /// Also write every playlist, segment, part and init segment to
+    /// `{disk_dir}/{app}/{stream}/` as they are made (expired ones are deleted), for
+    /// people who serve HLS with nginx or a CDN origin. Empty: memory only. Implies
+    /// `always_on`, since nobody asks Sluice for the playlist then.
+    pub disk_dir: String,
     /// Per-app segment container, e.g. `legacy = "ts"`.
     pub app_formats: std::collections::BTreeMap<String, HlsFormat>,
 }
@@ -189,12 +194,18 @@ impl Default for HlsConfig {
             idle_timeout_ms: 30_000,
             always_on: false,
             block_timeout_ms: 10_000,
+            disk_dir: String::new(),
             app_formats: std::collections::BTreeMap::new(),
         }
     }
 }
 
 impl HlsConfig {
+    /// True when every stream is muxed from publish on (`always_on`, or disk mirroring).
+    pub fn mux_always(&self) -> bool {
+        self.always_on || !self.disk_dir.is_empty()
+    }
+
     /// The segment container for `app`.
     pub fn format_for(&self, app: &str) -> HlsFormat {
         self.app_formats.get(app).copied().unwrap_or(self.format)

@@ -184,7 +184,8 @@ impl HlsService {
             key: key.to_owned(),
             counters,
             idle: Duration::from_millis(cfg.idle_timeout_ms),
-            always_on: cfg.always_on,
+            always_on: cfg.mux_always(),
+            disk: (!cfg.disk_dir.is_empty()).then(|| DiskMirror::new(&cfg.disk_dir, key)),
         };
         shared.tracker.spawn(task.run(sub));
         Some(entry)
@@ -198,10 +199,11 @@ struct MuxerTask {
     counters: Arc<StreamCounters>,
     idle: Duration,
     always_on: bool,
+    disk: Option<DiskMirror>,
 }
 
 impl MuxerTask {
-    async fn run(self, mut sub: hub::Subscriber) {
+    async fn run(mut self, mut sub: hub::Subscriber) {
         let entry = &self.entry;
         let mut connects = sub.publisher_connects();
         let mut tick = tokio::time::interval(HOUSEKEEPING);
@@ -216,19 +218,29 @@ impl MuxerTask {
                     if oldest.is_none() {
                         oldest = f.arrival;
                     }
-                    let mut st = entry.lock();
-                    if f.is_video_keyframe() {
-                        let now_connects = sub.publisher_connects();
-                        if now_connects != connects {
-                            connects = now_connects;
-                            st.mark_discontinuity();
+                    // Mux under the lock; write to disk and wake waiters after it.
+                    let (pushed, snapshot) = {
+                        let mut st = entry.lock();
+                        if f.is_video_keyframe() {
+                            let now_connects = sub.publisher_connects();
+                            if now_connects != connects {
+                                connects = now_connects;
+                                st.mark_discontinuity();
+                            }
                         }
-                    }
-                    match st.push(&f, unix_ms()) {
-                        Ok(true) => {
-                            let g = st.generation();
-                            drop(st);
+                        let pushed = st.push(&f, unix_ms()).map(|new| new.then(|| st.generation()));
+                        let snap = match (&pushed, &self.disk) {
+                            (Ok(Some(_)), Some(_)) => Some(DiskMirror::snapshot(&st)),
+                            _ => None,
+                        };
+                        (pushed, snap)
+                    };
+                    match pushed {
+                        Ok(Some(g)) => {
                             entry.changed.send_replace(g);
+                            if let (Some(d), Some(snap)) = (self.disk.as_mut(), snapshot) {
+                                d.sync(snap).await;
+                            }
                             // A part (or segment) is out: how long its oldest frame waited.
                             if let Some(t) = oldest.take()
                                 && let Some(shared) = self.shared.upgrade()
@@ -236,7 +248,7 @@ impl MuxerTask {
                                 self.counters.observe_latency(&shared, ViewerProtocol::Hls, t.elapsed());
                             }
                         }
-                        Ok(false) => {}
+                        Ok(None) => {}
                         Err(e) => {
                             errors += 1;
                             // The first error and then one in a thousand: a broken publisher
@@ -259,12 +271,16 @@ impl MuxerTask {
             }
         };
         if ended {
-            let g = {
+            let (g, snapshot) = {
                 let mut st = entry.lock();
                 st.end();
-                st.generation()
+                let snap = self.disk.as_ref().map(|_| DiskMirror::snapshot(&st));
+                (st.generation(), snap)
             };
             entry.changed.send_replace(g);
+            if let (Some(d), Some(snap)) = (self.disk.as_mut(), snapshot) {
+                d.sync(snap).await;
+            }
             tracing::info!(key = %self.key, "hls stream ended");
             tokio::select! {
                 _ = tokio::time::sleep(ENDED_LINGER) => {}
@@ -294,9 +310,104 @@ impl MuxerTask {
     }
 }
 
-/// Starts a muxer for a just-published stream when `hls.always_on` is set.
+/// Mirrors one stream's HLS files to `{disk_dir}/{app}/{stream}/`: new files are written
+/// (playlists last, atomically, so a reader never sees a URI before its file), files that
+/// left the window are deleted.
+struct DiskMirror {
+    dir: std::path::PathBuf,
+    written: std::collections::HashSet<String>,
+    failed: bool,
+}
+
+/// What a sync writes, taken under the muxer lock (cheap `Bytes` clones).
+struct DiskSnapshot {
+    files: Vec<(String, Vec<Bytes>)>,
+    media: String,
+    multivariant: Option<String>,
+}
+
+impl DiskMirror {
+    fn new(root: &str, key: &str) -> Self {
+        // Stream keys come from publishers: keep each component a plain file name.
+        let safe = |c: &str| -> String {
+            let s: String = c
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || "-_.".contains(ch) {
+                        ch
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if s.is_empty() || s.starts_with('.') {
+                format!("_{s}")
+            } else {
+                s
+            }
+        };
+        let (app, name) = key.split_once('/').unwrap_or(("_", key));
+        Self {
+            dir: std::path::Path::new(root).join(safe(app)).join(safe(name)),
+            written: std::collections::HashSet::new(),
+            failed: false,
+        }
+    }
+
+    fn snapshot(st: &HlsStream) -> DiskSnapshot {
+        DiskSnapshot {
+            files: st.files(),
+            media: st.media_playlist(false),
+            multivariant: st.multivariant_playlist(),
+        }
+    }
+
+    async fn sync(&mut self, snap: DiskSnapshot) {
+        if let Err(e) = self.try_sync(snap).await
+            && !self.failed
+        {
+            // Once per muxer: a full or read-only disk must not flood the log.
+            self.failed = true;
+            tracing::error!(dir = %self.dir.display(), "hls disk mirror: {e}");
+        }
+    }
+
+    async fn try_sync(&mut self, snap: DiskSnapshot) -> std::io::Result<()> {
+        tokio::fs::create_dir_all(&self.dir).await?;
+        let live: std::collections::HashSet<String> =
+            snap.files.iter().map(|(n, _)| n.clone()).collect();
+        for (name, chunks) in snap.files {
+            if self.written.contains(&name) {
+                continue;
+            }
+            self.write_atomic(&name, &chunks.concat()).await?;
+            self.written.insert(name);
+        }
+        self.write_atomic(hls::MEDIA_PLAYLIST_NAME, snap.media.as_bytes())
+            .await?;
+        if let Some(m) = snap.multivariant {
+            self.write_atomic(hls::MULTIVARIANT_NAME, m.as_bytes())
+                .await?;
+        }
+        let gone: Vec<String> = self.written.difference(&live).cloned().collect();
+        for name in gone {
+            let _ = tokio::fs::remove_file(self.dir.join(&name)).await;
+            self.written.remove(&name);
+        }
+        Ok(())
+    }
+
+    async fn write_atomic(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, self.dir.join(name)).await
+    }
+}
+
+/// Starts a muxer for a just-published stream when `hls.always_on` (or `hls.disk_dir`) is
+/// set.
 pub(crate) fn on_publish(shared: &Arc<Shared>, key: &str) {
-    if shared.config.hls.enabled && shared.config.hls.always_on {
+    if shared.config.hls.enabled && shared.config.hls.mux_always() {
         let app = key.split('/').next().unwrap_or_default();
         let _ = HlsService::get_or_start(shared, app, key);
     }

@@ -357,3 +357,55 @@ async fn hls_is_served_over_http2() {
     let _ = p.kill().await;
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_mode_mirrors_a_playable_stream_and_prunes_old_files() {
+    let mut cfg = common::test_config();
+    let dir = common::temp_dir("hls-disk");
+    cfg.hls.disk_dir = dir.to_string_lossy().into_owned();
+    cfg.hls.window_segments = 3;
+    let server = common::start(cfg).await;
+    let rtmp = server.rtmp_addr();
+    // Nobody asks Sluice for a playlist: disk mode muxes from publish on.
+    let mut p = common::publish(&format!("rtmp://{rtmp}/live/disk"), 4, &["-re"]);
+    common::wait_live(&server, "live/disk").await;
+    let stream_dir = dir.join("live").join("disk");
+    let media = stream_dir.join("media.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let m = loop {
+        if let Ok(text) = std::fs::read_to_string(&media) {
+            let m = parse(&text);
+            if m.segments.len() >= 3 && m.sequence >= 2 {
+                break m;
+            }
+        }
+        assert!(Instant::now() < deadline, "no slid window on disk");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every URI of the playlist is a file (playlists are written after their media).
+    for (uri, _) in &m.segments {
+        assert!(stream_dir.join(uri).is_file(), "{uri} missing on disk");
+    }
+    for uri in &m.parts {
+        assert!(stream_dir.join(uri).is_file() || !m.segments.is_empty());
+    }
+    // Segments that left the window (and the two kept after it) were deleted.
+    let segment_files = std::fs::read_dir(&stream_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".m4s") && n.matches('.').count() == 1
+        })
+        .count();
+    assert!(
+        segment_files <= 3 + 2 + 1,
+        "{segment_files} segment files kept"
+    );
+    // A plain file reader plays it: ffmpeg on the mirrored multivariant playlist.
+    let d = common::ffmpeg_decode(&stream_dir.join("index.m3u8").to_string_lossy(), 2.0).await;
+    assert!(d.video_frames >= 40, "{d:?}");
+    assert!(d.stderr.trim().is_empty(), "{}", d.stderr);
+    let _ = p.kill().await;
+    server.shutdown(Duration::from_secs(5)).await;
+}
