@@ -163,7 +163,7 @@ pub struct HlsStats {
 }
 
 enum Muxer {
-    Fmp4(Fragmenter),
+    Fmp4(Box<Fragmenter>),
     Ts(TsMuxer),
 }
 
@@ -214,7 +214,7 @@ impl HlsStream {
     pub fn new(params: HlsParams, prefix: impl Into<String>) -> Result<HlsStream, HlsError> {
         params.validate()?;
         let muxer = match params.format {
-            SegmentFormat::Fmp4 => Muxer::Fmp4(Fragmenter::new()),
+            SegmentFormat::Fmp4 => Muxer::Fmp4(Box::new(Fragmenter::new())),
             SegmentFormat::Ts => Muxer::Ts(TsMuxer::new()),
         };
         Ok(HlsStream {
@@ -353,11 +353,12 @@ impl HlsStream {
                     } else {
                         frag.buffered_duration_ms()
                     };
-                    if buffered > 0 && buffered.saturating_add(self.interval_ms) > chunk_target {
-                        if let Some(f) = frag.flush(None) {
-                            self.add_part(f);
-                            changed = true;
-                        }
+                    if buffered > 0
+                        && buffered.saturating_add(self.interval_ms) > chunk_target
+                        && let Some(f) = frag.flush(None)
+                    {
+                        self.add_part(f);
+                        changed = true;
                     }
                 }
             }

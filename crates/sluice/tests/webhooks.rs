@@ -337,7 +337,7 @@ async fn fast_publish(cfg: Config) -> (Duration, RunningServer) {
     // As fast as possible, the publisher may be done before a poll sees it live: the stream
     // (in its grace period) with a cached GOP is what the viewer needs.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !server.hub().stream(key).is_some_and(|s| s.gop_frames > 0) {
+    while server.hub().stream(key).is_none_or(|s| s.gop_frames == 0) {
         assert!(Instant::now() < deadline, "stream {key} never had media");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
