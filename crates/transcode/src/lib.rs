@@ -1,0 +1,1 @@
+//! Audio transcoding (work in progress).
