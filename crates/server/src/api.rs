@@ -293,6 +293,7 @@ struct PerProtocol {
     #[serde(rename = "ws-flv")]
     ws_flv: u64,
     hls: u64,
+    webrtc: u64,
 }
 
 impl PerProtocol {
@@ -302,6 +303,7 @@ impl PerProtocol {
             http_flv: p.get(ViewerProtocol::HttpFlv),
             ws_flv: p.get(ViewerProtocol::WsFlv),
             hls: p.get(ViewerProtocol::Hls),
+            webrtc: p.get(ViewerProtocol::WebRtc),
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ServerError;
 pub use crate::webhooks::WebhooksConfig;
+pub use crate::webrtc::WebRtcConfig;
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -38,6 +39,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Video on demand: files served over HTTP, uploads through the API.
     pub vod: VodConfig,
+    /// WebRTC playback (WHEP) over one UDP port.
+    pub webrtc: WebRtcConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -429,6 +432,7 @@ impl Config {
             return bad("hub.viewer_max_queued_bytes", "must be at least 65536");
         }
         self.webhooks.validate()?;
+        self.webrtc.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");
         }

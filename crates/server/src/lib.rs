@@ -20,6 +20,7 @@ mod rtmp_server;
 mod sessions;
 mod vod;
 mod webhooks;
+mod webrtc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,6 +45,7 @@ pub use webhooks::{
     MAX_WEBHOOK_RESPONSE_BYTES, MAX_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_URLS, WEBHOOK_SHUTDOWN_GRACE,
     WebhookEvent, WebhookStats, Webhooks, WebhooksConfig, backoff_delay, sign as webhook_signature,
 };
+pub use webrtc::WebRtcStats;
 
 /// Errors of the server crate.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,8 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// `vod.dir`, canonicalized at start (served paths must stay under it).
     pub(crate) vod_root: std::path::PathBuf,
+    /// WebRTC (WHEP) peers and their UDP socket (`None` when `webrtc.enabled` is false).
+    pub(crate) webrtc: Option<Arc<webrtc::WebRtc>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -168,6 +172,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let http_listener = bind("http", config.http.listen).await?;
     let rtmp_addr = local_addr("rtmp", &rtmp_listener, config.rtmp.listen)?;
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
+    let webrtc = if config.webrtc.enabled {
+        Some(Arc::new(webrtc::WebRtc::bind(&config.webrtc).await?))
+    } else {
+        None
+    };
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -188,6 +197,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         recorder: record::Recorder::default(),
         tracker: tracker.clone(),
         vod_root,
+        webrtc,
     });
     tracker.spawn(rtmp_server::run(
         shared.clone(),
@@ -195,6 +205,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracker.clone(),
     ));
     tracker.spawn(http::serve(shared.clone(), http_listener));
+    if let Some(w) = &shared.webrtc {
+        tracker.spawn(webrtc::udp::run(w.clone(), shared.shutdown.clone()));
+    }
     tracing::info!(%rtmp_addr, "rtmp listening");
     tracing::info!(%http_addr, "http listening");
     Ok(RunningServer {
@@ -229,6 +242,26 @@ impl RunningServer {
     /// The address the HTTP listener is bound to.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The UDP address WebRTC peers use (`None` when `webrtc.enabled` is false).
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.shared.webrtc.as_ref().map(|w| w.local)
+    }
+
+    /// WebRTC sessions alive now (WHEP resources not yet ended or timed out).
+    pub fn webrtc_sessions(&self) -> usize {
+        self.shared.webrtc.as_ref().map_or(0, |w| w.live())
+    }
+
+    /// WebRTC counters (`None` when `webrtc.enabled` is false).
+    pub fn webrtc_stats(&self) -> Option<&WebRtcStats> {
+        self.shared.webrtc.as_ref().map(|w| &w.stats)
+    }
+
+    /// AAC-to-Opus transcoders running now (one per stream with WebRTC viewers).
+    pub fn webrtc_transcoders(&self) -> usize {
+        self.shared.webrtc.as_ref().map_or(0, |w| w.audio.running())
     }
 
     /// The stream hub (for inspection in tests and, later, the API).

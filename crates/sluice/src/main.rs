@@ -29,6 +29,9 @@ struct Cli {
     /// HTTP listen address (overrides [http] listen).
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// WebRTC (WHEP) UDP listen address (overrides [webrtc] listen).
+    #[arg(long, value_name = "ADDR")]
+    webrtc_listen: Option<SocketAddr>,
     /// Log filter such as info, debug or sluice_server=debug (overrides [log] level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -54,6 +57,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(a) = cli.http_listen {
         cfg.http.listen = a;
+    }
+    if let Some(a) = cli.webrtc_listen {
+        cfg.webrtc.listen = a;
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();
