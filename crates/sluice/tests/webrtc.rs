@@ -435,3 +435,104 @@ async fn whep_http_errors_cors_and_resources() {
     assert_eq!(r.json()["code"], "limit");
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn player_page_coexists_with_hls_and_whep_routes() {
+    let server = start(test_config()).await;
+    let addr = server.http_addr();
+    let r = http_request_with(addr, "GET", "/live/cam/", &[], b"").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(
+        r.header("content-security-policy")
+            .unwrap()
+            .contains("connect-src 'self'")
+    );
+    let html = String::from_utf8_lossy(&r.body);
+    assert!(
+        html.contains("RTCPeerConnection") && html.contains("new URL(\"whep\""),
+        "{html}"
+    );
+    // The HLS route still answers `/{app}/{stream}/{file}` (its own 404 for a stream that
+    // is not live), and `whep` is not taken for an HLS file.
+    let r = http_request_with(addr, "GET", "/live/cam/index.m3u8", &[], b"").await;
+    assert_eq!(r.status, 404);
+    assert!(String::from_utf8_lossy(&r.body).contains("not live"));
+    let r = http_request_with(addr, "GET", "/live/cam/whep", &[], b"").await;
+    assert_eq!(r.status, 405);
+    // HTTP-FLV on `/{app}/{file}` is untouched.
+    let r = http_request_with(addr, "GET", "/live/cam.flv", &[], b"").await;
+    assert_eq!(r.status, 404);
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
+
+/// Installs the console test's npm dependencies (playwright-core) when missing; returns
+/// the playwright-core directory.
+async fn playwright_core() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    let pw = dir.join("node_modules/playwright-core");
+    if !pw.is_dir() {
+        let run = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(300), run)
+            .await
+            .expect("npm ci finished in time")
+            .expect("npm runs (scripts/test.sh installs nodejs and npm)");
+        assert!(
+            out.status.success(),
+            "npm ci failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    pw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_page_plays_in_headless_chromium() {
+    let server = start(test_config()).await;
+    let rtmp = format!("rtmp://{}/live/page", server.rtmp_addr());
+    let mut ff = publish(&rtmp, 20, &["-re"]);
+    wait_live(&server, "live/page").await;
+    let pw = playwright_core().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/player_test.mjs");
+    let url = format!("http://{}/live/page/", server.http_addr());
+    let run = Command::new("node")
+        .arg(script)
+        .arg(&url)
+        .arg("7")
+        .arg(&pw)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("chromium run finished in time")
+        .expect("node runs (scripts/test.sh installs nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("chromium: {v}");
+    let frames = |k: &str| v[k]["stats"]["framesDecoded"].as_u64().unwrap_or(0);
+    let samples = |k: &str| v[k]["stats"]["totalSamplesReceived"].as_u64().unwrap_or(0);
+    assert_eq!(v["late"]["status"], "connected", "{v}");
+    // About 4 s between the two readings at 25 fps and 48 kHz.
+    assert!(
+        frames("late") >= frames("early") + 50,
+        "video frames must grow: {v}"
+    );
+    assert!(
+        samples("late") >= samples("early") + 100_000,
+        "audio must grow: {v}"
+    );
+    let _ = ff.kill().await;
+    // Closing the browser leaves the session to the ICE timeout or its DTLS close.
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}

@@ -9,6 +9,7 @@
 //! - [`whep`]: the HTTP resource model (POST offer, PATCH trickle, DELETE, OPTIONS/CORS).
 //! - [`h264`]: AVCC to Annex B with SPS/PPS before keyframes.
 //! - [`audio`]: one AAC-to-Opus transcoder per stream shared by its WebRTC viewers.
+//! - [`player`]: the player page at `GET /{app}/{stream}/`.
 //!
 //! Timing: video RTP time is the hub's pts (dts + cts) at 90 kHz, audio the Opus packet's dts
 //! at 48 kHz; both come from the same hub timeline, and the wallclock given to str0m (which it
@@ -20,6 +21,7 @@ pub(crate) mod audio;
 pub(crate) mod config;
 pub(crate) mod h264;
 pub(crate) mod peer;
+pub(crate) mod player;
 pub(crate) mod sdp;
 pub(crate) mod udp;
 pub(crate) mod whep;

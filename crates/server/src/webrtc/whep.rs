@@ -34,9 +34,11 @@ pub const MAX_TRICKLE_CANDIDATES: usize = 32;
 const METHODS_COLLECTION: &str = "POST, OPTIONS";
 const METHODS_RESOURCE: &str = "PATCH, DELETE, OPTIONS";
 
-/// The WHEP routes (static `whep` segment: wins over the HLS `/{app}/{stream}/{file}`).
+/// The WHEP routes (static `whep` segment: wins over the HLS `/{app}/{stream}/{file}`) and
+/// the player page (`/{app}/{stream}/`, an empty last segment that `{file}` never matches).
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
+        .route("/{app}/{stream}/", axum::routing::get(super::player::page))
         .route(
             "/{app}/{stream}/whep",
             post(offer).options(preflight_collection),
