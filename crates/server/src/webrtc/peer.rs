@@ -28,12 +28,28 @@ use crate::Shared;
 use crate::counters::ViewerGuard;
 use crate::sessions::SessionGuard;
 
-/// Everything a peer task owns.
-pub(crate) struct Peer {
+/// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,
+/// a panic inside str0m included.
+pub(crate) struct Cleanup {
+    pub(crate) wr: Arc<WebRtc>,
     pub(crate) id: u64,
-    pub(crate) rtc: Rtc,
     pub(crate) ufrag: String,
     pub(crate) resource: String,
+    pub(crate) stream: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.wr
+            .forget(self.id, &self.ufrag, &self.resource, &self.stream);
+        self.wr.stats.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a peer task owns.
+pub(crate) struct Peer {
+    pub(crate) cleanup: Cleanup,
+    pub(crate) rtc: Rtc,
     pub(crate) stream: String,
     pub(crate) sub: Subscriber,
     pub(crate) audio: Option<(broadcast::Receiver<Arc<OpusPacket>>, AudioGuard)>,
@@ -148,8 +164,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     }
     p.rtc.disconnect();
     let _ = drain(&mut p, &wr, &mut st);
-    wr.forget(p.id, &p.ufrag, &p.resource, &p.stream);
-    wr.stats.peers.fetch_sub(1, Ordering::Relaxed);
+    drop(p.cleanup);
     tracing::info!(stream = %p.stream, bytes = st.sent, "webrtc peer closed");
 }
 

@@ -181,7 +181,8 @@ async fn create(
             format!("stream {key}: {e}"),
         )
     })?;
-    super::sdp::check_offer(&sdp).map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
+    let media = super::sdp::check_offer(&sdp)
+        .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
     let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| {
         err(
             StatusCode::BAD_REQUEST,
@@ -252,7 +253,10 @@ async fn create(
         t.by_ufrag.insert(creds.ufrag.clone(), PeerRoute { id, tx });
     }
     wr.stats.peers.fetch_add(1, Ordering::Relaxed);
-    let audio = Some(wr.audio.join(&shared.hub, &shared.tracker, &key));
+    // The stream's transcoder runs only for viewers that can take Opus.
+    let audio = media
+        .opus
+        .then(|| wr.audio.join(&shared.hub, &shared.tracker, &key));
     let remote = remote.map(|c| c.to_string()).unwrap_or_default();
     let session = shared.sessions.register(
         SessionInfo {
@@ -266,10 +270,14 @@ async fn create(
     let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc);
     tracing::info!(%key, "whep play");
     let p = Peer {
-        id,
+        cleanup: peer::Cleanup {
+            wr: Arc::clone(&wr),
+            id,
+            ufrag: creds.ufrag,
+            resource: resource.clone(),
+            stream: key.clone(),
+        },
         rtc,
-        ufrag: creds.ufrag,
-        resource: resource.clone(),
         stream: key,
         sub,
         audio,
