@@ -444,6 +444,71 @@ async fn whep_http_errors_cors_and_resources() {
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["code"], "limit");
     assert!(server.shutdown(Duration::from_secs(5)).await);
+
+    // ICE/DTLS timeout: a peer that keeps sending (unauthenticated) STUN to its session but
+    // never completes ICE and DTLS is freed after ice_timeout_ms, traffic or not.
+    let mut cfg = test_config();
+    cfg.webrtc.ice_timeout_ms = 1000;
+    let server = start(cfg).await;
+    let _p = server
+        .hub()
+        .publish(
+            "live/sig",
+            hub::PublisherInfo {
+                protocol: "rtmp",
+                remote: String::new(),
+            },
+        )
+        .unwrap();
+    let r = post_offer(server.http_addr(), "/live/sig/whep", OFFER.as_bytes()).await;
+    assert_eq!(r.status, 201);
+    let answer = String::from_utf8_lossy(&r.body).into_owned();
+    let ufrag = answer
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
+        .expect("answer has a ufrag")
+        .to_owned();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let udp = server.webrtc_addr().unwrap();
+    let start_at = Instant::now();
+    while server.webrtc_sessions() != 0 {
+        assert!(
+            start_at.elapsed() < Duration::from_secs(4),
+            "session not freed by the connect timeout"
+        );
+        let _ = sock
+            .send_to(&stun_request(&format!("{ufrag}:abcd")), udp)
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        start_at.elapsed() >= Duration::from_millis(800),
+        "freed too early"
+    );
+    let stats = server.webrtc_stats().unwrap();
+    assert_eq!(stats.connected.load(Ordering::Relaxed), 0);
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
+
+/// A STUN binding request with USERNAME, PRIORITY and a bogus MESSAGE-INTEGRITY: routed to
+/// the session by its ufrag, refused by str0m's integrity check.
+fn stun_request(username: &str) -> Vec<u8> {
+    let mut attr = Vec::new();
+    attr.extend_from_slice(&[0x00, 0x06]);
+    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attr.extend_from_slice(username.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    attr.extend_from_slice(&[0x00, 0x24, 0, 4, 0x6E, 0, 0x1E, 0xFF]);
+    attr.extend_from_slice(&[0x00, 0x08, 0, 20]);
+    attr.extend_from_slice(&[0xAB; 20]);
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&attr);
+    m
 }
 
 #[tokio::test]

@@ -91,6 +91,8 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let mut st = State::default();
     let mut annexb = AnnexB::default();
     let mut last_rx = Instant::now();
+    // ICE and DTLS must both complete within one ice_timeout of the answer.
+    let connect_by = last_rx + ice_timeout;
     let mut next = drain(&mut p, &wr, &mut st);
     let shutdown = shared.shutdown.clone();
     loop {
@@ -98,7 +100,10 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
             break;
         }
         let silent_until = last_rx + ice_timeout;
-        let wake = next.min(silent_until);
+        let mut wake = next.min(silent_until);
+        if !st.connected {
+            wake = wake.min(connect_by);
+        }
         let connected = st.connected;
         let has_audio = st.audio.is_some() && p.audio.is_some();
         tokio::select! {
@@ -155,6 +160,10 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                 let now = Instant::now();
                 if now >= silent_until {
                     tracing::info!(stream = %p.stream, "webrtc peer timed out (no traffic)");
+                    break;
+                }
+                if !st.connected && now >= connect_by {
+                    tracing::info!(stream = %p.stream, "webrtc peer timed out (ICE/DTLS never completed)");
                     break;
                 }
                 let _ = p.rtc.handle_input(Input::Timeout(now));
