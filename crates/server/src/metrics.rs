@@ -33,6 +33,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         server(shared);
         streams(shared);
         webhooks(shared);
+        crate::webrtc::metrics::render(shared);
     });
     handle.render()
 }

@@ -64,6 +64,18 @@ async fn wait_sessions(server: &RunningServer, want: usize, within: Duration, wh
     }
 }
 
+/// CPU time (user + system, ms) of this process, from /proc/self/stat (100 Hz ticks).
+fn process_cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of stat; after the ")" the first field is number 3.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
+}
+
 /// A small deterministic generator for hostile datagrams.
 struct XorShift(u64);
 
@@ -122,9 +134,25 @@ async fn whep_plays_rtmp_stream_in_aiortc_and_cleans_up() {
     }
     assert!(seen >= 100, "only {seen} noise datagrams arrived");
     assert_eq!(stats.datagrams_dropped.load(Ordering::Relaxed), seen);
+    let text = server.metrics_text();
+    assert!(
+        text.contains(&format!(
+            "sluice_webrtc_datagrams_total{{result=\"dropped\"}} {seen}"
+        )),
+        "{text}"
+    );
 
+    // Server CPU (this process: the in-process server; ffmpeg and the client are children)
+    // with the publisher alone, then with one WebRTC viewer: a rough per-viewer figure
+    // (the viewer's share includes the stream's AAC-to-Opus transcoder). Printed only.
+    let (c0, t0) = (process_cpu_ms(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let base = (process_cpu_ms() - c0) as f64 / t0.elapsed().as_secs_f64();
     let url = format!("http://{}/live/rtc/whep", server.http_addr());
+    let (c1, t1) = (process_cpu_ms(), Instant::now());
     let r = whep_client(&url, 4.0, false).await;
+    let with = (process_cpu_ms() - c1) as f64 / t1.elapsed().as_secs_f64();
+    eprintln!("server CPU: {base:.0} ms/s publisher only, {with:.0} ms/s with one WebRTC viewer");
     eprintln!("whep client: {r}");
     assert_eq!(r["status"], 201, "{r}");
     assert!(
@@ -155,6 +183,17 @@ async fn whep_plays_rtmp_stream_in_aiortc_and_cleans_up() {
     }
     assert!(stats.connected.load(Ordering::Relaxed) >= 1);
     assert!(stats.bytes_out.load(Ordering::Relaxed) > 100_000);
+    let text = server.metrics_text();
+    assert!(text.contains("sluice_webrtc_peers 0"), "{text}");
+    assert!(text.contains("sluice_webrtc_connected_total 1"), "{text}");
+    assert!(
+        text.contains(r#"sluice_viewers{protocol="webrtc"} 0"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"sluice_egress_bytes_total{protocol="webrtc"} 0"#),
+        "{text}"
+    );
     if let Some((median, n)) = stats.latency_median_us() {
         eprintln!("hub frame -> RTP sent: median {median} us over {n} live video frames");
     }

@@ -20,6 +20,7 @@
 pub(crate) mod audio;
 pub(crate) mod config;
 pub(crate) mod h264;
+pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
 pub(crate) mod sdp;
