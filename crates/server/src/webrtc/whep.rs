@@ -4,6 +4,7 @@
 //! supported and gets 422); `DELETE` ends it; `OPTIONS` answers CORS preflights.
 
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -183,7 +184,10 @@ async fn create(
     })?;
     let media = super::sdp::check_offer(&sdp)
         .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
-    let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| {
+    // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
+    let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(&sdp)))
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_offer", "malformed SDP offer"))?;
+    let offer = parsed.map_err(|e| {
         err(
             StatusCode::BAD_REQUEST,
             "bad_offer",
@@ -207,7 +211,15 @@ async fn create(
             Err(e) => tracing::warn!(%addr, "webrtc: candidate refused: {e}"),
         }
     }
-    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
+    let accepted =
+        catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer))).map_err(|_| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "bad_offer",
+                "cannot use this offer",
+            )
+        })?;
+    let answer = accepted.map_err(|e| {
         err(
             StatusCode::BAD_REQUEST,
             "bad_offer",
