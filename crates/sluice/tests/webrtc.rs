@@ -322,6 +322,10 @@ async fn whep_http_errors_cors_and_resources() {
         answer.contains(&format!("127.0.0.1 {}", udp.port())),
         "candidate {udp} in {answer}"
     );
+    let info = http_get(addr, "/api/v1/server").await.json();
+    assert_eq!(info["webrtc"]["listen"], udp.to_string(), "{info}");
+    assert_eq!(info["webrtc"]["candidates"][0], udp.to_string(), "{info}");
+    assert_eq!(info["webrtc"]["peers"], 1, "{info}");
     let location = r.header("location").unwrap().to_owned();
     assert!(location.starts_with("/live/sig/whep/"), "{location}");
     let etag = r.header("etag").unwrap().to_owned();
