@@ -9,6 +9,7 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v curl >/dev/null 2>&1 || need+=(curl ca-certificates)   # HTTP/2 client for HLS
+command -v cmake >/dev/null 2>&1 || need+=(cmake)   # builds the bundled libopus (transcode)
 for element in rtmpsrc rtmp2src rtmpsink rtmp2sink flvdemux flvmux h264parse aacparse \
     avdec_h264 avdec_aac fakesink filesrc; do
   if ! gst-inspect-1.0 "$element" >/dev/null 2>&1; then
@@ -21,6 +22,10 @@ done
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The WebRTC tests' independent peer: aiortc (its PyPI wheels bundle FFmpeg and libopus)
+# in a private venv that crates/sluice/tests/webrtc.rs uses.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""
@@ -34,11 +39,12 @@ if [ ! -d "$console_test/node_modules/playwright-core" ]; then
   npm ci --prefix "$console_test" --no-audit --no-fund
 fi
 
-# Python test clients (prometheus_client's exposition parser) in a private venv.
+# Python test clients in a private venv: prometheus_client's exposition parser, and aiortc
+# (an independent WebRTC peer; its wheels bundle FFmpeg and libopus).
 venv=.venv-test
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import prometheus_client, aiortc" >/dev/null 2>&1; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check prometheus_client==0.21.1
+  "$venv/bin/pip" install -q --disable-pip-version-check prometheus_client==0.21.1 aiortc==1.16.0
 fi
 
 cargo test --workspace --locked "$@"

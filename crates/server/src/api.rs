@@ -136,6 +136,17 @@ struct ServerInfo {
     streams: usize,
     config: ConfigSummary,
     webhooks: WebhookSummary,
+    /// Absent when `webrtc.enabled` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webrtc: Option<WebRtcSummary>,
+}
+
+/// The WebRTC port and the ICE candidates offered, in `GET /api/v1/server`.
+#[derive(Debug, Serialize)]
+struct WebRtcSummary {
+    listen: String,
+    candidates: Vec<String>,
+    peers: usize,
 }
 
 /// Webhook counters in `GET /api/v1/server`.
@@ -239,6 +250,11 @@ async fn server(State(shared): State<Arc<Shared>>) -> Response {
             },
         },
         webhooks: WebhookSummary::of(&shared),
+        webrtc: shared.webrtc.as_ref().map(|w| WebRtcSummary {
+            listen: w.local.to_string(),
+            candidates: w.candidates.iter().map(ToString::to_string).collect(),
+            peers: w.live(),
+        }),
     })
 }
 
@@ -295,6 +311,7 @@ struct PerProtocol {
     #[serde(rename = "ws-flv")]
     ws_flv: u64,
     hls: u64,
+    webrtc: u64,
 }
 
 impl PerProtocol {
@@ -304,6 +321,7 @@ impl PerProtocol {
             http_flv: p.get(ViewerProtocol::HttpFlv),
             ws_flv: p.get(ViewerProtocol::WsFlv),
             hls: p.get(ViewerProtocol::Hls),
+            webrtc: p.get(ViewerProtocol::WebRtc),
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::ServerError;
 pub use crate::auth::{AuthConfig, AuthMode, AuthRule};
 pub use crate::webhooks::WebhooksConfig;
+pub use crate::webrtc::WebRtcConfig;
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -43,6 +44,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Access control: publish/play rules, tokens, webhook, API token.
     pub auth: AuthConfig,
+    /// WebRTC playback (WHEP) over one UDP port.
+    pub webrtc: WebRtcConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -528,6 +531,7 @@ impl Config {
         }
         self.webhooks.validate()?;
         self.auth.validate()?;
+        self.webrtc.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");
         }

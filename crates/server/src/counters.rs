@@ -21,11 +21,19 @@ pub enum ViewerProtocol {
     WsFlv,
     /// HLS and LL-HLS (a viewer is a client address that fetched a playlist lately).
     Hls,
+    /// WebRTC (WHEP).
+    WebRtc,
 }
 
 impl ViewerProtocol {
     /// Every protocol, in label order.
-    pub const ALL: [ViewerProtocol; 4] = [Self::Rtmp, Self::HttpFlv, Self::WsFlv, Self::Hls];
+    pub const ALL: [ViewerProtocol; 5] = [
+        Self::Rtmp,
+        Self::HttpFlv,
+        Self::WsFlv,
+        Self::Hls,
+        Self::WebRtc,
+    ];
 
     /// The label value used by metrics and the API (`rtmp`, `http-flv`, `ws-flv`).
     pub fn as_str(self) -> &'static str {
@@ -34,6 +42,7 @@ impl ViewerProtocol {
             Self::HttpFlv => "http-flv",
             Self::WsFlv => "ws-flv",
             Self::Hls => "hls",
+            Self::WebRtc => "webrtc",
         }
     }
 
@@ -44,13 +53,14 @@ impl ViewerProtocol {
             Self::HttpFlv => 1,
             Self::WsFlv => 2,
             Self::Hls => 3,
+            Self::WebRtc => 4,
         }
     }
 }
 
 /// One relaxed atomic per viewer protocol.
 #[derive(Debug, Default)]
-pub struct PerProtocol([AtomicU64; 4]);
+pub struct PerProtocol([AtomicU64; 5]);
 
 impl PerProtocol {
     /// The current value for `p`.
@@ -271,7 +281,7 @@ mod tests {
     #[test]
     fn labels_are_stable() {
         let labels: Vec<_> = ViewerProtocol::ALL.iter().map(|p| p.as_str()).collect();
-        assert_eq!(labels, ["rtmp", "http-flv", "ws-flv", "hls"]);
+        assert_eq!(labels, ["rtmp", "http-flv", "ws-flv", "hls", "webrtc"]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod sessions;
 mod tls;
 mod vod;
 mod webhooks;
+mod webrtc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use webhooks::{
     MAX_WEBHOOK_RESPONSE_BYTES, MAX_WEBHOOK_TIMEOUT_MS, MAX_WEBHOOK_URLS, WEBHOOK_SHUTDOWN_GRACE,
     WebhookEvent, WebhookStats, Webhooks, WebhooksConfig, backoff_delay, sign as webhook_signature,
 };
+pub use webrtc::WebRtcStats;
 
 /// Errors of the server crate.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +154,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<tls::TlsService>>,
     /// Access control (`[auth]`).
     pub(crate) auth: auth::AuthState,
+    /// WebRTC (WHEP) peers and their UDP socket (`None` when `webrtc.enabled` is false).
+    pub(crate) webrtc: Option<Arc<webrtc::WebRtc>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -198,6 +202,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let http_addr = local_addr("http", &http_listener, config.http.listen)?;
     let tls_listeners = bind_tls(&config).await?;
     let auth = auth::AuthState::new(&config.auth, http_addr)?;
+    let webrtc = if config.webrtc.enabled {
+        Some(Arc::new(webrtc::WebRtc::bind(&config.webrtc).await?))
+    } else {
+        None
+    };
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -221,6 +230,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         vod_root,
         tls: tls_listeners.as_ref().map(|t| t.0.clone()),
         auth,
+        webrtc,
     });
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
         tracker.spawn(rtmp_server::run_tls(
@@ -253,6 +263,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracing::info!(%addr, "metrics listening");
     }
     tracker.spawn(latency_upkeep(Arc::clone(&shared)));
+    if let Some(w) = &shared.webrtc {
+        tracker.spawn(webrtc::udp::run(w.clone(), shared.shutdown.clone()));
+    }
     tracing::info!(%rtmp_addr, "rtmp listening");
     tracing::info!(%http_addr, "http listening");
     Ok(RunningServer {
@@ -337,6 +350,26 @@ impl RunningServer {
     /// off).
     pub fn tls_stats(&self) -> Option<&TlsStats> {
         self.shared.tls.as_ref().map(|t| &t.stats)
+    }
+
+    /// The UDP address WebRTC peers use (`None` when `webrtc.enabled` is false).
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.shared.webrtc.as_ref().map(|w| w.local)
+    }
+
+    /// WebRTC sessions alive now (WHEP resources not yet ended or timed out).
+    pub fn webrtc_sessions(&self) -> usize {
+        self.shared.webrtc.as_ref().map_or(0, |w| w.live())
+    }
+
+    /// WebRTC counters (`None` when `webrtc.enabled` is false).
+    pub fn webrtc_stats(&self) -> Option<&WebRtcStats> {
+        self.shared.webrtc.as_ref().map(|w| &w.stats)
+    }
+
+    /// AAC-to-Opus transcoders running now (one per stream with WebRTC viewers).
+    pub fn webrtc_transcoders(&self) -> usize {
+        self.shared.webrtc.as_ref().map_or(0, |w| w.audio.running())
     }
 
     /// The stream hub (for inspection in tests and, later, the API).

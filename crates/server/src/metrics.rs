@@ -35,6 +35,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         webhooks(shared);
         crate::tls::metrics(shared);
         crate::auth::metrics(shared);
+        crate::webrtc::metrics::render(shared);
     });
     let mut text = handle.render();
     text.push_str(&shared.latency.render());

@@ -36,6 +36,9 @@ struct Cli {
     /// HTTPS/WSS listen address (overrides [tls] https_listen; used when a certificate is set).
     #[arg(long, value_name = "ADDR")]
     https_listen: Option<SocketAddr>,
+    /// WebRTC (WHEP) UDP listen address (overrides [webrtc] listen).
+    #[arg(long, value_name = "ADDR")]
+    webrtc_listen: Option<SocketAddr>,
     /// Log filter such as info, debug or sluice_server=debug (overrides [log] level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -67,6 +70,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(a) = cli.https_listen {
         cfg.tls.https_listen = a;
+    }
+    if let Some(a) = cli.webrtc_listen {
+        cfg.webrtc.listen = a;
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();

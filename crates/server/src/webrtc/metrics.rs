@@ -1,0 +1,45 @@
+//! WebRTC series for `GET /metrics` (rendered per scrape from [`super::WebRtcStats`]).
+//! Viewers and egress bytes are in the shared per-protocol series (`protocol="webrtc"`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+
+use crate::Shared;
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Describes and sets the WebRTC series (call inside the scrape's local recorder).
+pub(crate) fn render(shared: &Shared) {
+    let Some(w) = &shared.webrtc else { return };
+    describe_gauge!("sluice_webrtc_peers", "WebRTC (WHEP) peers alive now.");
+    describe_gauge!(
+        "sluice_webrtc_transcoders",
+        "AAC-to-Opus transcoders running now (one per stream with WebRTC viewers)."
+    );
+    describe_counter!(
+        "sluice_webrtc_connected_total",
+        "WebRTC peers that completed ICE and DTLS."
+    );
+    describe_counter!(
+        "sluice_webrtc_datagrams_total",
+        "UDP datagrams received on the WebRTC port (result=\"dropped\": unknown source, not for a known session, or a full peer queue)."
+    );
+    describe_counter!(
+        "sluice_webrtc_send_dropped_total",
+        "Datagrams not sent because the UDP socket would block."
+    );
+    let s = &w.stats;
+    gauge!("sluice_webrtc_peers").set(w.live() as f64);
+    gauge!("sluice_webrtc_transcoders").set(w.audio.running() as f64);
+    counter!("sluice_webrtc_connected_total").absolute(load(&s.connected));
+    let (all, dropped) = (load(&s.datagrams_in), load(&s.datagrams_dropped));
+    counter!("sluice_webrtc_datagrams_total", "result" => "routed")
+        .absolute(all.saturating_sub(dropped));
+    counter!("sluice_webrtc_datagrams_total", "result" => "dropped").absolute(dropped);
+    counter!("sluice_webrtc_send_dropped_total").absolute(load(&s.send_dropped));
+    counter!("sluice_connections_refused_total", "protocol" => "webrtc", "reason" => "limit")
+        .absolute(load(&s.refused));
+}

@@ -1,0 +1,283 @@
+//! One WHEP viewer: a task that owns its `Rtc` (no lock around it) and drives it per str0m's
+//! contract: every mutation (datagram, timeout, media write, candidate) is followed by
+//! draining `poll_output` until `Output::Timeout`.
+//!
+//! The peer ends (and frees everything: routes, resource, counters, API entry, transcoder
+//! share) on DELETE or kick, when ICE disconnects, when nothing arrives from the viewer for
+//! `webrtc.ice_timeout_ms` (which also bounds the time to connect), when the stream ends, or
+//! at shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hub::Subscriber;
+use media::{Codec, Frame, FrameRole, MediaKind};
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Frequency, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use transcode::OpusPacket;
+
+use super::audio::AudioGuard;
+use super::h264::AnnexB;
+use super::{Datagram, PeerCmd, WebRtc};
+use crate::Shared;
+use crate::counters::ViewerGuard;
+use crate::sessions::SessionGuard;
+
+/// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,
+/// a panic inside str0m included.
+pub(crate) struct Cleanup {
+    pub(crate) wr: Arc<WebRtc>,
+    pub(crate) id: u64,
+    pub(crate) ufrag: String,
+    pub(crate) resource: String,
+    pub(crate) stream: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.wr
+            .forget(self.id, &self.ufrag, &self.resource, &self.stream);
+        self.wr.stats.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a peer task owns.
+pub(crate) struct Peer {
+    pub(crate) cleanup: Cleanup,
+    pub(crate) rtc: Rtc,
+    pub(crate) stream: String,
+    pub(crate) sub: Subscriber,
+    pub(crate) audio: Option<(broadcast::Receiver<Arc<OpusPacket>>, AudioGuard)>,
+    pub(crate) rx: mpsc::Receiver<Datagram>,
+    pub(crate) cmd: mpsc::Receiver<PeerCmd>,
+    pub(crate) kick: CancellationToken,
+    pub(crate) viewer: ViewerGuard,
+    pub(crate) session: SessionGuard,
+}
+
+/// What the drain loop learnt.
+#[derive(Debug, Default)]
+struct State {
+    video: Option<(Mid, Pt)>,
+    audio: Option<(Mid, Pt)>,
+    connected: bool,
+    disconnected: bool,
+    /// Wallclock of hub time `.1` (ms): ties both tracks' Sender Reports to one timeline.
+    epoch: Option<(Instant, u64)>,
+    sent: usize,
+}
+
+impl State {
+    fn wallclock(&mut self, ms: u64) -> Instant {
+        let (at, base) = *self.epoch.get_or_insert((Instant::now(), ms));
+        if ms >= base {
+            at + Duration::from_millis(ms - base)
+        } else {
+            at.checked_sub(Duration::from_millis(base - ms))
+                .unwrap_or(at)
+        }
+    }
+}
+
+/// Runs the peer until it ends, then frees everything it held.
+pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
+    let ice_timeout = Duration::from_millis(shared.config.webrtc.ice_timeout_ms);
+    let local = wr.candidates.first().copied().unwrap_or(wr.local);
+    let mut st = State::default();
+    let mut annexb = AnnexB::default();
+    let mut last_rx = Instant::now();
+    // ICE and DTLS must both complete within one ice_timeout of the answer.
+    let connect_by = last_rx + ice_timeout;
+    let mut next = drain(&mut p, &wr, &mut st);
+    let shutdown = shared.shutdown.clone();
+    loop {
+        if st.disconnected || !p.rtc.is_alive() {
+            break;
+        }
+        let silent_until = last_rx + ice_timeout;
+        let mut wake = next.min(silent_until);
+        if !st.connected {
+            wake = wake.min(connect_by);
+        }
+        let connected = st.connected;
+        let has_audio = st.audio.is_some() && p.audio.is_some();
+        tokio::select! {
+            biased;
+            _ = p.kick.cancelled() => break,
+            _ = shutdown.cancelled() => break,
+            d = p.rx.recv() => {
+                let Some(d) = d else { break };
+                last_rx = Instant::now();
+                let Ok(contents) = d.data.as_slice().try_into() else {
+                    wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let input = Input::Receive(d.at, Receive {
+                    proto: Protocol::Udp,
+                    source: d.source,
+                    destination: local,
+                    contents,
+                });
+                if p.rtc.handle_input(input).is_err() {
+                    wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            c = p.cmd.recv() => match c {
+                Some(PeerCmd::AddCandidate(line)) => {
+                    let line = line.trim_start_matches("a=");
+                    match Candidate::from_sdp_string(line) {
+                        Ok(c) => p.rtc.add_remote_candidate(c),
+                        Err(e) => tracing::debug!("webrtc trickle candidate ignored: {e}"),
+                    }
+                }
+                None => break,
+            },
+            f = p.sub.recv(), if connected => {
+                let Some(f) = f else { break };
+                let live = p.sub.backlog() == 0;
+                let t0 = Instant::now();
+                if write_video(&mut p.rtc, &mut st, &mut annexb, &f) {
+                    next = drain(&mut p, &wr, &mut st);
+                    if live {
+                        wr.stats.latency(t0.elapsed().as_micros() as u64);
+                    }
+                }
+                continue;
+            }
+            a = recv_audio(&mut p.audio), if connected && has_audio => {
+                match a {
+                    Ok(pkt) => write_audio(&mut p.rtc, &mut st, &pkt),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => p.audio = None,
+                }
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if now >= silent_until {
+                    tracing::info!(stream = %p.stream, "webrtc peer timed out (no traffic)");
+                    break;
+                }
+                if !st.connected && now >= connect_by {
+                    tracing::info!(stream = %p.stream, "webrtc peer timed out (ICE/DTLS never completed)");
+                    break;
+                }
+                let _ = p.rtc.handle_input(Input::Timeout(now));
+            }
+        }
+        next = drain(&mut p, &wr, &mut st);
+    }
+    p.rtc.disconnect();
+    let _ = drain(&mut p, &wr, &mut st);
+    drop(p.cleanup);
+    tracing::info!(stream = %p.stream, bytes = st.sent, "webrtc peer closed");
+}
+
+async fn recv_audio(
+    a: &mut Option<(broadcast::Receiver<Arc<OpusPacket>>, AudioGuard)>,
+) -> Result<Arc<OpusPacket>, broadcast::error::RecvError> {
+    match a {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Drains `poll_output` until a timeout, sending transmits and handling events; returns
+/// when str0m wants to be woken next.
+fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    loop {
+        match p.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return t,
+            Ok(Output::Transmit(t)) => match wr.socket.try_send_to(&t.contents, t.destination) {
+                Ok(n) => {
+                    wr.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    p.viewer.sent(n);
+                    p.session.bytes(n);
+                    st.sent += n;
+                }
+                Err(_) => {
+                    wr.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Ok(Output::Event(e)) => event(p, wr, st, e),
+            Err(e) => {
+                tracing::debug!("webrtc peer error: {e}");
+                st.disconnected = true;
+                return Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+}
+
+fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
+    match e {
+        Event::MediaAdded(m) => {
+            let Some(w) = p.rtc.writer(m.mid) else { return };
+            let pt = w.payload_params().find_map(|pp| {
+                let spec = pp.spec();
+                let ok = match spec.codec {
+                    RtcCodec::H264 => spec.format.packetization_mode == Some(1),
+                    RtcCodec::Opus => true,
+                    _ => false,
+                };
+                ok.then_some((spec.codec, pp.pt()))
+            });
+            match pt {
+                Some((RtcCodec::H264, pt)) => st.video = Some((m.mid, pt)),
+                Some((_, pt)) => st.audio = Some((m.mid, pt)),
+                None => {}
+            }
+        }
+        Event::Connected => {
+            st.connected = true;
+            wr.stats.connected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(stream = %p.stream, "webrtc peer connected");
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            st.disconnected = true;
+        }
+        // Pass-through: nothing to re-encode; the next keyframe comes with the GOP.
+        Event::KeyframeRequest(_) => tracing::trace!("webrtc keyframe request ignored"),
+        _ => {}
+    }
+}
+
+/// Writes one hub frame to the video track; true if something was written.
+fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut AnnexB, f: &Frame) -> bool {
+    if f.kind != MediaKind::Video || f.codec != Codec::H264 {
+        return false;
+    }
+    if f.role == FrameRole::SequenceHeader {
+        annexb.set_config(&f.payload());
+        return false;
+    }
+    if f.role != FrameRole::Coded {
+        return false;
+    }
+    let Some((mid, pt)) = st.video else {
+        return false;
+    };
+    let Some(data) = annexb.convert(&f.payload(), f.keyframe) else {
+        return false;
+    };
+    let pts = f.dts.saturating_add_signed(i64::from(f.cts));
+    let wallclock = st.wallclock(pts);
+    let time = MediaTime::new(pts.saturating_mul(90), Frequency::NINETY_KHZ);
+    let Some(w) = rtc.writer(mid) else {
+        return false;
+    };
+    w.write(pt, wallclock, time, data).is_ok()
+}
+
+fn write_audio(rtc: &mut Rtc, st: &mut State, pkt: &OpusPacket) {
+    let Some((mid, pt)) = st.audio else { return };
+    let wallclock = st.wallclock(pkt.dts_ms);
+    let time = MediaTime::new(pkt.dts_ms.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
+    if let Some(w) = rtc.writer(mid) {
+        let _ = w.write(pt, wallclock, time, pkt.data.to_vec());
+    }
+}

@@ -1,0 +1,428 @@
+//! WHEP (draft-ietf-wish-whep) over axum: `POST /{app}/{stream}/whep` with an SDP offer
+//! creates a session resource at `/{app}/{stream}/whep/{id}`; `PATCH` on it takes trickle
+//! candidates (`application/trickle-ice-sdpfrag`; an ICE restart, i.e. new ufrag/pwd, is not
+//! supported and gets 422); `DELETE` ends it; `OPTIONS` answers CORS preflights.
+
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use rand::Rng as _;
+use str0m::change::SdpOffer;
+use str0m::{Candidate, IceCreds, RtcConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::peer::{self, Peer};
+use super::{PEER_QUEUE, PeerRoute, Resource};
+use crate::Shared;
+use crate::api::ApiError;
+use crate::counters::{ViewerGuard, ViewerProtocol};
+use crate::sessions::{SessionInfo, SessionKind};
+
+/// Trickle commands queued per peer (PATCH beyond it gets 503).
+pub const PEER_CMD_QUEUE: usize = 32;
+/// Candidates taken from one PATCH body.
+pub const MAX_TRICKLE_CANDIDATES: usize = 32;
+
+const METHODS_COLLECTION: &str = "POST, OPTIONS";
+const METHODS_RESOURCE: &str = "PATCH, DELETE, OPTIONS";
+
+/// The WHEP routes (static `whep` segment: wins over the HLS `/{app}/{stream}/{file}`) and
+/// the player page (`/{app}/{stream}/`, an empty last segment that `{file}` never matches).
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/{app}/{stream}/", axum::routing::get(super::player::page))
+        .route(
+            "/{app}/{stream}/whep",
+            post(offer).options(preflight_collection),
+        )
+        .route(
+            "/{app}/{stream}/whep/{id}",
+            axum::routing::delete(delete)
+                .patch(patch)
+                .options(preflight_resource),
+        )
+}
+
+fn cors(shared: &Shared, h: &mut HeaderMap, methods: &'static str) {
+    let origin = &shared.config.http.cors_allow_origin;
+    if origin.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type, Authorization, If-Match"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Location, ETag, Link"),
+    );
+}
+
+fn with_cors(shared: &Shared, methods: &'static str, mut r: Response) -> Response {
+    cors(shared, r.headers_mut(), methods);
+    r
+}
+
+async fn preflight_collection(State(shared): State<Arc<Shared>>) -> Response {
+    preflight(&shared, METHODS_COLLECTION)
+}
+
+async fn preflight_resource(State(shared): State<Arc<Shared>>) -> Response {
+    preflight(&shared, METHODS_RESOURCE)
+}
+
+fn preflight(shared: &Shared, methods: &'static str) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(methods) {
+        h.insert(header::ALLOW, v);
+    }
+    h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    cors(shared, h, methods);
+    r
+}
+
+fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Response {
+    ApiError::new(status, code, msg).into_response()
+}
+
+/// Reads a body of at most `max` bytes; `Err` is the 413 (or 400) response.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<String, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = || {
+        err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than webrtc.max_sdp_bytes ({max})"),
+        )
+    };
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_big())?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not UTF-8"))
+}
+
+fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+fn disabled() -> Response {
+    err(
+        StatusCode::NOT_FOUND,
+        "webrtc_disabled",
+        "WebRTC is disabled (webrtc.enabled = false)",
+    )
+}
+
+/// `POST /{app}/{stream}/whep`.
+async fn offer(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream)): Path<(String, String)>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let r = match create(&shared, &app, &stream, remote, &headers, body).await {
+        Ok(r) | Err(r) => r,
+    };
+    with_cors(&shared, METHODS_COLLECTION, r)
+}
+
+async fn create(
+    shared: &Arc<Shared>,
+    app: &str,
+    stream: &str,
+    remote: Option<SocketAddr>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Response> {
+    let wr = Arc::clone(shared.webrtc.as_ref().ok_or_else(disabled)?);
+    let cfg = &shared.config.webrtc;
+    if !content_type_is(headers, "application/sdp") {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "the offer must be sent as Content-Type: application/sdp",
+        ));
+    }
+    let sdp = read_body(headers, body, cfg.max_sdp_bytes).await?;
+    let key = format!("{app}/{stream}");
+    let sub = shared.hub.subscribe(&key).map_err(|e| {
+        err(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("stream {key}: {e}"),
+        )
+    })?;
+    let media = super::sdp::check_offer(&sdp)
+        .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
+    // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
+    let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(&sdp)))
+        .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_offer", "malformed SDP offer"))?;
+    let offer = parsed.map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_offer",
+            format!("malformed SDP offer: {e}"),
+        )
+    })?;
+
+    let creds = IceCreds::new();
+    let mut rtc = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_local_ice_credentials(creds.clone())
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(std::time::Instant::now());
+    for addr in &wr.candidates {
+        match Candidate::host(*addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => tracing::warn!(%addr, "webrtc: candidate refused: {e}"),
+        }
+    }
+    let accepted =
+        catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer))).map_err(|_| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "bad_offer",
+                "cannot use this offer",
+            )
+        })?;
+    let answer = accepted.map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_offer",
+            format!("cannot use this offer: {e}"),
+        )
+    })?;
+
+    // Reserve the peer slot (global and per stream) under the routing lock.
+    let id = wr.next_id();
+    let resource: String = {
+        let mut rng = rand::rng();
+        (0..16)
+            .map(|_| format!("{:02x}", rng.random::<u8>()))
+            .collect()
+    };
+    let etag = format!("\"{id:x}-{}\"", resource.get(..8).unwrap_or_default());
+    let kick = CancellationToken::new();
+    let (tx, rx) = mpsc::channel(PEER_QUEUE);
+    let (cmd_tx, cmd_rx) = mpsc::channel(PEER_CMD_QUEUE);
+    {
+        let mut t = wr.tables();
+        let on_stream = t.per_stream.get(&key).copied().unwrap_or(0);
+        if t.resources.len() >= cfg.max_peers || on_stream >= cfg.max_peers_per_stream {
+            wr.stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%key, "whep refused: webrtc.max_peers or max_peers_per_stream reached");
+            return Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "limit",
+                "too many WebRTC viewers",
+            ));
+        }
+        *t.per_stream.entry(key.clone()).or_default() += 1;
+        t.resources.insert(
+            resource.clone(),
+            Resource {
+                stream: key.clone(),
+                etag: etag.clone(),
+                kick: kick.clone(),
+                cmd: cmd_tx,
+                remote_ufrag: remote_ufrag(&sdp),
+            },
+        );
+        t.by_ufrag.insert(creds.ufrag.clone(), PeerRoute { id, tx });
+    }
+    wr.stats.peers.fetch_add(1, Ordering::Relaxed);
+    // The stream's transcoder runs only for viewers that can take Opus.
+    let audio = media
+        .opus
+        .then(|| wr.audio.join(&shared.hub, &shared.tracker, &key));
+    let remote = remote.map(|c| c.to_string()).unwrap_or_default();
+    let session = shared.sessions.register(
+        SessionInfo {
+            kind: SessionKind::Viewer,
+            protocol: ViewerProtocol::WebRtc.as_str(),
+            stream: key.clone(),
+            remote,
+        },
+        kick.clone(),
+    );
+    let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc);
+    tracing::info!(%key, "whep play");
+    let p = Peer {
+        cleanup: peer::Cleanup {
+            wr: Arc::clone(&wr),
+            id,
+            ufrag: creds.ufrag,
+            resource: resource.clone(),
+            stream: key.clone(),
+        },
+        rtc,
+        stream: key,
+        sub,
+        audio,
+        rx,
+        cmd: cmd_rx,
+        kick,
+        viewer,
+        session,
+    };
+    shared.tracker.spawn(peer::run(Arc::clone(shared), wr, p));
+
+    let location = format!("/{app}/{stream}/whep/{resource}");
+    let mut r = (StatusCode::CREATED, answer.to_sdp_string()).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    Ok(r)
+}
+
+/// `DELETE /{app}/{stream}/whep/{id}`.
+async fn delete(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream, id)): Path<(String, String, String)>,
+) -> Response {
+    let r = match shared.webrtc.as_ref() {
+        None => disabled(),
+        Some(wr) => {
+            let key = format!("{app}/{stream}");
+            let t = wr.tables();
+            match t.resources.get(&id).filter(|r| r.stream == key) {
+                Some(res) => {
+                    res.kick.cancel();
+                    StatusCode::OK.into_response()
+                }
+                None => err(StatusCode::NOT_FOUND, "not_found", "no such WHEP session"),
+            }
+        }
+    };
+    with_cors(&shared, METHODS_RESOURCE, r)
+}
+
+/// `PATCH /{app}/{stream}/whep/{id}`: trickle ICE candidates.
+async fn patch(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let r = match trickle(&shared, &app, &stream, &id, &headers, body).await {
+        Ok(r) | Err(r) => r,
+    };
+    with_cors(&shared, METHODS_RESOURCE, r)
+}
+
+async fn trickle(
+    shared: &Shared,
+    app: &str,
+    stream: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Response> {
+    let wr = shared.webrtc.as_ref().ok_or_else(disabled)?;
+    let key = format!("{app}/{stream}");
+    let (cmd, etag, remote_ufrag) = {
+        let t = wr.tables();
+        let res = t
+            .resources
+            .get(id)
+            .filter(|r| r.stream == key)
+            .ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", "no such WHEP session"))?;
+        (res.cmd.clone(), res.etag.clone(), res.remote_ufrag.clone())
+    };
+    if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
+        && m.trim() != "*"
+        && m.trim() != etag
+    {
+        return Err(err(
+            StatusCode::PRECONDITION_FAILED,
+            "etag_mismatch",
+            "If-Match does not match the session's ETag",
+        ));
+    }
+    if !content_type_is(headers, "application/trickle-ice-sdpfrag") {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "trickle ICE must be sent as application/trickle-ice-sdpfrag",
+        ));
+    }
+    let frag = read_body(headers, body, shared.config.webrtc.max_sdp_bytes).await?;
+    let ufrag = frag
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"));
+    if ufrag.is_some_and(|u| u != remote_ufrag) {
+        return Err(err(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ice_restart_unsupported",
+            "ICE restarts are not supported: start a new session",
+        ));
+    }
+    for line in frag
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with("a=candidate:"))
+        .take(MAX_TRICKLE_CANDIDATES)
+    {
+        if cmd
+            .try_send(super::PeerCmd::AddCandidate(line.to_owned()))
+            .is_err()
+        {
+            return Err(err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the session cannot take more candidates now",
+            ));
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The offer's `a=ice-ufrag` (session or first media level).
+fn remote_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .to_owned()
+}

@@ -1,0 +1,145 @@
+//! Helpers of the WebRTC e2e tests: the aiortc and Chromium drivers, hostile datagrams,
+//! STUN requests, process CPU.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use sluice_server::RunningServer;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv-test/bin/python3")
+}
+
+pub fn client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/whep_client.py")
+}
+
+/// Runs the aiortc WHEP player for `seconds` and returns its JSON summary.
+pub async fn whep_client(url: &str, seconds: f32, keep: bool) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(client_script()).arg(url).arg(seconds.to_string());
+    if keep {
+        cmd.arg("--keep");
+    }
+    let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output();
+    let out = tokio::time::timeout(Duration::from_secs_f32(seconds + 30.0), out)
+        .await
+        .expect("whep client finishes in time")
+        .expect("python with aiortc runs (scripts/test.sh creates .venv-test)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "client printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+pub async fn wait_sessions(server: &RunningServer, want: usize, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while server.webrtc_sessions() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} WebRTC sessions, want {want}",
+            server.webrtc_sessions()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// CPU time (user + system, ms) of this process, from /proc/self/stat (100 Hz ticks).
+pub fn process_cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 of stat; after the ")" the first field is number 3.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) * 10
+}
+
+/// A small deterministic generator for hostile datagrams.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Sends `n` random datagrams (raw noise, and STUN-shaped ones with bogus usernames).
+pub async fn blast_noise(target: std::net::SocketAddr, n: usize) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for i in 0..n {
+        let len = (rng.next() % 1400) as usize + 1;
+        let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 3 == 0 && d.len() >= 20 {
+            // STUN binding request header with the magic cookie and a USERNAME attribute.
+            d[0] = 0x00;
+            d[1] = 0x01;
+            d[4..8].copy_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+        }
+        let _ = sock.send_to(&d, target).await;
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// A STUN binding request with USERNAME, PRIORITY and a bogus MESSAGE-INTEGRITY: routed to
+/// the session by its ufrag, refused by str0m's integrity check.
+pub fn stun_request(username: &str) -> Vec<u8> {
+    let mut attr = Vec::new();
+    attr.extend_from_slice(&[0x00, 0x06]);
+    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attr.extend_from_slice(username.as_bytes());
+    while attr.len() % 4 != 0 {
+        attr.push(0);
+    }
+    attr.extend_from_slice(&[0x00, 0x24, 0, 4, 0x6E, 0, 0x1E, 0xFF]);
+    attr.extend_from_slice(&[0x00, 0x08, 0, 20]);
+    attr.extend_from_slice(&[0xAB; 20]);
+    let mut m = vec![0x00, 0x01];
+    m.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    m.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    m.extend_from_slice(&[7; 12]);
+    m.extend_from_slice(&attr);
+    m
+}
+
+/// Installs the console test's npm dependencies (playwright-core) when missing; returns
+/// the playwright-core directory.
+pub async fn playwright_core() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console");
+    let pw = dir.join("node_modules/playwright-core");
+    if !pw.is_dir() {
+        let run = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(300), run)
+            .await
+            .expect("npm ci finished in time")
+            .expect("npm runs (scripts/test.sh installs nodejs and npm)");
+        assert!(
+            out.status.success(),
+            "npm ci failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    pw
+}
