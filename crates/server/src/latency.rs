@@ -94,7 +94,8 @@ impl LatencyMetrics {
 }
 
 /// One viewer's sampler: remembers when the oldest frame not yet written entered the hub,
-/// and reports a latency once in [`SAMPLE_EVERY`] completed writes.
+/// and reports a latency once in [`SAMPLE_EVERY`] completed writes (the 16th, 32nd, ...:
+/// the join burst of cached frames at the start is not a delay).
 #[derive(Debug, Default)]
 pub(crate) struct LatencyProbe {
     oldest: Option<Instant>,
@@ -113,7 +114,8 @@ impl LatencyProbe {
     pub(crate) fn written(&mut self, now: Instant) -> Option<Duration> {
         let oldest = self.oldest.take()?;
         self.writes = self.writes.wrapping_add(1);
-        (self.writes % SAMPLE_EVERY == 1).then(|| now.saturating_duration_since(oldest))
+        // Never the first writes: they carry the GOP cache, old by design, not late.
+        (self.writes % SAMPLE_EVERY == 0).then(|| now.saturating_duration_since(oldest))
     }
 }
 
