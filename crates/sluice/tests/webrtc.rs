@@ -525,3 +525,31 @@ async fn player_page_plays_in_headless_chromium() {
     // Closing the browser leaves the session to the ICE timeout or its DTLS close.
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_offers_go_through_access_control() {
+    let mut cfg = test_config();
+    cfg.auth.rules.push(sluice_server::config::AuthRule {
+        pattern: "secure/*".into(),
+        publish: sluice_server::config::AuthMode::Deny,
+        play: sluice_server::config::AuthMode::Deny,
+        allow_ips: vec![],
+        deny_ips: vec![],
+    });
+    let server = start(cfg).await;
+    let addr = server.http_addr();
+    let r = post_offer(addr, "/secure/cam/whep", OFFER.as_bytes()).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "deny_rule");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    // Other apps stay open: the unknown stream is a 404, not a refusal.
+    let r = post_offer(addr, "/live/nope/whep", OFFER.as_bytes()).await;
+    assert_eq!(r.status, 404);
+    assert!(
+        server.metrics_text().contains(
+            r#"sluice_auth_refused_total{protocol="webrtc",action="play",reason="deny_rule"} 1"#
+        ),
+        "the refusal is counted"
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}

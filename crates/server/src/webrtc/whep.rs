@@ -145,11 +145,23 @@ fn disabled() -> Response {
 async fn offer(
     State(shared): State<Arc<Shared>>,
     Path((app, stream)): Path<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     extensions: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    // Playing over WHEP needs what playing over any protocol needs (`[auth]`): a token as
+    // `Authorization: Bearer` (the WHEP way) or `?token=`, a signed URL, the webhook.
+    let req = crate::auth::Request {
+        query: query.as_deref(),
+        ip: remote.map(|a| a.ip()),
+        bearer: crate::auth::guard::bearer(&headers),
+        ..crate::auth::Request::new(crate::auth::Action::Play, &app, &stream, "webrtc")
+    };
+    if let Err(refusal) = crate::auth::check(&shared, &req).await {
+        return with_cors(&shared, METHODS_COLLECTION, refusal.into_http());
+    }
     let r = match create(&shared, &app, &stream, remote, &headers, body).await {
         Ok(r) | Err(r) => r,
     };
