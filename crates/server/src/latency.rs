@@ -115,7 +115,9 @@ impl LatencyProbe {
         let oldest = self.oldest.take()?;
         self.writes = self.writes.wrapping_add(1);
         // Never the first writes: they carry the GOP cache, old by design, not late.
-        (self.writes % SAMPLE_EVERY == 0).then(|| now.saturating_duration_since(oldest))
+        self.writes
+            .is_multiple_of(SAMPLE_EVERY)
+            .then(|| now.saturating_duration_since(oldest))
     }
 }
 
