@@ -4,66 +4,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use sluice_server::config::HlsFormat;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-/// A response with a binary body and every header (lower-cased names).
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-}
-
-/// A raw HTTP/1.0 GET (the server closes after the body), bounded by `timeout`.
-async fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Resp {
-    let fut = async {
-        let mut sock = TcpStream::connect(addr).await.expect("connect");
-        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-            .await
-            .expect("request");
-        let mut raw = Vec::new();
-        sock.read_to_end(&mut raw).await.expect("response");
-        raw
-    };
-    let raw = tokio::time::timeout(timeout, fut)
-        .await
-        .unwrap_or_else(|_| panic!("GET {path} answered in time"));
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: raw[end + 4..].to_vec(),
-    }
+/// A GET with a binary body and every header (the shared raw HTTP/1.1 client); `_limit`
+/// documents the caller's bound, the client's own (20 s) applies.
+async fn get(addr: SocketAddr, path: &str, _limit: Duration) -> common::RawHttpResponse {
+    common::http_request_with(addr, "GET", path, &[], b"").await
 }
 
 const T: Duration = Duration::from_secs(15);
@@ -150,8 +100,11 @@ async fn ffmpeg_plays_the_fmp4_and_ts_variants() {
         // The multivariant playlist describes the one rendition.
         let r = get(http, &format!("/{key}/index.m3u8"), T).await;
         assert_eq!(r.status, 200, "{}", r.text());
-        assert_eq!(r.header("content-type"), "application/vnd.apple.mpegurl");
-        assert_eq!(r.header("access-control-allow-origin"), "*");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/vnd.apple.mpegurl")
+        );
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
         let mv = r.text();
         assert!(mv.contains("CODECS=\"avc1.4d401e,mp4a.40.2\""), "{mv}");
         assert!(mv.contains("RESOLUTION=640x360"), "{mv}");
@@ -160,9 +113,15 @@ async fn ffmpeg_plays_the_fmp4_and_ts_variants() {
         assert!(m.segments.iter().all(|(u, _)| u.ends_with(ext)), "{m:?}");
         let seg = get(http, &format!("/{key}/{}", m.segments[0].0), T).await;
         assert_eq!(seg.status, 200);
-        assert_eq!(seg.header("content-type"), ctype);
-        assert!(seg.header("cache-control").contains("immutable"));
-        assert_eq!(seg.header("content-length"), seg.body.len().to_string());
+        assert_eq!(seg.header("content-type"), Some(ctype));
+        assert!(
+            seg.header("cache-control")
+                .is_some_and(|v| v.contains("immutable"))
+        );
+        assert_eq!(
+            seg.header("content-length"),
+            Some(seg.body.len().to_string().as_str())
+        );
         // ffmpeg decodes it through the multivariant playlist with no error.
         let d = common::ffmpeg_decode(&format!("http://{http}/{key}/index.m3u8"), 3.0).await;
         assert!(d.video_frames >= 50, "{key}: {d:?}");
@@ -194,7 +153,7 @@ async fn playlists_stay_valid_while_live() {
     while Instant::now() < deadline {
         let r = get(http, "/live/p/media.m3u8", T).await;
         assert_eq!(r.status, 200);
-        assert_eq!(r.header("cache-control"), "public, max-age=1");
+        assert_eq!(r.header("cache-control"), Some("public, max-age=1"));
         let m = parse(&r.text());
         assert_eq!(m.target, 2);
         for (uri, d) in &m.segments {
@@ -273,7 +232,10 @@ async fn blocking_reload_and_preload_hint_complete_when_the_part_exists() {
     let pl = blocked.await.unwrap();
     let body = part_req.await.unwrap();
     assert_eq!(pl.status, 200);
-    assert!(pl.header("cache-control").starts_with("public, max-age="));
+    assert!(
+        pl.header("cache-control")
+            .is_some_and(|v| v.starts_with("public, max-age="))
+    );
     let after = parse(&pl.text());
     assert!(
         after.parts.contains(&hint)

@@ -461,6 +461,11 @@ impl RawHttpResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The body as JSON (panics if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
