@@ -16,8 +16,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 use sluice_server::SessionKind;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -26,34 +24,13 @@ fn script_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console")
 }
 
-/// A raw HTTP/1.0 GET with extra header lines; returns (status, head, body).
-async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
-    let fut = async {
-        let mut sock = TcpStream::connect(addr).await.expect("connect");
-        let req = format!("GET {path} HTTP/1.0\r\nHost: test\r\n{headers}\r\n");
-        sock.write_all(req.as_bytes()).await.expect("request");
-        let mut raw = Vec::new();
-        sock.read_to_end(&mut raw).await.expect("response");
-        raw
-    };
-    let raw = tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .expect("response in time");
-    let text = String::from_utf8(raw).expect("UTF-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("header end");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k.trim() == name).then(|| v.trim())
-    })
+/// A GET with extra headers through the shared raw HTTP client.
+async fn get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> common::RawHttpResponse {
+    common::http_request_with(addr, "GET", path, headers, b"").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,14 +38,12 @@ async fn console_files_are_served_with_etags() {
     let server = start(test_config()).await;
     let addr = server.http_addr();
 
-    let (status, head, body) = get_with(addr, "/", "").await;
-    assert_eq!(status, 200);
-    assert_eq!(
-        header(&head, "content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    assert_eq!(header(&head, "cache-control"), Some("no-cache"));
-    assert!(header(&head, "content-security-policy").is_some());
+    let r = get_with(addr, "/", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    assert!(r.header("content-security-policy").is_some());
+    let body = r.text();
     assert!(body.contains("<title>Sluice console</title>"), "{body}");
     assert_eq!(
         body,
@@ -82,53 +57,29 @@ async fn console_files_are_served_with_etags() {
         ("style.css", "text/css; charset=utf-8"),
     ] {
         let path = format!("/console/{file}");
-        let (status, head, body) = get_with(addr, &path, "").await;
-        assert_eq!(status, 200, "{path}");
-        assert_eq!(header(&head, "content-type"), Some(ctype), "{path}");
-        assert_eq!(body, sluice_server::console_asset(file).unwrap().body);
-        let etag = header(&head, "etag").expect("etag").to_owned();
+        let r = get_with(addr, &path, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(ctype), "{path}");
+        assert_eq!(r.text(), sluice_server::console_asset(file).unwrap().body);
+        let etag = r.header("etag").expect("etag").to_owned();
         // The same ETag back: 304 with no body.
-        let (status, head2, body) =
-            get_with(addr, &path, &format!("If-None-Match: {etag}\r\n")).await;
-        assert_eq!(status, 304, "{path}");
-        assert!(body.is_empty());
-        assert_eq!(header(&head2, "etag"), Some(etag.as_str()));
-        let (status, ..) = get_with(addr, &path, "If-None-Match: \"other\"\r\n").await;
-        assert_eq!(status, 200);
+        let r2 = get_with(addr, &path, &[("If-None-Match", etag.as_str())]).await;
+        assert_eq!(r2.status, 304, "{path}");
+        assert!(r2.body.is_empty());
+        assert_eq!(r2.header("etag"), Some(etag.as_str()));
+        let r3 = get_with(addr, &path, &[("If-None-Match", "\"other\"")]).await;
+        assert_eq!(r3.status, 200);
     }
 
     // Not a console file: `/console/{file}` is still the HTTP-FLV route of an app "console".
-    let (status, _, body) = get_with(addr, "/console/cam.flv", "").await;
-    assert_eq!(status, 404);
-    assert!(body.contains("console/cam"), "{body}");
-    let (status, _, _) = get_with(addr, "/console/nope.js", "").await;
-    assert_eq!(status, 404);
+    let r = get_with(addr, "/console/cam.flv", &[]).await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("console/cam"), "{}", r.text());
+    assert_eq!(get_with(addr, "/console/nope.js", &[]).await.status, 404);
     // The API and metrics are untouched by the new routes.
     assert_eq!(http_get(addr, "/api/v1/server").await.status, 200);
     assert_eq!(http_get(addr, "/metrics").await.status, 200);
     assert!(server.shutdown(Duration::from_secs(5)).await);
-}
-
-/// Installs the script's npm dependencies (from the lockfile) when they are missing.
-async fn npm_ci(dir: &Path) {
-    if dir.join("node_modules/playwright-core").is_dir() {
-        return;
-    }
-    let run = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-        .arg(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("npm ci finished in time")
-        .expect("npm runs (scripts/test.sh installs nodejs and npm)");
-    assert!(
-        out.status.success(),
-        "npm ci failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Waits (bounded) until the session list satisfies `pred`.
@@ -174,7 +125,7 @@ async fn console_in_headless_chromium() {
         "{chromium} missing: scripts/test.sh installs the `chromium` package"
     );
     let dir = script_dir();
-    npm_ci(&dir).await;
+    common::playwright_core().await;
     let expect_preview = std::env::var_os("SLUICE_CONSOLE_NO_PREVIEW").is_none();
 
     let mut cfg = test_config();

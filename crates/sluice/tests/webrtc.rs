@@ -18,9 +18,7 @@ use std::time::Duration;
 use common::{http_get, http_request_with, publish, start, test_config, wait_live};
 use serde_json::Value;
 use sluice_server::RunningServer;
-use support::{
-    blast_noise, playwright_core, process_cpu_ms, stun_request, wait_sessions, whep_client,
-};
+use support::{blast_noise, process_cpu_ms, stun_request, wait_sessions, whep_client};
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -485,7 +483,7 @@ async fn player_page_plays_in_headless_chromium() {
     let rtmp = format!("rtmp://{}/live/page", server.rtmp_addr());
     let mut ff = publish(&rtmp, 20, &["-re"]);
     wait_live(&server, "live/page").await;
-    let pw = playwright_core().await;
+    let pw = common::playwright_core().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/player_test.mjs");
     let url = format!("http://{}/live/page/", server.http_addr());
     let run = Command::new("node")

@@ -119,27 +119,3 @@ pub fn stun_request(username: &str) -> Vec<u8> {
     m.extend_from_slice(&attr);
     m
 }
-
-/// Installs the console test's npm dependencies (playwright-core) when missing; returns
-/// the playwright-core directory.
-pub async fn playwright_core() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let pw = dir.join("node_modules/playwright-core");
-    if !pw.is_dir() {
-        let run = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(300), run)
-            .await
-            .expect("npm ci finished in time")
-            .expect("npm runs (scripts/test.sh installs nodejs and npm)");
-        assert!(
-            out.status.success(),
-            "npm ci failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    pw
-}
