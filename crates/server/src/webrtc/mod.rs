@@ -205,6 +205,22 @@ impl WebRtc {
         }
     }
 
+    /// Sends one of str0m's transmits on the shared socket without waiting; returns the bytes
+    /// sent, or `None` (counted in `send_dropped`) when the socket would block or failed, as
+    /// a congested network would drop the packet.
+    pub(crate) fn send(&self, t: &str0m::net::Transmit) -> Option<usize> {
+        match self.socket.try_send_to(&t.contents, t.destination) {
+            Ok(n) => {
+                self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                Some(n)
+            }
+            Err(_) => {
+                self.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     /// Live peers (what tests poll to see cleanup).
     pub(crate) fn live(&self) -> usize {
         self.tables().resources.len()

@@ -192,17 +192,13 @@ fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
     loop {
         match p.rtc.poll_output() {
             Ok(Output::Timeout(t)) => return t,
-            Ok(Output::Transmit(t)) => match wr.socket.try_send_to(&t.contents, t.destination) {
-                Ok(n) => {
-                    wr.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            Ok(Output::Transmit(t)) => {
+                if let Some(n) = wr.send(&t) {
                     p.viewer.sent(n);
                     p.session.bytes(n);
                     st.sent += n;
                 }
-                Err(_) => {
-                    wr.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            },
+            }
             Ok(Output::Event(e)) => event(p, wr, st, e),
             Err(e) => {
                 tracing::debug!("webrtc peer error: {e}");
