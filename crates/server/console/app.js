@@ -16,6 +16,8 @@ const PROTOCOLS = [
   ["rtmp", "RTMP", "#58a6ff"],
   ["http-flv", "HTTP-FLV", "#3fb950"],
   ["ws-flv", "WS-FLV", "#d29922"],
+  ["hls", "HLS", "#bc8cff"],
+  ["webrtc", "WebRTC", "#f778ba"],
 ];
 
 const $ = (sel) => document.querySelector(sel);
@@ -60,6 +62,8 @@ const state = {
   cpu: null, // {t, seconds}
   player: null,
   playerKey: null,
+  /** Preview protocol, "hls" or "webrtc"; remembered in localStorage. */
+  previewMode: readPreviewMode(),
   charts: null,
 };
 
@@ -336,6 +340,31 @@ function stopPlayer() {
   state.playerKey = null;
 }
 
+function readPreviewMode() {
+  try {
+    return localStorage.getItem("sluice.previewMode") === "webrtc" ? "webrtc" : "hls";
+  } catch {
+    return "hls";
+  }
+}
+
+function setPreviewMode(mode) {
+  state.previewMode = mode;
+  try {
+    localStorage.setItem("sluice.previewMode", mode);
+  } catch {}
+  for (const b of document.querySelectorAll(".preview-modes .mode")) {
+    b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+  }
+  const s = state.streams.find((x) => x.key === state.playerKey);
+  if (s) startPlayer(s);
+}
+
+for (const b of document.querySelectorAll(".preview-modes .mode")) {
+  b.setAttribute("aria-pressed", String(b.dataset.mode === state.previewMode));
+  b.addEventListener("click", () => setPreviewMode(b.dataset.mode));
+}
+
 function startPlayer(s) {
   stopPlayer();
   const [app, ...rest] = s.key.split("/");
@@ -344,6 +373,7 @@ function startPlayer(s) {
   state.player = createPlayer($("#video"), {
     app,
     name: rest.join("/"),
+    mode: state.previewMode,
     onStatus: (text, st) => {
       status.textContent = text;
       status.dataset.state = st;

@@ -1,7 +1,7 @@
-// Preview players. Every player has the same small interface, so a WebRTC (WHEP) player can be
-// added beside the HLS one later:
+// Preview players: HLS (fMP4 through Media Source Extensions) and WebRTC (WHEP). Both have the
+// same small interface:
 //
-//   const p = createPlayer(video, { app, name, codecs, onStatus });
+//   const p = createPlayer(video, { app, name, mode: "hls" | "webrtc", codecs, onStatus });
 //   p.start();   // begins fetching and playing; reports progress through onStatus(text, state)
 //   p.stop();    // stops fetching, releases the media element
 //
@@ -18,9 +18,112 @@ const RETRY_MS = [1000, 2000, 3000, 5000];
 /** Segments fetched per playlist refresh at most (bounds work after a stall). */
 const MAX_SEGMENTS_PER_REFRESH = 4;
 
-/** Picks a player for a stream. Today: HLS with fMP4 through Media Source Extensions. */
+/** How often the WebRTC preview reads its receiver statistics, in milliseconds. */
+const WHEP_STATS_MS = 1000;
+/** Longest wait for ICE and DTLS to connect before the WebRTC preview reports an error. */
+const WHEP_CONNECT_MS = 15000;
+
+/** Picks a player for a stream: WebRTC (WHEP) when `opts.mode` is "webrtc", else HLS. */
 export function createPlayer(video, opts) {
-  return new HlsPlayer(video, `/${encodeURIComponent(opts.app)}/${encodeURIComponent(opts.name)}/index.m3u8`, opts);
+  const base = `/${encodeURIComponent(opts.app)}/${encodeURIComponent(opts.name)}`;
+  if (opts.mode === "webrtc") return new WhepPlayer(video, `${base}/whep`, opts);
+  return new HlsPlayer(video, `${base}/index.m3u8`, opts);
+}
+
+/**
+ * Plays a stream over WebRTC (WHEP, draft-ietf-wish-whep) with the browser's own
+ * RTCPeerConnection: one POST with the offer, the answer comes back with the resource URL,
+ * and stop() DELETEs the resource so the server frees the session at once.
+ */
+export class WhepPlayer {
+  constructor(video, url, opts = {}) {
+    this.video = video;
+    this.url = new URL(url, location.href).href;
+    this.onStatus = opts.onStatus || (() => {});
+    this.pc = null;
+    this.resource = null;
+    this.timer = null;
+    this.running = false;
+  }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.run().catch((e) => {
+      if (this.running) this.onStatus(`WebRTC preview failed: ${e.message}`, "error");
+    });
+  }
+
+  stop() {
+    this.running = false;
+    clearInterval(this.timer);
+    this.timer = null;
+    this.pc?.close();
+    this.pc = null;
+    if (this.resource) fetch(this.resource, { method: "DELETE" }).catch(() => {});
+    this.resource = null;
+    this.video.pause();
+    this.video.srcObject = null;
+  }
+
+  async run() {
+    if (!("RTCPeerConnection" in window)) {
+      this.onStatus("This browser has no WebRTC: no preview.", "error");
+      return;
+    }
+    this.onStatus("Connecting over WebRTC…", "loading");
+    const pc = (this.pc = new RTCPeerConnection());
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
+    pc.ontrack = (e) => {
+      media.addTrack(e.track);
+      if (this.video.srcObject !== media) this.video.srcObject = media;
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch(this.url, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp" },
+      body: pc.localDescription.sdp,
+    });
+    if (!this.running) return;
+    if (r.status !== 201) {
+      let why = `HTTP ${r.status}`;
+      try {
+        why = (await r.json()).message || why;
+      } catch {}
+      this.onStatus(`WebRTC: ${why}`, r.status === 404 ? "waiting" : "error");
+      return;
+    }
+    const location = r.headers.get("Location");
+    if (location) this.resource = new URL(location, this.url).href;
+    await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    const started = Date.now();
+    let last = 0;
+    this.timer = setInterval(async () => {
+      if (!this.running || !this.pc) return;
+      const state = pc.connectionState;
+      if (state === "failed" || (state !== "connected" && Date.now() - started > WHEP_CONNECT_MS)) {
+        this.onStatus(`WebRTC connection ${state}`, "error");
+        return;
+      }
+      let frames = 0;
+      let rtt = null;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
+        if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime;
+      });
+      if (frames > 0 && this.video.paused) {
+        this.video.muted = true;
+        this.video.play().catch((e) => this.onStatus(`Autoplay blocked: ${e.message}`, "error"));
+      }
+      const rate = Math.max(0, frames - last) / (WHEP_STATS_MS / 1000);
+      last = frames;
+      const rttText = rtt == null ? "" : ` · RTT ${Math.round(rtt * 1000)} ms`;
+      if (frames > 0) this.onStatus(`WebRTC · ${rate.toFixed(0)} fps · ${frames} frames${rttText}`, "playing");
+      else this.onStatus(`WebRTC ${state}…`, "loading");
+    }, WHEP_STATS_MS);
+  }
 }
 
 /** Parses an RFC 8216 playlist (media or multivariant) relative to `base`. */

@@ -1,6 +1,7 @@
 //! The web console at `/`: its files are served from the binary, and a real browser (headless
 //! Chromium, driven by `tests/console/console_test.mjs` through playwright-core) loads it
-//! against a server with a live stream, finds the stream, draws the charts, plays the preview,
+//! against a server with a live stream, finds the stream, draws the charts, plays the preview
+//! over HLS and then over WebRTC (WHEP),
 //! kicks a viewer and stops the publisher through the console's buttons, without a single
 //! console error. The browser run saves a screenshot to `target/console-screenshot.png`.
 //!
@@ -169,7 +170,7 @@ async fn console_in_headless_chromium() {
         .stdin(Stdio::null())
         .kill_on_drop(true);
     if expect_preview {
-        node.arg("--expect-preview");
+        node.arg("--expect-preview").arg("--expect-webrtc");
     }
     let out = tokio::time::timeout(Duration::from_secs(180), node.output())
         .await
@@ -210,6 +211,11 @@ async fn console_in_headless_chromium() {
     }
     if expect_preview {
         assert_eq!(summary["preview"]["advanced"], true, "{summary:#}");
+        // Then the WebRTC (WHEP) preview: Chromium decoded frames of the same stream.
+        assert!(
+            summary["webrtc"]["frames"].as_u64().unwrap_or(0) > 25,
+            "{summary:#}"
+        );
     }
     let png = std::fs::read(&screenshot).expect("screenshot saved");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000);

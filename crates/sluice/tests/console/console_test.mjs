@@ -21,7 +21,7 @@ const opt = (name, dflt) => {
 const positional = args.filter((a, i) => !a.startsWith("--") && !(i > 0 && args[i - 1] === "--stream"));
 const [base, screenshot] = positional;
 if (!base || !screenshot) {
-  console.error("usage: node console_test.mjs <base-url> <screenshot.png> [--stream key] [--expect-preview] [--kick] [--stop]");
+  console.error("usage: node console_test.mjs <base-url> <screenshot.png> [--stream key] [--expect-preview] [--expect-webrtc] [--kick] [--stop]");
   process.exit(2);
 }
 const streamKey = opt("--stream", "live/test");
@@ -121,6 +121,27 @@ try {
     if (!summary.preview.advanced) fail(`preview did not play (currentTime ${summary.preview.start} -> ${summary.preview.end})`);
   }
   summary.preview.status = await page.locator("#video-status").textContent();
+
+  if (flag("--expect-webrtc")) {
+    // Switch the preview to WebRTC (WHEP): Chromium must decode frames from the stream.
+    summary.webrtc = { frames: 0, status: null };
+    try {
+      await page.locator(".preview-modes .mode[data-mode=webrtc]").click();
+      await page.waitForFunction(
+        () => {
+          const v = document.querySelector("#video");
+          return v.srcObject && v.getVideoPlaybackQuality().totalVideoFrames > 25 && !v.paused;
+        },
+        null,
+        { timeout: 25000 },
+      );
+      summary.webrtc.frames = await page.evaluate(() => document.querySelector("#video").getVideoPlaybackQuality().totalVideoFrames);
+    } catch (e) {
+      fail(`webrtc preview did not play: ${e.message.split("\n")[0]}`);
+    }
+    summary.webrtc.status = await page.locator("#video-status").textContent();
+    if (!/^WebRTC ·/.test(summary.webrtc.status || "")) fail(`webrtc preview status: ${summary.webrtc.status}`);
+  }
   await page.screenshot({ path: screenshot, fullPage: true });
 
   if (flag("--kick")) {
