@@ -147,6 +147,14 @@ struct WebRtcSummary {
     listen: String,
     candidates: Vec<String>,
     peers: usize,
+    /// UDP sockets sharing the port (SO_REUSEPORT).
+    udp_sockets: usize,
+    /// The ICE-TCP listener (`None`: ICE-TCP disabled).
+    tcp_listen: Option<String>,
+    /// Addresses offered as passive TCP candidates.
+    tcp_candidates: Vec<String>,
+    /// ICE-TCP connections open now.
+    tcp_connections: usize,
 }
 
 /// Webhook counters in `GET /api/v1/server`.
@@ -254,6 +262,10 @@ async fn server(State(shared): State<Arc<Shared>>) -> Response {
             listen: w.local.to_string(),
             candidates: w.candidates.iter().map(ToString::to_string).collect(),
             peers: w.live(),
+            udp_sockets: w.sockets.len(),
+            tcp_listen: w.tcp.as_ref().map(|t| t.local.to_string()),
+            tcp_candidates: w.tcp_candidates.iter().map(ToString::to_string).collect(),
+            tcp_connections: w.tcp.as_ref().map_or(0, |t| t.open()),
         }),
     })
 }

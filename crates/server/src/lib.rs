@@ -264,7 +264,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     }
     tracker.spawn(latency_upkeep(Arc::clone(&shared)));
     if let Some(w) = &shared.webrtc {
-        tracker.spawn(webrtc::udp::run(w.clone(), shared.shutdown.clone()));
+        w.spawn_io(&shared.shutdown, &tracker);
     }
     tracing::info!(%rtmp_addr, "rtmp listening");
     tracing::info!(%http_addr, "http listening");

@@ -36,7 +36,8 @@ struct Cli {
     /// HTTPS/WSS listen address (overrides [tls] https_listen; used when a certificate is set).
     #[arg(long, value_name = "ADDR")]
     https_listen: Option<SocketAddr>,
-    /// WebRTC (WHEP) UDP listen address (overrides [webrtc] listen).
+    /// WebRTC (WHEP) listen address (overrides [webrtc] listen, and tcp_listen unless ICE-TCP
+    /// is disabled: UDP and ICE-TCP then share this address).
     #[arg(long, value_name = "ADDR")]
     webrtc_listen: Option<SocketAddr>,
     /// Log filter such as info, debug or sluice_server=debug (overrides [log] level).
@@ -73,6 +74,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     }
     if let Some(a) = cli.webrtc_listen {
         cfg.webrtc.listen = a;
+        if !cfg.webrtc.tcp_listen.trim().is_empty() {
+            cfg.webrtc.tcp_listen = a.to_string();
+        }
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();

@@ -1,4 +1,4 @@
-//! `[webrtc]`: the WebRTC (WHEP) UDP listener and its limits.
+//! `[webrtc]`: the WebRTC (WHEP) UDP sockets, the ICE-TCP listener and their limits.
 
 use std::net::SocketAddr;
 
@@ -10,6 +10,13 @@ use crate::ServerError;
 pub const MAX_SDP_BYTES_CEILING: usize = 1024 * 1024;
 /// Most announced addresses (each becomes one ICE candidate in every answer).
 pub const MAX_ANNOUNCE: usize = 16;
+/// Most UDP sockets sharing the WebRTC port (`webrtc.udp_sockets`, and the per-core default
+/// is capped here): beyond this, more readers only add contention on the routing lock.
+pub const MAX_UDP_SOCKETS: usize = 16;
+/// Largest socket buffer that may be asked for (`webrtc.socket_buffer_bytes`).
+pub const MAX_SOCKET_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+/// Ceiling of `webrtc.max_tcp_connections` (each connection holds a task and a write queue).
+pub const MAX_TCP_CONNECTIONS_CEILING: usize = 1_000_000;
 
 /// `[webrtc]`: WHEP playback over one shared UDP port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +38,19 @@ pub struct WebRtcConfig {
     pub ice_timeout_ms: u64,
     /// Largest SDP offer (or trickle fragment) accepted; bigger bodies get 413.
     pub max_sdp_bytes: usize,
+    /// UDP sockets bound to `listen` with SO_REUSEPORT, one reader task each (the kernel
+    /// hashes each remote address to one socket). 0: one per available core, at most
+    /// [`MAX_UDP_SOCKETS`]; 1: a single socket without SO_REUSEPORT.
+    pub udp_sockets: usize,
+    /// Receive and send buffer asked of the kernel for each UDP socket (best effort: the
+    /// kernel caps it at net.core.rmem_max / wmem_max, which is logged). 0: the OS default.
+    /// 4 MiB holds about 3000 full-size datagrams, a few hundred ms of bursts at 100 Mbit/s.
+    pub socket_buffer_bytes: usize,
+    /// ICE-TCP (RFC 6544 passive candidate, RFC 4571 framing) listen address, for viewers
+    /// whose UDP is blocked. Empty: no TCP candidate.
+    pub tcp_listen: String,
+    /// Most ICE-TCP connections open at once (further ones are closed at accept and counted).
+    pub max_tcp_connections: usize,
 }
 
 impl Default for WebRtcConfig {
@@ -43,6 +63,10 @@ impl Default for WebRtcConfig {
             max_peers_per_stream: 500,
             ice_timeout_ms: 15_000,
             max_sdp_bytes: 32 * 1024,
+            udp_sockets: 0,
+            socket_buffer_bytes: 4 * 1024 * 1024,
+            tcp_listen: "0.0.0.0:8189".to_owned(),
+            max_tcp_connections: 10_000,
         }
     }
 }
@@ -69,7 +93,45 @@ impl WebRtcConfig {
         if self.announce.iter().any(|a| a.trim().is_empty()) {
             return bad("webrtc.announce", "entries must not be empty");
         }
+        if self.udp_sockets > MAX_UDP_SOCKETS {
+            return bad("webrtc.udp_sockets", "at most 16 (0 = one per core)");
+        }
+        if self.socket_buffer_bytes > MAX_SOCKET_BUFFER_BYTES {
+            return bad("webrtc.socket_buffer_bytes", "at most 268435456");
+        }
+        if self.tcp_addr().is_err() {
+            return bad(
+                "webrtc.tcp_listen",
+                "must be an IP:port socket address, or empty to disable ICE-TCP",
+            );
+        }
+        if !(1..=MAX_TCP_CONNECTIONS_CEILING).contains(&self.max_tcp_connections) {
+            return bad(
+                "webrtc.max_tcp_connections",
+                "must be between 1 and 1000000",
+            );
+        }
         Ok(())
+    }
+
+    /// The ICE-TCP listen address (`None` when `tcp_listen` is empty: ICE-TCP disabled).
+    pub fn tcp_addr(&self) -> Result<Option<SocketAddr>, std::net::AddrParseError> {
+        let s = self.tcp_listen.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse().map(Some)
+    }
+
+    /// How many UDP sockets to bind: `udp_sockets`, or one per available core (both capped
+    /// at [`MAX_UDP_SOCKETS`]).
+    pub fn udp_socket_count(&self) -> usize {
+        let n = if self.udp_sockets == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            self.udp_sockets
+        };
+        n.clamp(1, MAX_UDP_SOCKETS)
     }
 }
 
@@ -91,5 +153,53 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("max_peers"));
+    }
+
+    #[test]
+    fn transport_keys_validate() {
+        let d = WebRtcConfig::default();
+        assert_eq!(d.tcp_addr().unwrap(), Some("0.0.0.0:8189".parse().unwrap()));
+        assert!((1..=MAX_UDP_SOCKETS).contains(&d.udp_socket_count()));
+        let c = WebRtcConfig {
+            tcp_listen: String::new(),
+            udp_sockets: 4,
+            ..Default::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.tcp_addr().unwrap(), None);
+        assert_eq!(c.udp_socket_count(), 4);
+        for (c, key) in [
+            (
+                WebRtcConfig {
+                    tcp_listen: "nope".into(),
+                    ..Default::default()
+                },
+                "webrtc.tcp_listen",
+            ),
+            (
+                WebRtcConfig {
+                    udp_sockets: MAX_UDP_SOCKETS + 1,
+                    ..Default::default()
+                },
+                "webrtc.udp_sockets",
+            ),
+            (
+                WebRtcConfig {
+                    max_tcp_connections: 0,
+                    ..Default::default()
+                },
+                "webrtc.max_tcp_connections",
+            ),
+            (
+                WebRtcConfig {
+                    socket_buffer_bytes: MAX_SOCKET_BUFFER_BYTES + 1,
+                    ..Default::default()
+                },
+                "webrtc.socket_buffer_bytes",
+            ),
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! WebRTC playback (WHEP) of every stream, with str0m doing ICE-lite, DTLS, SRTP, RTP
 //! packetization, RTCP (Sender Reports, NACK answered from the send buffer) behind our IO:
 //!
-//! - [`udp`]: one UDP socket shared by every peer; a reader task demultiplexes datagrams in
-//!   O(1) (known remote address, else the local ufrag in a STUN USERNAME) into each peer's
-//!   bounded queue.
+//! - [`udp`]: the UDP port shared by every peer: `webrtc.udp_sockets` sockets bound to it
+//!   with SO_REUSEPORT (the kernel hashes each remote address to one of them), one reader
+//!   task each, demultiplexing datagrams in O(1) (known remote address, else the local ufrag
+//!   in a STUN USERNAME) into each peer's bounded queue through one shared routing table.
+//! - [`tcp`]: ICE-TCP (RFC 6544 passive candidate, RFC 4571 framing) for viewers without
+//!   UDP: each connection is routed by the ufrag of its first STUN request, then by itself.
 //! - [`peer`]: one task per peer owns its `Rtc` (no lock around it), feeds it datagrams,
 //!   timeouts and media, and sends its transmits on the shared socket.
 //! - [`whep`]: the HTTP resource model (POST offer, PATCH trickle, DELETE, OPTIONS/CORS).
@@ -24,6 +27,7 @@ pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
 pub(crate) mod sdp;
+pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod whep;
 
@@ -32,9 +36,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::WebRtcConfig;
 
@@ -48,10 +54,14 @@ pub const MAX_ADDRS_PER_PEER: usize = 8;
 /// Latency samples kept for [`WebRtcStats::latency_median_us`].
 pub const MAX_LATENCY_SAMPLES: usize = 4096;
 
-/// One datagram for a peer.
+/// One datagram (or RFC 4571 frame) for a peer.
 #[derive(Debug)]
 pub(crate) struct Datagram {
     pub(crate) source: SocketAddr,
+    /// Our candidate address it arrived on (what str0m matches against its local candidates).
+    pub(crate) destination: SocketAddr,
+    /// UDP, or TCP for ICE-TCP frames.
+    pub(crate) proto: Protocol,
     pub(crate) data: Vec<u8>,
     pub(crate) at: std::time::Instant,
 }
@@ -81,6 +91,18 @@ pub struct WebRtcStats {
     pub bytes_out: AtomicU64,
     /// WHEP offers refused because `max_peers` / `max_peers_per_stream` was reached.
     pub refused: AtomicU64,
+    /// ICE-TCP connections accepted.
+    pub tcp_accepted: AtomicU64,
+    /// ICE-TCP connections closed at accept because `max_tcp_connections` were open.
+    pub tcp_refused: AtomicU64,
+    /// ICE-TCP connections closed for bad input: a frame length of 0 or above
+    /// [`tcp::MAX_TCP_FRAME`], a first frame that is not a STUN request for a live peer, or
+    /// no complete valid frame within `webrtc.ice_timeout_ms`.
+    pub tcp_invalid: AtomicU64,
+    /// RFC 4571 frames received and routed to a peer.
+    pub tcp_frames_in: AtomicU64,
+    /// TCP transmits dropped: the connection's write queue was full or it had closed.
+    pub tcp_send_dropped: AtomicU64,
     latency_us: Mutex<Vec<u32>>,
 }
 
@@ -135,13 +157,19 @@ pub(crate) struct Tables {
     pub(crate) per_stream: HashMap<String, usize>,
 }
 
-/// The WebRTC side of a server: the shared socket and the routing tables.
+/// The WebRTC side of a server: the UDP sockets, the ICE-TCP listener and the routing tables.
 #[derive(Debug)]
 pub(crate) struct WebRtc {
-    pub(crate) socket: Arc<UdpSocket>,
+    /// The UDP sockets, all bound to `local` (SO_REUSEPORT when more than one).
+    pub(crate) sockets: Vec<Arc<UdpSocket>>,
+    /// The bound UDP address.
     pub(crate) local: SocketAddr,
-    /// The addresses offered as host candidates.
+    /// The addresses offered as UDP host candidates.
     pub(crate) candidates: Vec<SocketAddr>,
+    /// The ICE-TCP listener and its connections (`None`: `webrtc.tcp_listen` is empty).
+    pub(crate) tcp: Option<tcp::TcpSide>,
+    /// The addresses offered as passive TCP host candidates.
+    pub(crate) tcp_candidates: Vec<SocketAddr>,
     pub(crate) stats: WebRtcStats,
     pub(crate) audio: audio::AudioHub,
     tables: Mutex<Tables>,
@@ -149,34 +177,80 @@ pub(crate) struct WebRtc {
 }
 
 impl WebRtc {
-    /// Binds the UDP socket and works out the candidates to offer.
+    /// Binds the UDP sockets and the ICE-TCP listener and works out the candidates to offer.
     pub(crate) async fn bind(cfg: &WebRtcConfig) -> Result<Self, crate::ServerError> {
-        let socket =
-            UdpSocket::bind(cfg.listen)
-                .await
-                .map_err(|source| crate::ServerError::Bind {
-                    what: "webrtc",
-                    addr: cfg.listen,
-                    source,
-                })?;
-        let local = socket
-            .local_addr()
-            .map_err(|source| crate::ServerError::Bind {
+        let bind_err = |addr: SocketAddr| {
+            move |source| crate::ServerError::Bind {
                 what: "webrtc",
-                addr: cfg.listen,
+                addr,
                 source,
-            })?;
+            }
+        };
+        let n = cfg.udp_socket_count();
+        let (sockets, local) = udp::bind_sockets(cfg.listen, n, cfg.socket_buffer_bytes)
+            .map_err(bind_err(cfg.listen))?;
+        let tcp_addr = cfg.tcp_addr().ok().flatten();
+        let tcp = match tcp_addr {
+            Some(addr) => Some(
+                tcp::TcpSide::bind(
+                    addr,
+                    cfg.max_tcp_connections,
+                    std::time::Duration::from_millis(cfg.ice_timeout_ms),
+                )
+                .await
+                .map_err(bind_err(addr))?,
+            ),
+            None => None,
+        };
         let candidates = candidate_addrs(&cfg.announce, local).await;
-        tracing::info!(%local, ?candidates, "webrtc listening (WHEP), candidates offered");
+        let tcp_candidates = match &tcp {
+            Some(t) => candidate_addrs(&cfg.announce, t.local).await,
+            None => Vec::new(),
+        };
+        tracing::info!(
+            %local,
+            udp_sockets = sockets.len(),
+            tcp_listen = ?tcp.as_ref().map(|t| t.local),
+            udp_candidates = ?candidates,
+            tcp_candidates = ?tcp_candidates,
+            "webrtc listening (WHEP), candidates offered"
+        );
         Ok(Self {
-            socket: Arc::new(socket),
+            sockets: sockets.into_iter().map(Arc::new).collect(),
             local,
             candidates,
+            tcp,
+            tcp_candidates,
             stats: WebRtcStats::default(),
             audio: audio::AudioHub::default(),
             tables: Mutex::new(Tables::default()),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// Spawns the IO tasks: one reader per UDP socket and the ICE-TCP acceptor.
+    pub(crate) fn spawn_io(self: &Arc<Self>, shutdown: &CancellationToken, tracker: &TaskTracker) {
+        for i in 0..self.sockets.len() {
+            tracker.spawn(udp::run(Arc::clone(self), i, shutdown.clone()));
+        }
+        if self.tcp.is_some() {
+            tracker.spawn(tcp::run(
+                Arc::clone(self),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+    }
+
+    /// The candidate address UDP datagrams are reported to str0m as arriving on.
+    pub(crate) fn udp_destination(&self) -> SocketAddr {
+        self.candidates.first().copied().unwrap_or(self.local)
+    }
+
+    /// The candidate address ICE-TCP frames are reported to str0m as arriving on.
+    pub(crate) fn tcp_destination(&self) -> Option<SocketAddr> {
+        let t = self.tcp.as_ref()?;
+        Some(self.tcp_candidates.first().copied().unwrap_or(t.local))
     }
 
     pub(crate) fn tables(&self) -> MutexGuard<'_, Tables> {
@@ -205,11 +279,30 @@ impl WebRtc {
         }
     }
 
-    /// Sends one of str0m's transmits on the shared socket without waiting; returns the bytes
-    /// sent, or `None` (counted in `send_dropped`) when the socket would block or failed, as
-    /// a congested network would drop the packet.
+    /// Sends one of str0m's transmits without waiting; returns the bytes sent, or `None`
+    /// when dropped, as a congested network would drop the packet. UDP goes out on the socket
+    /// chosen by hashing the destination (all share one local address), counted in
+    /// `send_dropped` when it would block or failed; TCP goes to that connection's write
+    /// queue, counted in `tcp_send_dropped` when full or gone.
     pub(crate) fn send(&self, t: &str0m::net::Transmit) -> Option<usize> {
-        match self.socket.try_send_to(&t.contents, t.destination) {
+        if t.proto == Protocol::Tcp {
+            let queued = self
+                .tcp
+                .as_ref()
+                .is_some_and(|tcp| tcp.send(t.destination, &t.contents));
+            if !queued {
+                self.stats.tcp_send_dropped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            let n = t.contents.len();
+            self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            return Some(n);
+        }
+        let Some(socket) = self.socket_for(t.destination) else {
+            self.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        match socket.try_send_to(&t.contents, t.destination) {
             Ok(n) => {
                 self.stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 Some(n)
@@ -219,6 +312,16 @@ impl WebRtc {
                 None
             }
         }
+    }
+
+    /// The UDP socket that sends to `dest`: a hash of the address, so one peer's packets
+    /// leave in order through one socket (any of them has the same local address).
+    fn socket_for(&self, dest: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        dest.hash(&mut h);
+        let n = self.sockets.len().max(1) as u64;
+        self.sockets.get((h.finish() % n) as usize)
     }
 
     /// Live peers (what tests poll to see cleanup).

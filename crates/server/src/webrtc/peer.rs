@@ -15,7 +15,7 @@ use hub::Subscriber;
 use media::{Codec, Frame, FrameRole, MediaKind};
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Frequency, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Receive;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,6 @@ impl State {
 /// Runs the peer until it ends, then frees everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let ice_timeout = Duration::from_millis(shared.config.webrtc.ice_timeout_ms);
-    let local = wr.candidates.first().copied().unwrap_or(wr.local);
     let mut st = State::default();
     let mut annexb = AnnexB::default();
     let mut last_rx = Instant::now();
@@ -118,9 +117,9 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                     continue;
                 };
                 let input = Input::Receive(d.at, Receive {
-                    proto: Protocol::Udp,
+                    proto: d.proto,
                     source: d.source,
-                    destination: local,
+                    destination: d.destination,
                     contents,
                 });
                 if p.rtc.handle_input(input).is_err() {

@@ -1,4 +1,9 @@
-//! The shared UDP socket's reader: routes each datagram to its peer in O(1).
+//! The UDP sockets of the WebRTC port and their readers: each routes every datagram to its
+//! peer in O(1).
+//!
+//! `webrtc.udp_sockets` sockets are bound to one address with SO_REUSEPORT; the kernel
+//! hashes each remote 4-tuple to one socket, so a peer's datagrams all reach one reader, and
+//! the readers share one routing table, so whichever reader gets a datagram finds its peer.
 //!
 //! A datagram from a known remote address goes to that peer. Otherwise it must be a STUN
 //! message whose USERNAME starts with one of our local ufrags (`ours:theirs`); its source
@@ -7,21 +12,90 @@
 //! counted. The peer's str0m checks STUN integrity; a forged STUN with a guessed ufrag can
 //! at most add an address that leads to the same peer.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use socket2::{Domain, Socket, Type};
 use str0m::ice::StunMessage;
+use str0m::net::Protocol;
+use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::{Datagram, MAX_ADDRS_PER_PEER, MAX_DATAGRAM, PeerRoute, WebRtc};
 
-/// Reads the socket until shutdown.
-pub(crate) async fn run(rtc: Arc<WebRtc>, shutdown: CancellationToken) {
+/// Binds `n` UDP sockets to `listen` (SO_REUSEPORT when `n > 1`; the first resolves port 0,
+/// the others bind the port it got), each asking for `buffer` bytes of receive and send
+/// buffer (best effort, logged when the kernel gives less). Returns them and the bound
+/// address.
+pub(crate) fn bind_sockets(
+    listen: SocketAddr,
+    n: usize,
+    buffer: usize,
+) -> std::io::Result<(Vec<UdpSocket>, SocketAddr)> {
+    let mut addr = listen;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n.max(1) {
+        let s = Socket::new(
+            Domain::for_address(addr),
+            Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        if n > 1 {
+            s.set_reuse_port(true)?;
+        }
+        s.set_nonblocking(true)?;
+        if buffer > 0 {
+            set_buffers(&s, buffer, i == 0);
+        }
+        s.bind(&addr.into())?;
+        if i == 0 {
+            addr = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| std::io::Error::other("UDP socket has no IP address after bind"))?;
+        }
+        out.push(UdpSocket::from_std(s.into())?);
+    }
+    Ok((out, addr))
+}
+
+/// Asks for `want` bytes of receive and send buffer; logs (once, `log`) what the kernel
+/// gave when less (Linux reports double the usable size, and caps at rmem_max/wmem_max).
+fn set_buffers(s: &Socket, want: usize, log: bool) {
+    let rcv = s
+        .set_recv_buffer_size(want)
+        .and_then(|()| s.recv_buffer_size());
+    let snd = s
+        .set_send_buffer_size(want)
+        .and_then(|()| s.send_buffer_size());
+    if !log {
+        return;
+    }
+    match (rcv, snd) {
+        (Ok(r), Ok(w)) if r >= want && w >= want => {
+            tracing::debug!(recv = r, send = w, "webrtc udp socket buffers");
+        }
+        (r, w) => tracing::info!(
+            want,
+            recv = ?r.ok(),
+            send = ?w.ok(),
+            "webrtc udp socket buffers smaller than webrtc.socket_buffer_bytes \
+             (raise net.core.rmem_max / wmem_max)"
+        ),
+    }
+}
+
+/// Reads socket `index` until shutdown.
+pub(crate) async fn run(rtc: Arc<WebRtc>, index: usize, shutdown: CancellationToken) {
+    let Some(socket) = rtc.sockets.get(index).cloned() else {
+        return;
+    };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, source) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = rtc.socket.recv_from(&mut buf) => match r {
+            r = socket.recv_from(&mut buf) => match r {
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP port unreachable and the like surface here: keep reading.
@@ -38,6 +112,13 @@ pub(crate) async fn run(rtc: Arc<WebRtc>, shutdown: CancellationToken) {
     }
 }
 
+/// The local ufrag (`ours` in `ours:theirs`) of a STUN message's USERNAME, if `data` is one.
+pub(crate) fn local_ufrag(data: &[u8]) -> Option<String> {
+    StunMessage::parse(data)
+        .ok()
+        .and_then(|m| m.split_username().map(|(ours, _)| ours.to_owned()))
+}
+
 /// Routes one datagram; false when it was dropped.
 pub(crate) fn route(rtc: &WebRtc, source: std::net::SocketAddr, data: &[u8]) -> bool {
     if data.is_empty() || data.len() >= MAX_DATAGRAM {
@@ -48,10 +129,7 @@ pub(crate) fn route(rtc: &WebRtc, source: std::net::SocketAddr, data: &[u8]) -> 
         if let Some(r) = t.by_addr.get(&source) {
             Some(r.clone())
         } else {
-            let ufrag = StunMessage::parse(data)
-                .ok()
-                .and_then(|m| m.split_username().map(|(ours, _)| ours.to_owned()));
-            match ufrag.and_then(|u| t.by_ufrag.get(&u).cloned()) {
+            match local_ufrag(data).and_then(|u| t.by_ufrag.get(&u).cloned()) {
                 Some(r) => {
                     let addrs = t.addrs.entry(r.id).or_default();
                     if addrs.len() < MAX_ADDRS_PER_PEER {
@@ -69,6 +147,8 @@ pub(crate) fn route(rtc: &WebRtc, source: std::net::SocketAddr, data: &[u8]) -> 
     };
     r.tx.try_send(Datagram {
         source,
+        destination: rtc.udp_destination(),
+        proto: Protocol::Udp,
         data: data.to_vec(),
         at: std::time::Instant::now(),
     })
@@ -76,14 +156,14 @@ pub(crate) fn route(rtc: &WebRtc, source: std::net::SocketAddr, data: &[u8]) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::webrtc::WebRtcConfig;
     use tokio::sync::mpsc;
 
     /// A STUN binding request (RFC 8489 header) with USERNAME, PRIORITY and a (not
     /// checked here) MESSAGE-INTEGRITY attribute: what str0m's parser requires.
-    fn stun_request(username: &str) -> Vec<u8> {
+    pub(crate) fn stun_request(username: &str) -> Vec<u8> {
         let mut attr = Vec::new();
         attr.extend_from_slice(&[0x00, 0x06]);
         attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
@@ -105,9 +185,93 @@ mod tests {
     async fn service() -> WebRtc {
         let cfg = WebRtcConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            tcp_listen: String::new(),
+            udp_sockets: 1,
             ..Default::default()
         };
         WebRtc::bind(&cfg).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn sharded_sockets_share_the_port_and_lose_no_source() {
+        let cfg = WebRtcConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tcp_listen: String::new(),
+            udp_sockets: 2,
+            ..Default::default()
+        };
+        let rtc = Arc::new(WebRtc::bind(&cfg).await.unwrap());
+        assert_eq!(rtc.sockets.len(), 2);
+        for s in &rtc.sockets {
+            assert_eq!(s.local_addr().unwrap(), rtc.local);
+        }
+        assert_ne!(rtc.local.port(), 0);
+        const SOURCES: usize = 24;
+        let (tx, mut rx) = mpsc::channel(SOURCES * 2);
+        // One peer per source (a peer learns at most MAX_ADDRS_PER_PEER addresses), all
+        // feeding one queue so the test sees every datagram.
+        for i in 0..SOURCES {
+            let route = PeerRoute {
+                id: 100 + i as u64,
+                tx: tx.clone(),
+            };
+            rtc.tables().by_ufrag.insert(format!("shard{i}"), route);
+        }
+        let shutdown = CancellationToken::new();
+        let tracker = tokio_util::task::TaskTracker::new();
+        rtc.spawn_io(&shutdown, &tracker);
+        // Several sources (distinct 4-tuples, so the kernel spreads them over both sockets):
+        // each sends one STUN request, then one non-STUN datagram only its learnt address
+        // routes. Every one must reach the peer, whichever socket it landed on.
+        let mut clients = Vec::new();
+        for i in 0..SOURCES {
+            let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let user = format!("shard{i}:x");
+            c.send_to(&stun_request(&user), rtc.local).await.unwrap();
+            clients.push(c);
+        }
+        let mut got = std::collections::HashSet::new();
+        while got.len() < SOURCES {
+            let d = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("every STUN request routed")
+                .unwrap();
+            assert_eq!(d.proto, Protocol::Udp);
+            assert_eq!(d.destination, rtc.local);
+            got.insert(d.source);
+        }
+        for c in &clients {
+            c.send_to(&[0x80, 0x60, 0, 1], rtc.local).await.unwrap();
+        }
+        let mut rtp = std::collections::HashSet::new();
+        while rtp.len() < SOURCES {
+            let d = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+                .await
+                .expect("every follow-up datagram routed by address")
+                .unwrap();
+            assert_eq!(d.data, [0x80, 0x60, 0, 1]);
+            rtp.insert(d.source);
+        }
+        assert_eq!(got, rtp);
+        assert_eq!(
+            rtc.stats.datagrams_in.load(Ordering::Relaxed),
+            2 * SOURCES as u64
+        );
+        assert_eq!(rtc.stats.datagrams_dropped.load(Ordering::Relaxed), 0);
+        // Sending picks a socket per destination, always the same one for an address.
+        let t = str0m::net::Transmit {
+            proto: Protocol::Udp,
+            source: rtc.local,
+            destination: clients[0].local_addr().unwrap(),
+            contents: vec![9u8; 10].into(),
+        };
+        assert_eq!(rtc.send(&t), Some(10));
+        let mut buf = [0u8; 32];
+        let (n, from) = clients[0].recv_from(&mut buf).await.unwrap();
+        assert_eq!((n, from), (10, rtc.local));
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
     }
 
     #[tokio::test]

@@ -223,6 +223,20 @@ async fn create(
             Err(e) => tracing::warn!(%addr, "webrtc: candidate refused: {e}"),
         }
     }
+    // ICE-TCP (RFC 6544): a passive candidate, the viewer connects to it.
+    for addr in &wr.tcp_candidates {
+        let c = Candidate::builder()
+            .tcp()
+            .host(*addr)
+            .tcptype(str0m::net::TcpType::Passive)
+            .build();
+        match c {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => tracing::warn!(%addr, "webrtc: tcp candidate refused: {e}"),
+        }
+    }
     let accepted =
         catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer))).map_err(|_| {
             err(
