@@ -23,6 +23,7 @@ pub(crate) mod h264;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
+pub(crate) mod quality;
 pub(crate) mod sdp;
 pub(crate) mod udp;
 pub(crate) mod whep;
@@ -81,6 +82,8 @@ pub struct WebRtcStats {
     pub bytes_out: AtomicU64,
     /// WHEP offers refused because `max_peers` / `max_peers_per_stream` was reached.
     pub refused: AtomicU64,
+    /// Per-viewer quality (NACKs, retransmissions, RTT and estimate histograms).
+    pub(crate) quality: quality::QualityTotals,
     latency_us: Mutex<Vec<u32>>,
 }
 
