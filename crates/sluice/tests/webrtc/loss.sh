@@ -13,10 +13,26 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 ip link set lo up
-export SLUICE_RTMP_LISTEN=127.0.0.1:1935 SLUICE_HTTP_LISTEN=127.0.0.1:8080 \
-  SLUICE_WEBRTC_LISTEN=127.0.0.1:8189 RUST_LOG=warn
+# netem drops LOSS% of the UDP packets on lo (TCP, i.e. the RTMP ingest and the HTTP API,
+# is left alone): every packet goes to band 1:1 of a prio qdisc except UDP, which goes to
+# 1:4 where netem sits. Kernels without sch_netem get a userspace lossy relay instead: the
+# server announces 127.0.0.2:8189, where loss_proxy.py relays to 127.0.0.1:8189.
+mode=none
+if [ "$loss" != 0 ]; then
+  if tc qdisc add dev lo root handle 1: prio bands 4 priomap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 2>/dev/null &&
+     tc qdisc add dev lo parent 1:4 handle 40: netem loss "${loss}%" 2>/dev/null; then
+    mode=netem
+  else
+    tc qdisc del dev lo root 2>/dev/null || true
+    mode=proxy
+  fi
+fi
+export SLUICE_RTMP_LISTEN=127.0.0.1:1935 SLUICE_HTTP_LISTEN=127.0.0.1:8080 RUST_LOG=warn
+announce='[]'
+[ "$mode" = proxy ] && announce='["127.0.0.2"]'
+printf '[webrtc]\nlisten = "127.0.0.1:8189"\nannounce = %s\n' "$announce" >"$work/sluice.toml"
 api=http://127.0.0.1:8080
-"$sluice" >"$work/sluice.log" 2>&1 &
+"$sluice" --config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
 for _ in $(seq 100); do
   curl -sf -o /dev/null "$api/api/v1/server" && break
   sleep 0.1
@@ -31,11 +47,13 @@ for _ in $(seq 100); do
 done
 curl -sf -o /dev/null "$api/api/v1/streams/live/loss" || { echo "stream never live" >&2; cat "$work/ffmpeg.log" >&2; exit 1; }
 
-if [ "$loss" != 0 ]; then
-  # Every packet goes to band 1:1 except UDP, which goes to 1:4 where netem drops LOSS%.
-  tc qdisc add dev lo root handle 1: prio bands 4 priomap 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
-  tc qdisc add dev lo parent 1:4 handle 40: netem loss "${loss}%"
+# Loss starts only now, once the stream is live.
+if [ "$mode" = netem ]; then
   tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip protocol 17 0xff flowid 1:4
+elif [ "$mode" = proxy ]; then
+  timeout $((seconds + 40)) "$python" "$(dirname "$0")/loss_proxy.py" 127.0.0.2:8189 \
+    127.0.0.1:8189 "$loss" $((seconds + 30)) 2>"$work/proxy.err" &
+  sleep 0.5
 fi
 
 timeout $((seconds + 30)) "$python" "$client" "$api/live/loss/whep" "$seconds" >"$work/client.json" 2>"$work/client.err" &
@@ -46,7 +64,7 @@ curl -sf --max-time 5 "$api/api/v1/sessions" >"$work/sessions.json" || echo '{}'
 wait "$client_pid" || { echo "client failed" >&2; cat "$work/client.err" >&2; exit 1; }
 curl -sf --max-time 5 "$api/metrics" >"$work/metrics.txt"
 metric() { awk -v n="$1" '$1 == n { v = $2 } END { print (v == "" ? 0 : v) }' "$work/metrics.txt"; }
-printf '{"client": %s, "sessions": %s, "nacks": %s, "retransmits": %s, "rtt_samples": %s}\n' \
-  "$(tail -n 1 "$work/client.json")" "$(cat "$work/sessions.json")" \
+printf '{"mode": "%s", "client": %s, "sessions": %s, "nacks": %s, "retransmits": %s, "rtt_samples": %s}\n' \
+  "$mode" "$(tail -n 1 "$work/client.json")" "$(cat "$work/sessions.json")" \
   "$(metric sluice_webrtc_nacks_total)" "$(metric sluice_webrtc_retransmits_total)" \
   "$(metric sluice_webrtc_rtt_seconds_count)"
