@@ -522,6 +522,9 @@ struct SessionInfo {
     duration_seconds: f64,
     bytes: u64,
     dropped_frames: u64,
+    /// A WebRTC viewer's quality (absent for other protocols and before the first stats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webrtc: Option<serde_json::Value>,
 }
 
 impl SessionInfo {
@@ -536,6 +539,9 @@ impl SessionInfo {
             duration_seconds: e.started.elapsed().as_secs_f64(),
             bytes: e.bytes.load(Ordering::Relaxed),
             dropped_frames: e.dropped_frames.load(Ordering::Relaxed),
+            webrtc: (e.protocol == ViewerProtocol::WebRtc.as_str())
+                .then(|| e.detail())
+                .flatten(),
         }
     }
 }

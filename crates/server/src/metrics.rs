@@ -39,6 +39,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     });
     let mut text = handle.render();
     text.push_str(&shared.latency.render());
+    text.push_str(&crate::webrtc::metrics::render_histograms(shared));
     text
 }
 

@@ -55,12 +55,22 @@ pub struct SessionEntry {
     pub dropped_frames: AtomicU64,
     /// Cancelled to kick the session.
     kick: CancellationToken,
+    /// Protocol details (e.g. a WebRTC viewer's quality), replaced as the session runs.
+    detail: Mutex<Option<serde_json::Value>>,
 }
 
 impl SessionEntry {
     /// Asks the session to end (it closes on its own task).
     pub fn kick(&self) {
         self.kick.cancel();
+    }
+
+    /// The protocol details last attached with [`SessionGuard::set_detail`].
+    pub fn detail(&self) -> Option<serde_json::Value> {
+        self.detail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -114,6 +124,7 @@ impl SessionRegistry {
             bytes: AtomicU64::new(0),
             dropped_frames: AtomicU64::new(0),
             kick,
+            detail: Mutex::new(None),
         });
         self.lock().insert(id, Arc::clone(&entry));
         tracing::info!(
@@ -192,6 +203,12 @@ impl SessionGuard {
     /// Records the viewer's dropped-frame count (one relaxed store).
     pub fn dropped(&self, total: u64) {
         self.entry.dropped_frames.store(total, Ordering::Relaxed);
+    }
+
+    /// Attaches protocol details to the session (shown by the API; replaces earlier ones).
+    /// Takes the entry's own lock, not the registry's: call it at most every second or so.
+    pub fn set_detail(&self, detail: serde_json::Value) {
+        *self.entry.detail.lock().unwrap_or_else(|e| e.into_inner()) = Some(detail);
     }
 
     /// The session's entry.
@@ -291,6 +308,10 @@ mod tests {
         assert_eq!(a.entry().bytes.load(Ordering::Relaxed), 15);
         assert_eq!(b.entry().dropped_frames.load(Ordering::Relaxed), 3);
         assert!(a.entry().started_at.ends_with('Z'));
+        assert_eq!(b.entry().detail(), None);
+        b.set_detail(serde_json::json!({"rtt_ms": 1.5}));
+        b.set_detail(serde_json::json!({"rtt_ms": 2.5}));
+        assert_eq!(b.entry().detail(), Some(serde_json::json!({"rtt_ms": 2.5})));
         drop(a);
         assert_eq!(r.list().iter().map(|e| e.id).collect::<Vec<_>>(), [2]);
         let c = r.register(info(SessionKind::Viewer, "live/b"), Default::default());

@@ -31,7 +31,44 @@ pub(crate) fn render(shared: &Shared) {
         "sluice_webrtc_send_dropped_total",
         "Datagrams not sent because the UDP socket would block."
     );
+    describe_counter!(
+        "sluice_webrtc_nacks_total",
+        "NACK feedback messages received from WebRTC viewers."
+    );
+    describe_counter!(
+        "sluice_webrtc_retransmits_total",
+        "RTP packets sent again to WebRTC viewers in answer to NACKs."
+    );
+    describe_counter!(
+        "sluice_webrtc_low_estimate_total",
+        "WebRTC viewers whose bandwidth estimate fell below half the bitrate sent to them."
+    );
+    describe_counter!(
+        "sluice_webrtc_tcp_connections_total",
+        "ICE-TCP connections (result=\"accepted\"; \"refused\": max_tcp_connections open; \"invalid\": closed for bad framing, a first frame that is no STUN request for a live peer, or silence)."
+    );
+    describe_counter!(
+        "sluice_webrtc_tcp_frames_total",
+        "RFC 4571 frames received over ICE-TCP and routed to a peer."
+    );
+    describe_counter!(
+        "sluice_webrtc_tcp_send_dropped_total",
+        "ICE-TCP packets dropped because the connection's write queue was full or it had closed."
+    );
     let s = &w.stats;
+    for (result, n) in [
+        ("accepted", &s.tcp_accepted),
+        ("refused", &s.tcp_refused),
+        ("invalid", &s.tcp_invalid),
+    ] {
+        counter!("sluice_webrtc_tcp_connections_total", "result" => result).absolute(load(n));
+    }
+    counter!("sluice_webrtc_tcp_frames_total").absolute(load(&s.tcp_frames_in));
+    counter!("sluice_webrtc_tcp_send_dropped_total").absolute(load(&s.tcp_send_dropped));
+    let q = &s.quality;
+    counter!("sluice_webrtc_nacks_total").absolute(load(&q.nacks));
+    counter!("sluice_webrtc_retransmits_total").absolute(load(&q.retransmits));
+    counter!("sluice_webrtc_low_estimate_total").absolute(load(&q.low_estimate));
     gauge!("sluice_webrtc_peers").set(w.live() as f64);
     gauge!("sluice_webrtc_transcoders").set(w.audio.running() as f64);
     counter!("sluice_webrtc_connected_total").absolute(load(&s.connected));
@@ -42,4 +79,23 @@ pub(crate) fn render(shared: &Shared) {
     counter!("sluice_webrtc_send_dropped_total").absolute(load(&s.send_dropped));
     counter!("sluice_connections_refused_total", "protocol" => "webrtc", "reason" => "limit")
         .absolute(load(&s.refused));
+}
+
+/// The WebRTC histograms (one sample per viewer per stats interval, no per-session labels),
+/// as exposition text appended after the recorder's output.
+pub(crate) fn render_histograms(shared: &Shared) -> String {
+    let mut out = String::new();
+    let Some(w) = &shared.webrtc else { return out };
+    let q = &w.stats.quality;
+    q.rtt.render(
+        "sluice_webrtc_rtt_seconds",
+        "Round-trip time to WebRTC viewers, from their Receiver Reports (one sample per viewer per second).",
+        &mut out,
+    );
+    q.estimate.render(
+        "sluice_webrtc_bwe_estimate_bits_per_second",
+        "Egress bandwidth estimate (TWCC) of WebRTC viewers (one sample per viewer per second).",
+        &mut out,
+    );
+    out
 }

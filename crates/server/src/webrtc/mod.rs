@@ -26,6 +26,7 @@ pub(crate) mod h264;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
+pub(crate) mod quality;
 pub(crate) mod sdp;
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -103,6 +104,8 @@ pub struct WebRtcStats {
     pub tcp_frames_in: AtomicU64,
     /// TCP transmits dropped: the connection's write queue was full or it had closed.
     pub tcp_send_dropped: AtomicU64,
+    /// Per-viewer quality (NACKs, retransmissions, RTT and estimate histograms).
+    pub(crate) quality: quality::QualityTotals,
     latency_us: Mutex<Vec<u32>>,
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hub::Subscriber;
 use media::{Codec, Frame, FrameRole, MediaKind};
+use str0m::bwe::BweKind;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::net::Receive;
@@ -23,6 +24,7 @@ use transcode::OpusPacket;
 
 use super::audio::AudioGuard;
 use super::h264::AnnexB;
+use super::quality::PeerQuality;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
 use crate::counters::ViewerGuard;
@@ -70,6 +72,7 @@ struct State {
     /// Wallclock of hub time `.1` (ms): ties both tracks' Sender Reports to one timeline.
     epoch: Option<(Instant, u64)>,
     sent: usize,
+    quality: PeerQuality,
 }
 
 impl State {
@@ -192,6 +195,7 @@ fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
         match p.rtc.poll_output() {
             Ok(Output::Timeout(t)) => return t,
             Ok(Output::Transmit(t)) => {
+                st.quality.on_transmit(&t.contents);
                 if let Some(n) = wr.send(&t) {
                     p.viewer.sent(n);
                     p.session.bytes(n);
@@ -221,6 +225,9 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
                 };
                 ok.then_some((spec.codec, pp.pt()))
             });
+            if let Some((_, pt)) = pt {
+                st.quality.media_pt(*pt);
+            }
             match pt {
                 Some((RtcCodec::H264, pt)) => st.video = Some((m.mid, pt)),
                 Some((_, pt)) => st.audio = Some((m.mid, pt)),
@@ -237,6 +244,17 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
         }
         // Pass-through: nothing to re-encode; the next keyframe comes with the GOP.
         Event::KeyframeRequest(_) => tracing::trace!("webrtc keyframe request ignored"),
+        Event::PeerStats(s) => {
+            st.quality.on_peer(&s, &wr.stats.quality, &p.stream);
+            p.session.set_detail(st.quality.to_json());
+        }
+        Event::MediaEgressStats(s) => {
+            st.quality.on_egress(&s, &wr.stats.quality);
+            p.session.set_detail(st.quality.to_json());
+        }
+        Event::EgressBitrateEstimate(
+            BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+        ) => st.quality.set_estimate(estimate.as_u64()),
         _ => {}
     }
 }

@@ -214,6 +214,10 @@ async fn create(
         .clear_codecs()
         .enable_h264(true)
         .enable_opus(true, false)
+        .set_stats_interval(Some(super::quality::STATS_INTERVAL))
+        .enable_bwe(Some(str0m::bwe::Bitrate::bps(
+            super::quality::INITIAL_ESTIMATE_BPS,
+        )))
         .build(std::time::Instant::now());
     for addr in &wr.candidates {
         match Candidate::host(*addr, "udp") {

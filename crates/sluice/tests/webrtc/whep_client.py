@@ -90,14 +90,20 @@ async def main():
     result["location"] = location
     result["etag"] = headers.get("ETag") or headers.get("etag")
     await pc.setRemoteDescription(RTCSessionDescription(body.decode(), "answer"))
+    # Video frames decoded so far, sampled once a second (shows playback keeps going).
+    timeline, next_sample = [], time.monotonic() + 1.0
     while time.monotonic() < deadline[0]:
         await asyncio.sleep(0.1)
+        if time.monotonic() >= next_sample:
+            timeline.append(stats["video"]["frames"])
+            next_sample += 1.0
         if pc.connectionState == "connected" and "connected_s" not in result:
             result["connected_s"] = round(time.monotonic() - t0, 3)
     if tasks:
         await asyncio.wait(tasks, timeout=2)
     result["video"] = stats["video"]
     result["audio"] = stats["audio"]
+    result["video_timeline"] = timeline
     result["connection_state"] = pc.connectionState
     if not keep and location:
         resource = urllib.parse.urljoin(url, location)
