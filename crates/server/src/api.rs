@@ -134,6 +134,8 @@ struct ServerInfo {
     uptime_seconds: f64,
     listeners: Listeners,
     streams: usize,
+    /// TCP connections open now per listener (`[limits]`).
+    connections: crate::limits::OpenConnections,
     config: ConfigSummary,
     webhooks: WebhookSummary,
     /// Absent when `webrtc.enabled` is false.
@@ -235,6 +237,7 @@ async fn server(State(shared): State<Arc<Shared>>) -> Response {
             http: shared.http_addr.to_string(),
         },
         streams: shared.hub.streams().len(),
+        connections: crate::limits::OpenConnections::of(&shared),
         config: ConfigSummary {
             chunk_size: c.rtmp.chunk_size,
             gop: GopLimits {

@@ -286,6 +286,34 @@ pub struct LimitsConfig {
     pub max_message_len: u32,
     /// Most chunk stream ids one RTMP connection may use.
     pub max_chunk_streams: usize,
+    /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
+    /// a new connection is closed right after accept. 4096 keeps a small server well inside
+    /// common descriptor limits while serving thousands of viewers.
+    pub max_connections: usize,
+    /// Most open TCP connections from one client address (IPv6: one /64); one host cannot
+    /// take every slot. 64 covers a player that opens several connections, or a small NAT.
+    pub max_connections_per_ip: usize,
+    /// New connections one client address may open per second, on average (0 = no rate
+    /// limit): stops connect floods that churn handshakes without ever holding a slot.
+    pub connections_per_ip_per_second: u32,
+    /// Connections one client address may open at once before the per-second rate applies
+    /// (players and HLS clients open a few in a burst).
+    pub connections_per_ip_burst: u32,
+    /// Client addresses (CIDR blocks such as "10.0.0.0/8" or bare addresses) exempt from the
+    /// per-address limits (trusted proxies, monitoring); empty by default, so loopback is
+    /// limited too. The global `max_connections` still applies.
+    pub exempt: Vec<String>,
+    /// Most publishers at once in one app (`{app}/*`); 0 = unlimited. Unlimited by default:
+    /// one app usually carries every stream and `max_streams` already bounds the total.
+    pub max_publishers_per_app: usize,
+    /// Most viewers of one stream across RTMP, HTTP-FLV, WebSocket-FLV, HLS and WebRTC
+    /// (0 = unlimited): one popular stream cannot starve the others of bandwidth.
+    pub max_viewers_per_stream: usize,
+    /// Largest HTTP request head (request line and headers) in bytes; bigger gets 431. 16 KiB
+    /// fits any real browser or player request (at least 8192, hyper's minimum buffer).
+    pub http_max_header_bytes: usize,
+    /// Time (ms) an HTTP client has to send a whole request head (slowloris protection).
+    pub http_header_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -298,6 +326,15 @@ impl Default for LimitsConfig {
             idle_timeout_ms: 30_000,
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            connections_per_ip_per_second: 50,
+            connections_per_ip_burst: 200,
+            exempt: Vec::new(),
+            max_publishers_per_app: 0,
+            max_viewers_per_stream: 1000,
+            http_max_header_bytes: 16 * 1024,
+            http_header_timeout_ms: 10_000,
         }
     }
 }
@@ -491,6 +528,7 @@ impl Config {
         if self.limits.max_chunk_streams < 4 {
             return bad("limits.max_chunk_streams", "must be at least 4");
         }
+        crate::limits::validate(&self.limits)?;
         if self.hub.audio_coalesce_ms > 1000 {
             return bad("hub.audio_coalesce_ms", "must be at most 1000");
         }

@@ -223,6 +223,8 @@ pub(crate) struct ViewerGuard {
     protocol: ViewerProtocol,
     shared: Arc<crate::Shared>,
     stream: Arc<StreamCounters>,
+    /// The viewer's place under `limits.max_viewers_per_stream`, released with the guard.
+    _slot: Option<crate::limits::StreamSlot>,
 }
 
 impl ViewerGuard {
@@ -235,7 +237,14 @@ impl ViewerGuard {
             protocol,
             shared: Arc::clone(shared),
             stream,
+            _slot: None,
         }
+    }
+
+    /// Holds `slot` (from `limits::admit_viewer`) for as long as this viewer is counted.
+    pub(crate) fn holding(mut self, slot: crate::limits::StreamSlot) -> Self {
+        self._slot = Some(slot);
+        self
     }
 
     /// Records a delivery latency sample of this viewer.

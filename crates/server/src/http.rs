@@ -35,23 +35,14 @@ const KICK_CLOSE: Duration = Duration::from_secs(2);
 
 /// Serves HTTP until shutdown.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    use axum::serve::ListenerExt;
-    let shutdown = shared.shutdown.clone();
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let app = if shared.config.tls.redirect_http {
-        crate::https::redirecting(router(shared.clone()), shared)
+        crate::https::redirecting(router(shared.clone()), shared.clone())
     } else {
-        router(shared)
+        router(shared.clone())
     };
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-    {
-        tracing::error!("http server stopped: {e}");
-    }
+    // Served by hand (like HTTPS) so every connection passes the connection limits and gets
+    // the request-head size and time limits.
+    crate::limits::serve_http(shared, listener, app).await;
 }
 
 /// Serves `/metrics` alone on `http.metrics_listen` until shutdown.
@@ -180,6 +171,15 @@ async fn flv(
         Ok(s) => s,
         Err(e) => return error(StatusCode::NOT_FOUND, format!("stream {key}: {e}")),
     };
+    let protocol = if ws.is_ok() {
+        ViewerProtocol::WsFlv
+    } else {
+        ViewerProtocol::HttpFlv
+    };
+    let slot = match crate::limits::admit_viewer(&shared, &key, protocol) {
+        Ok(s) => s,
+        Err(refusal) => return refusal.into_http(),
+    };
     shared.stats.flv_viewers.fetch_add(1, Ordering::Relaxed);
     let cors = shared.config.http.cors_allow_origin.clone();
     if let Ok(ws) = ws {
@@ -187,7 +187,7 @@ async fn flv(
         let timing = Timing::new(&shared);
         let counter = shared.clone();
         return ws.on_upgrade(move |socket| async move {
-            let guard = ViewerGuard::new(&counter, &key, ViewerProtocol::WsFlv);
+            let guard = ViewerGuard::new(&counter, &key, ViewerProtocol::WsFlv).holding(slot);
             let kick = CancellationToken::new();
             let api = register(&counter, ViewerProtocol::WsFlv, key, remote, &kick);
             ws_flv(socket, sub, permit, timing, counter, (guard, api, kick)).await;
@@ -195,7 +195,7 @@ async fn flv(
     }
     tracing::info!(%key, "http-flv play");
     let timing = Timing::new(&shared);
-    let guard = ViewerGuard::new(&shared, &key, ViewerProtocol::HttpFlv);
+    let guard = ViewerGuard::new(&shared, &key, ViewerProtocol::HttpFlv).holding(slot);
     let kick = CancellationToken::new();
     let api = register(&shared, ViewerProtocol::HttpFlv, key, remote, &kick);
     // One kick future for the body's life, polled alongside each batch.

@@ -55,6 +55,12 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // Connection limits, before the TLS handshake (the cheapest point to refuse).
+        let Some(permit) = crate::limits::on_accept(&shared, crate::ListenerKind::Https, peer)
+        else {
+            drop(sock);
+            continue;
+        };
         let _ = sock.set_nodelay(true);
         let (shared, acceptor, app) = (shared.clone(), acceptor.clone(), app.clone());
         tracker.spawn(async move {
@@ -64,12 +70,15 @@ pub(crate) async fn serve(
                 return;
             };
             connection(&shared, TokioIo::new(stream), peer, app).await;
+            drop(permit);
         });
     }
 }
 
-/// Serves one TLS connection with HTTP/1.1 (with upgrades, for WebSocket-FLV) or HTTP/2.
-async fn connection<I>(shared: &Shared, io: I, peer: SocketAddr, app: Router)
+/// Serves one connection (TLS, or plain HTTP from `limits::serve_http`) with HTTP/1.1 (with
+/// upgrades, for WebSocket-FLV) or HTTP/2, within `limits.http_max_header_bytes` (431 beyond)
+/// and `limits.http_header_timeout_ms`.
+pub(crate) async fn connection<I>(shared: &Shared, io: I, peer: SocketAddr, app: Router)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -82,6 +91,14 @@ where
     // The timer enables hyper's header read timeout (slowloris) and HTTP/2 keep-alive.
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
+    let limits = &shared.config.limits;
+    builder
+        .http1()
+        .max_buf_size(limits.http_max_header_bytes)
+        .header_read_timeout(Duration::from_millis(limits.http_header_timeout_ms));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.http_max_header_bytes).unwrap_or(u32::MAX));
     let mut conn = pin!(builder.serve_connection_with_upgrades(io, svc));
     let result = tokio::select! {
         r = conn.as_mut() => r,

@@ -15,6 +15,7 @@ mod hls_http;
 mod http;
 mod https;
 mod latency;
+mod limits;
 mod metrics;
 mod procfs;
 mod record;
@@ -42,6 +43,11 @@ pub use config::Config;
 pub use console::{CONSOLE_ASSETS, CONSOLE_CSP, ConsoleAsset, console_asset};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use demo::{DEMO_FLV, DEMO_KEY};
+pub use limits::{
+    LIMIT_CODE, LOG_BURST, LOG_WINDOW, LimitReason, LimitRefusal, ListenerKind,
+    MAX_HTTP_HEADER_BYTES, MAX_RATE_TRACKED_ADDRESSES, MIN_HTTP_HEADER_BYTES,
+    RATE_SWEEP_MIN_INTERVAL, UPKEEP_INTERVAL,
+};
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
 pub use tls::{HTTPS_ALPN, MAX_PEM_BYTES, TlsStats};
@@ -156,6 +162,8 @@ pub(crate) struct Shared {
     pub(crate) auth: auth::AuthState,
     /// WebRTC (WHEP) peers and their UDP socket (`None` when `webrtc.enabled` is false).
     pub(crate) webrtc: Option<Arc<webrtc::WebRtc>>,
+    /// Connection, viewer and publisher limits (`[limits]`).
+    pub(crate) limits: Arc<limits::Limits>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -207,6 +215,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         None
     };
+    let limits = limits::Limits::new(&config.limits)?;
     let tracker = TaskTracker::new();
     let stats = ServerStats::default();
     let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
@@ -231,6 +240,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tls: tls_listeners.as_ref().map(|t| t.0.clone()),
         auth,
         webrtc,
+        limits,
     });
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
         tracker.spawn(rtmp_server::run_tls(
@@ -263,6 +273,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracing::info!(%addr, "metrics listening");
     }
     tracker.spawn(latency_upkeep(Arc::clone(&shared)));
+    tracker.spawn(limits::upkeep(Arc::clone(&shared)));
     if let Some(w) = &shared.webrtc {
         w.spawn_io(&shared.shutdown, &tracker);
     }
@@ -370,6 +381,11 @@ impl RunningServer {
     /// AAC-to-Opus transcoders running now (one per stream with WebRTC viewers).
     pub fn webrtc_transcoders(&self) -> usize {
         self.shared.webrtc.as_ref().map_or(0, |w| w.audio.running())
+    }
+
+    /// TCP connections open now on `listener` (admitted by `[limits]`, not yet closed).
+    pub fn open_connections(&self, listener: ListenerKind) -> usize {
+        self.shared.limits.connections.open(listener)
     }
 
     /// The stream hub (for inspection in tests and, later, the API).

@@ -35,6 +35,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         webhooks(shared);
         crate::tls::metrics(shared);
         crate::auth::metrics(shared);
+        crate::limits::metrics(shared);
         crate::webrtc::metrics::render(shared);
     });
     let mut text = handle.render();
@@ -50,7 +51,7 @@ fn describe() {
     );
     describe_counter!(
         "sluice_connections_refused_total",
-        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached)."
+        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key)."
     );
     describe_gauge!("sluice_connections_active", "RTMP connections open now.");
     describe_counter!(

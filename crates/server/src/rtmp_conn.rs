@@ -142,6 +142,8 @@ struct Publishing {
     counters: Arc<StreamCounters>,
     /// Lists this publisher in the API while it publishes.
     api: SessionGuard,
+    /// Its place under `limits.max_publishers_per_app`.
+    _limit: crate::limits::StreamSlot,
 }
 
 struct Conn {
@@ -668,6 +670,18 @@ impl Conn {
             );
             return;
         };
+        let app = self.app.clone().unwrap_or_default();
+        let slot = match crate::limits::admit_publisher(&self.shared, &app, self.protocol) {
+            Ok(s) => s,
+            Err(refusal) => {
+                self.session.reject_publish(
+                    stream_id,
+                    "NetStream.Publish.Rejected",
+                    &refusal.to_string(),
+                );
+                return;
+            }
+        };
         let info = PublisherInfo {
             protocol: self.protocol,
             remote: self.peer.to_string(),
@@ -684,6 +698,7 @@ impl Conn {
                     publisher,
                     counters: self.shared.streams.get_or_create(&key),
                     api: self.register(SessionKind::Publisher, key),
+                    _limit: slot,
                 });
             }
             Err(e) => {
@@ -713,6 +728,18 @@ impl Conn {
         };
         match self.shared.hub.subscribe(&key) {
             Ok(sub) => {
+                let slot =
+                    match crate::limits::admit_viewer(&self.shared, &key, ViewerProtocol::Rtmp) {
+                        Ok(s) => s,
+                        Err(refusal) => {
+                            self.session.reject_play(
+                                stream_id,
+                                "NetStream.Play.Failed",
+                                &refusal.to_string(),
+                            );
+                            return;
+                        }
+                    };
                 tracing::Span::current().record("stream", key.as_str());
                 tracing::info!(peer = %self.peer, %key, "rtmp play");
                 self.session.accept_play(stream_id);
@@ -724,7 +751,8 @@ impl Conn {
                     audio: true,
                     video: true,
                     hold: AudioHold::default(),
-                    viewer: ViewerGuard::new(&self.shared, &key, ViewerProtocol::Rtmp),
+                    viewer: ViewerGuard::new(&self.shared, &key, ViewerProtocol::Rtmp)
+                        .holding(slot),
                     api: self.register(SessionKind::Viewer, key),
                     probe: LatencyProbe::default(),
                 });

@@ -47,6 +47,16 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Connection limits, before any handshake (the cheapest point to refuse).
+        let kind = if acceptor.is_some() {
+            crate::ListenerKind::Rtmps
+        } else {
+            crate::ListenerKind::Rtmp
+        };
+        let Some(conn) = crate::limits::on_accept(&shared, kind, peer) else {
+            drop(sock);
+            continue;
+        };
         let Ok(permit) = shared.rtmp_slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = shared.config.limits.max_rtmp_connections,
                 "rtmp connection refused: limits.max_rtmp_connections reached");
@@ -77,6 +87,7 @@ async fn accept_loop(
                     }
                 }
                 drop(permit);
+                drop(conn);
             }
             .instrument(span),
         );

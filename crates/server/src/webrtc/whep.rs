@@ -257,6 +257,9 @@ async fn create(
         )
     })?;
 
+    // `limits.max_viewers_per_stream` (across protocols): 503 {"code":"limit"}.
+    let slot = crate::limits::admit_viewer(shared, &key, ViewerProtocol::WebRtc)
+        .map_err(crate::limits::LimitRefusal::into_http)?;
     // Reserve the peer slot (global and per stream) under the routing lock.
     let id = wr.next_id();
     let resource: String = {
@@ -309,7 +312,7 @@ async fn create(
         },
         kick.clone(),
     );
-    let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc);
+    let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc).holding(slot);
     tracing::info!(%key, "whep play");
     let p = Peer {
         cleanup: peer::Cleanup {
