@@ -1,4 +1,4 @@
-//! `[webrtc]`: the WebRTC (WHEP) UDP listener and its limits.
+//! `[webrtc]`: the WebRTC (WHEP playback, WHIP ingest) UDP listener and its limits.
 
 use std::net::SocketAddr;
 
@@ -31,6 +31,10 @@ pub struct WebRtcConfig {
     pub ice_timeout_ms: u64,
     /// Largest SDP offer (or trickle fragment) accepted; bigger bodies get 413.
     pub max_sdp_bytes: usize,
+    /// WHIP ingest: a keyframe is requested (PLI) from the publisher when none came for this
+    /// long. Browsers send keyframes only on request, and HLS segments and the GOP cache need
+    /// one every couple of seconds.
+    pub whip_keyframe_interval_ms: u64,
 }
 
 impl Default for WebRtcConfig {
@@ -43,6 +47,7 @@ impl Default for WebRtcConfig {
             max_peers_per_stream: 500,
             ice_timeout_ms: 15_000,
             max_sdp_bytes: 32 * 1024,
+            whip_keyframe_interval_ms: 2000,
         }
     }
 }
@@ -62,6 +67,12 @@ impl WebRtcConfig {
         }
         if !(1024..=MAX_SDP_BYTES_CEILING).contains(&self.max_sdp_bytes) {
             return bad("webrtc.max_sdp_bytes", "must be between 1024 and 1048576");
+        }
+        if !(500..=60_000).contains(&self.whip_keyframe_interval_ms) {
+            return bad(
+                "webrtc.whip_keyframe_interval_ms",
+                "must be between 500 and 60000",
+            );
         }
         if self.announce.len() > MAX_ANNOUNCE {
             return bad("webrtc.announce", "at most 16 addresses");
@@ -91,5 +102,11 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("max_peers"));
+        let c = WebRtcConfig {
+            whip_keyframe_interval_ms: 10,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("webrtc.whip_keyframe_interval_ms"), "{e}");
     }
 }
