@@ -75,4 +75,12 @@ pub enum TranscodeError {
         /// Output rate.
         to: u32,
     },
+    /// The AAC encoder refused a setting or failed (not expected with valid settings).
+    #[error("AAC encoder: {what}: {reason}")]
+    AacEncoder {
+        /// The operation that failed.
+        what: &'static str,
+        /// What the encoder said.
+        reason: String,
+    },
 }

@@ -1,5 +1,6 @@
 //! Audio transcoding for protocol bridges: AAC (what RTMP publishers send) to Opus (the only
-//! audio codec every browser's WebRTC stack accepts).
+//! audio codec every browser's WebRTC stack accepts), and back: Opus from WebRTC publishers to
+//! AAC for RTMP, FLV and MPEG-TS players ([`OpusToAac`]).
 //!
 //! One [`AacToOpus`] runs per stream (not per viewer), started when the first WebRTC viewer
 //! appears. It is sans-IO: raw AAC frames and their hub decode times go in, 20 ms Opus packets
@@ -9,10 +10,15 @@
 //! only when the input is not already 48 kHz) → libopus (`opus` crate) at 48 kHz, 20 ms frames.
 
 mod error;
+mod opus_to_aac;
 pub mod resample;
 mod transcoder;
 
 pub use error::TranscodeError;
+pub use opus_to_aac::{
+    AAC_BITRATE_MONO, AAC_BITRATE_STEREO, AacFrame, MAX_CONCEAL_MS, MAX_OPUS_PACKET_SAMPLES,
+    MIN_CONCEAL_MS, OpusToAac,
+};
 pub use transcoder::{AacToOpus, OpusPacket};
 
 /// Duration of every Opus packet produced, in milliseconds.
