@@ -179,7 +179,9 @@ impl OpusSource {
 impl Drop for OpusSource {
     fn drop(&mut self) {
         let mut m = lock(&self.map);
-        if m.get(&self.key).is_some_and(|e| e.generation == self.generation) {
+        if m.get(&self.key)
+            .is_some_and(|e| e.generation == self.generation)
+        {
             m.remove(&self.key);
         }
     }

@@ -136,7 +136,10 @@ fn push_unit<'a>(units: &mut Vec<&'a [u8]>, unit: Option<&'a [u8]>) -> Option<()
 /// 4-byte NAL lengths; `None` if a parameter set is too short or longer than
 /// [`MAX_PARAM_SET_BYTES`].
 pub(crate) fn config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
-    if sps.len() < 4 || pps.is_empty() || sps.len() > MAX_PARAM_SET_BYTES || pps.len() > MAX_PARAM_SET_BYTES
+    if sps.len() < 4
+        || pps.is_empty()
+        || sps.len() > MAX_PARAM_SET_BYTES
+        || pps.len() > MAX_PARAM_SET_BYTES
     {
         return None;
     }
@@ -305,7 +308,9 @@ mod tests {
 
     #[test]
     fn annexb_splits_on_three_and_four_byte_start_codes() {
-        let data = [0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0];
+        let data = [
+            0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0,
+        ];
         let units = split_annexb(&data).unwrap();
         assert_eq!(units, vec![&[0x67, 0x42][..], &[0x68, 0xCE], &[0x65, 0x88]]);
         assert_eq!(split_annexb(&[1, 2, 3]).unwrap(), Vec::<&[u8]>::new());
@@ -345,7 +350,9 @@ mod tests {
         assert!(!u.keyframe && u.config.is_none());
         assert_eq!(u.data, [0, 0, 0, 2, 0x41, 0x9A]);
         // New SPS: a new record.
-        let au2 = [0, 0, 1, 0x67, 0x64, 0, 0x1F, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 1];
+        let au2 = [
+            0, 0, 1, 0x67, 0x64, 0, 0x1F, 0, 0, 1, 0x68, 0xCE, 0, 0, 1, 0x65, 1,
+        ];
         let rec = a.convert(&au2).unwrap().config.unwrap();
         assert_eq!(&rec[..4], &[1, 0x64, 0, 0x1F]);
     }
@@ -353,12 +360,27 @@ mod tests {
     #[test]
     fn annexb_without_parameter_sets_or_slices_is_refused() {
         let mut a = Avcc::default();
-        assert!(a.convert(&[0, 0, 1, 0x65, 0x88]).is_none(), "IDR before SPS/PPS");
-        assert!(a.convert(&[0, 0, 1, 0x67, 0x42, 0xC0, 0x1E]).is_none(), "no slice");
-        assert!(a.convert(&[0, 0, 1, 0x68, 0xCE]).is_none(), "still no slice");
-        assert!(a.convert(&[0, 0, 1, 0x41, 0x9A]).is_some(), "SPS and PPS now known");
+        assert!(
+            a.convert(&[0, 0, 1, 0x65, 0x88]).is_none(),
+            "IDR before SPS/PPS"
+        );
+        assert!(
+            a.convert(&[0, 0, 1, 0x67, 0x42, 0xC0, 0x1E]).is_none(),
+            "no slice"
+        );
+        assert!(
+            a.convert(&[0, 0, 1, 0x68, 0xCE]).is_none(),
+            "still no slice"
+        );
+        assert!(
+            a.convert(&[0, 0, 1, 0x41, 0x9A]).is_some(),
+            "SPS and PPS now known"
+        );
         assert!(a.convert(&[7, 7, 7]).is_none(), "garbage");
-        assert!(a.convert(&vec![0; MAX_ACCESS_UNIT_BYTES + 1]).is_none(), "too big");
+        assert!(
+            a.convert(&vec![0; MAX_ACCESS_UNIT_BYTES + 1]).is_none(),
+            "too big"
+        );
     }
 
     #[test]
@@ -387,8 +409,8 @@ mod tests {
             let want: Vec<u8> = slices_of(&f.payload());
             assert_eq!(u.data, want, "frame {frames}");
             if frames == 0 {
-                let rec = flv::codec::parse_avc_decoder_config(&Bytes::from(u.config.unwrap()))
-                    .unwrap();
+                let rec =
+                    flv::codec::parse_avc_decoder_config(&Bytes::from(u.config.unwrap())).unwrap();
                 let orig = flv::codec::parse_avc_decoder_config(record.as_ref().unwrap()).unwrap();
                 assert_eq!((rec.sps, rec.pps), (orig.sps, orig.pps));
             } else {

@@ -50,6 +50,12 @@ pub const REORDER_AUDIO_PACKETS: usize = 15;
 /// Channels of the AAC made from the publisher's Opus: WebRTC Opus is always signalled as
 /// two channels, and a mono packet decodes to stereo.
 pub const AAC_CHANNELS: u16 = 2;
+/// Longest a video frame is held back for audio to catch up (the AAC encoder emits a frame
+/// only after 1024 samples and its own delay), so the hub gets the tracks interleaved by
+/// timestamp as an RTMP publisher's muxer would send them.
+pub const MAX_INTERLEAVE_MS: u64 = 150;
+/// Most video tags held back for interleaving (bounds the queue whatever the timestamps).
+pub const MAX_HELD_VIDEO: usize = 64;
 /// 48 kHz samples in one 20 ms Opus packet (the RTP step the viewers' packets advertise).
 pub const OPUS_PACKET_SAMPLES: u32 = 960;
 
@@ -221,6 +227,8 @@ struct State {
     base: Option<u64>,
     last_video_dts: Option<u64>,
     last_audio_dts: Option<u64>,
+    /// Video tags (dts, FLV body) waiting for audio to reach their time.
+    held: std::collections::VecDeque<(u64, Vec<u8>)>,
     /// A keyframe request is wanted.
     want_key: bool,
     last_request: Option<Instant>,
@@ -247,6 +255,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
         base: None,
         last_video_dts: None,
         last_audio_dts: None,
+        held: std::collections::VecDeque::new(),
         want_key: true,
         last_request: None,
         last_keyframe: last_rx,
@@ -426,9 +435,29 @@ fn video(p: &mut Ingest, st: &mut State, u: AvccUnit, ms: u64) {
         st.last_keyframe = Instant::now();
     }
     if let Some(record) = u.config {
-        push(p, video_body(true, 0, &record), flv::mux::TAG_VIDEO, dts);
+        st.held.push_back((dts, video_body(true, 0, &record)));
     }
-    push(p, video_body(u.keyframe, 1, &u.data), flv::mux::TAG_VIDEO, dts);
+    st.held.push_back((dts, video_body(u.keyframe, 1, &u.data)));
+    flush_video(p, st);
+}
+
+/// Hands held video tags to the hub once audio reached their time, they waited
+/// [`MAX_INTERLEAVE_MS`], the queue is full, or the publisher sends no audio.
+fn flush_video(p: &mut Ingest, st: &mut State) {
+    let newest = st.held.back().map_or(0, |(d, _)| *d);
+    while let Some((dts, _)) = st.held.front() {
+        let due = p.opus.is_none()
+            || st.last_audio_dts.is_some_and(|a| a >= *dts)
+            || newest.saturating_sub(*dts) > MAX_INTERLEAVE_MS
+            || st.held.len() > MAX_HELD_VIDEO;
+        if !due {
+            break;
+        }
+        let Some((dts, body)) = st.held.pop_front() else {
+            break;
+        };
+        push(p, body, flv::mux::TAG_VIDEO, dts);
+    }
 }
 
 fn audio(p: &mut Ingest, st: &mut State, packet: &[u8], ms: u64) {
@@ -469,6 +498,7 @@ fn audio(p: &mut Ingest, st: &mut State, packet: &[u8], ms: u64) {
         }
         push(p, audio_body(1, &f.data), flv::mux::TAG_AUDIO, dts);
     }
+    flush_video(p, st);
 }
 
 /// An FLV video tag body: AVC, key or inter frame, packet type, cts 0, payload.
@@ -557,7 +587,10 @@ mod tests {
         // Loss: this and the next delta frames are dropped, a keyframe is requested.
         assert_eq!(v.accept(&delta, false), (None, true));
         assert_eq!(v.accept(&delta, true), (None, true));
-        assert!(v.accept(&idr, false).0.is_some(), "a keyframe after loss is fine");
+        assert!(
+            v.accept(&idr, false).0.is_some(),
+            "a keyframe after loss is fine"
+        );
         assert!(v.accept(&delta, true).0.is_some());
         assert_eq!(v.accept(&[1, 2, 3], true), (None, true), "garbage");
     }
@@ -590,8 +623,8 @@ mod tests {
             (f.codec, f.role),
             (media::Codec::Aac, media::FrameRole::SequenceHeader)
         );
-        let f = flv::frame_from_tag(flv::mux::TAG_AUDIO, 21, Bytes::from(audio_body(1, &[9])))
-            .unwrap();
+        let f =
+            flv::frame_from_tag(flv::mux::TAG_AUDIO, 21, Bytes::from(audio_body(1, &[9]))).unwrap();
         assert_eq!((f.role, f.dts), (media::FrameRole::Coded, 21));
     }
 }

@@ -103,7 +103,11 @@ pub(super) fn err(status: StatusCode, code: &'static str, msg: impl Into<String>
 }
 
 /// Reads a body of at most `max` bytes; `Err` is the 413 (or 400) response.
-pub(super) async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<String, Response> {
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<String, Response> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -244,6 +248,8 @@ pub(super) async fn read_offer(
 
 /// Parses the offer, builds the peer's ICE-lite `Rtc` (H.264 and Opus only) from `config`
 /// with our candidates, and accepts the offer: the `Rtc`, its ICE credentials and the answer.
+// The error is the HTTP response axum sends as it is: boxing it gains nothing.
+#[allow(clippy::result_large_err)]
 pub(super) fn negotiate(
     wr: &WebRtc,
     sdp: &str,
@@ -305,6 +311,8 @@ pub(super) struct Slot {
 
 /// Reserves a peer slot (global `max_peers` and per stream, under the routing lock) and
 /// registers its resource and ufrag route; 503 when a limit is reached.
+// The error is the HTTP response axum sends as it is: boxing it gains nothing.
+#[allow(clippy::result_large_err)]
 pub(super) fn reserve(
     wr: &Arc<WebRtc>,
     cfg: &super::WebRtcConfig,

@@ -116,7 +116,11 @@ async fn create(
             HubError::InvalidKey { .. } => {
                 err(StatusCode::BAD_REQUEST, "bad_stream", e.to_string())
             }
-            _ => err(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+            _ => err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
         }
     })?;
     tracing::info!(%key, %remote, "whip publish");
