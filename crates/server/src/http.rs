@@ -81,6 +81,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     .route("/", get(crate::console::index))
     .route("/console/{file}", get(console_file))
     .merge(crate::webrtc::whep::routes())
+    .merge(crate::webrtc::whip::routes())
     .route("/{app}/{file}", get(flv))
     .route("/{app}/{stream}/{file}", get(hls_file))
     // Access control of the media routes (matched by route, so the API, metrics and

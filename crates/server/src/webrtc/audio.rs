@@ -5,6 +5,11 @@
 //! viewer to leave stops it (its [`AudioGuard`] drop). A viewer that falls more than
 //! [`AUDIO_FANOUT`] packets behind skips ahead (the broadcast channel's lag), as the network
 //! would drop them.
+//!
+//! A WHIP publisher's stream needs no transcoder: its ingest [`AudioHub::provide`]s the
+//! publisher's own Opus packets, which feed the same broadcast channel, so WHEP viewers get
+//! them bit-exact. While the [`OpusSource`] lives, `join` never starts a transcoder for the
+//! stream; its drop ends the entry (viewers' receivers close).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,15 +26,20 @@ pub const AUDIO_FANOUT: usize = 64;
 
 #[derive(Debug)]
 struct Entry {
+    /// Tells guards of a replaced entry of the same key apart from this one's.
+    generation: u64,
     tx: broadcast::Sender<Arc<OpusPacket>>,
     viewers: usize,
     stop: CancellationToken,
+    /// An [`OpusSource`] feeds `tx` (no transcoder runs).
+    source: bool,
 }
 
-/// The per-stream transcoders.
+/// The per-stream transcoders (and WHIP Opus sources).
 #[derive(Debug, Default)]
 pub(crate) struct AudioHub {
     map: Arc<Mutex<HashMap<String, Entry>>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 fn lock(m: &Mutex<HashMap<String, Entry>>) -> MutexGuard<'_, HashMap<String, Entry>> {
@@ -41,14 +51,17 @@ fn lock(m: &Mutex<HashMap<String, Entry>>) -> MutexGuard<'_, HashMap<String, Ent
 pub(crate) struct AudioGuard {
     map: Arc<Mutex<HashMap<String, Entry>>>,
     key: String,
+    generation: u64,
 }
 
 impl Drop for AudioGuard {
     fn drop(&mut self) {
         let mut m = lock(&self.map);
-        if let Some(e) = m.get_mut(&self.key) {
+        if let Some(e) = m.get_mut(&self.key)
+            && e.generation == self.generation
+        {
             e.viewers = e.viewers.saturating_sub(1);
-            if e.viewers == 0 {
+            if e.viewers == 0 && !e.source {
                 e.stop.cancel();
                 m.remove(&self.key);
             }
@@ -65,14 +78,21 @@ impl AudioHub {
         key: &str,
     ) -> (broadcast::Receiver<Arc<OpusPacket>>, AudioGuard) {
         let mut m = lock(&self.map);
+        if let Some(e) = m.get_mut(key) {
+            e.viewers += 1;
+            let guard = AudioGuard {
+                map: Arc::clone(&self.map),
+                key: key.to_owned(),
+                generation: e.generation,
+            };
+            return (e.tx.subscribe(), guard);
+        }
+        let generation = self.next_generation();
         let guard = AudioGuard {
             map: Arc::clone(&self.map),
             key: key.to_owned(),
+            generation,
         };
-        if let Some(e) = m.get_mut(key) {
-            e.viewers += 1;
-            return (e.tx.subscribe(), guard);
-        }
         let (tx, rx) = broadcast::channel(AUDIO_FANOUT);
         let stop = CancellationToken::new();
         if let Ok(sub) = hub.subscribe(key) {
@@ -81,17 +101,89 @@ impl AudioHub {
         m.insert(
             key.to_owned(),
             Entry {
+                generation,
                 tx,
                 viewers: 1,
                 stop,
+                source: false,
             },
         );
         (rx, guard)
     }
 
+    fn next_generation(&self) -> u64 {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the caller (a WHIP ingest) the Opus source of `key`: a transcoder running for
+    /// it is stopped and its viewers get the source's packets from now on.
+    pub(crate) fn provide(&self, key: &str) -> OpusSource {
+        let mut m = lock(&self.map);
+        let (generation, tx) = match m.get_mut(key) {
+            // Viewers already joined (a takeover in the grace period): keep their channel
+            // and their guards' generation, stop the transcoder.
+            Some(e) => {
+                e.stop.cancel();
+                e.source = true;
+                (e.generation, e.tx.clone())
+            }
+            None => {
+                let generation = self.next_generation();
+                let tx = broadcast::channel(AUDIO_FANOUT).0;
+                m.insert(
+                    key.to_owned(),
+                    Entry {
+                        generation,
+                        tx: tx.clone(),
+                        viewers: 0,
+                        stop: CancellationToken::new(),
+                        source: true,
+                    },
+                );
+                (generation, tx)
+            }
+        };
+        drop(m);
+        OpusSource {
+            map: Arc::clone(&self.map),
+            key: key.to_owned(),
+            generation,
+            tx,
+        }
+    }
+
     /// Transcoders running now.
     pub(crate) fn running(&self) -> usize {
         lock(&self.map).len()
+    }
+}
+
+/// Feeds a stream's WebRTC viewers with a publisher's own Opus packets; dropping it ends
+/// the stream's audio entry.
+#[derive(Debug)]
+pub(crate) struct OpusSource {
+    map: Arc<Mutex<HashMap<String, Entry>>>,
+    key: String,
+    generation: u64,
+    tx: broadcast::Sender<Arc<OpusPacket>>,
+}
+
+impl OpusSource {
+    /// Hands one packet to every viewer (none listening is fine).
+    pub(crate) fn push(&self, packet: OpusPacket) {
+        let _ = self.tx.send(Arc::new(packet));
+    }
+}
+
+impl Drop for OpusSource {
+    fn drop(&mut self) {
+        let mut m = lock(&self.map);
+        if m.get(&self.key)
+            .is_some_and(|e| e.generation == self.generation)
+        {
+            m.remove(&self.key);
+        }
     }
 }
 
@@ -134,4 +226,58 @@ async fn run(
         }
     }
     tracing::debug!(%key, "webrtc audio transcoder stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(n: u8) -> OpusPacket {
+        OpusPacket {
+            data: bytes::Bytes::from(vec![n; 3]),
+            dts_ms: u64::from(n) * 20,
+            samples: 960,
+        }
+    }
+
+    #[tokio::test]
+    async fn opus_source_feeds_viewers_without_a_transcoder() {
+        let audio = AudioHub::default();
+        let hub = Hub::new(hub::HubConfig::default());
+        let tracker = TaskTracker::new();
+        let src = audio.provide("live/a");
+        assert_eq!(audio.running(), 1);
+        let (mut rx, guard) = audio.join(&hub, &tracker, "live/a");
+        assert!(tracker.is_empty(), "no transcoder started for a source");
+        src.push(packet(7));
+        let got = rx.recv().await.unwrap();
+        assert_eq!((got.data.as_ref(), got.dts_ms), (&[7u8, 7, 7][..], 140));
+        // The viewer leaving keeps the source's entry.
+        drop(guard);
+        assert_eq!(audio.running(), 1);
+        let (mut rx, _guard) = audio.join(&hub, &tracker, "live/a");
+        // The source ending closes the viewers' channel and frees the entry.
+        drop(src);
+        assert_eq!(audio.running(), 0);
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn opus_source_takes_over_a_transcoder_entry() {
+        let audio = AudioHub::default();
+        let hub = Hub::new(hub::HubConfig::default());
+        let tracker = TaskTracker::new();
+        // Viewer joined while no stream exists: an entry without a running task.
+        let (mut rx, guard) = audio.join(&hub, &tracker, "live/b");
+        let src = audio.provide("live/b");
+        src.push(packet(1));
+        assert_eq!(rx.recv().await.unwrap().dts_ms, 20);
+        drop(guard);
+        assert_eq!(audio.running(), 1, "the source keeps the entry");
+        drop(src);
+        assert_eq!(audio.running(), 0);
+    }
 }

@@ -1,4 +1,5 @@
-//! `[webrtc]`: the WebRTC (WHEP) UDP sockets, the ICE-TCP listener and their limits.
+//! `[webrtc]`: WebRTC (WHEP playback, WHIP ingest): the UDP sockets, the ICE-TCP listener and
+//! their limits.
 
 use std::net::SocketAddr;
 
@@ -51,6 +52,10 @@ pub struct WebRtcConfig {
     pub tcp_listen: String,
     /// Most ICE-TCP connections open at once (further ones are closed at accept and counted).
     pub max_tcp_connections: usize,
+    /// WHIP ingest: a keyframe is requested (PLI) from the publisher when none came for this
+    /// long. Browsers send keyframes only on request, and HLS segments and the GOP cache need
+    /// one every couple of seconds.
+    pub whip_keyframe_interval_ms: u64,
 }
 
 impl Default for WebRtcConfig {
@@ -67,6 +72,7 @@ impl Default for WebRtcConfig {
             socket_buffer_bytes: 4 * 1024 * 1024,
             tcp_listen: "0.0.0.0:8189".to_owned(),
             max_tcp_connections: 10_000,
+            whip_keyframe_interval_ms: 2000,
         }
     }
 }
@@ -86,6 +92,12 @@ impl WebRtcConfig {
         }
         if !(1024..=MAX_SDP_BYTES_CEILING).contains(&self.max_sdp_bytes) {
             return bad("webrtc.max_sdp_bytes", "must be between 1024 and 1048576");
+        }
+        if !(500..=60_000).contains(&self.whip_keyframe_interval_ms) {
+            return bad(
+                "webrtc.whip_keyframe_interval_ms",
+                "must be between 500 and 60000",
+            );
         }
         if self.announce.len() > MAX_ANNOUNCE {
             return bad("webrtc.announce", "at most 16 addresses");
@@ -153,6 +165,12 @@ mod tests {
             ..Default::default()
         };
         assert!(c.validate().unwrap_err().to_string().contains("max_peers"));
+        let c = WebRtcConfig {
+            whip_keyframe_interval_ms: 10,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("webrtc.whip_keyframe_interval_ms"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`h264`]: AVCC to Annex B with SPS/PPS before keyframes.
 //! - [`audio`]: one AAC-to-Opus transcoder per stream shared by its WebRTC viewers.
 //! - [`player`]: the player page at `GET /{app}/{stream}/`.
+//! - [`whip`] and [`ingest`]: WHIP publishing (H.264 and Opus in, AAC made for the hub, the
+//!   Opus passed to WebRTC viewers as it came) and the publish page.
 //!
 //! Timing: video RTP time is the hub's pts (dts + cts) at 90 kHz, audio the Opus packet's dts
 //! at 48 kHz; both come from the same hub timeline, and the wallclock given to str0m (which it
@@ -23,6 +25,7 @@
 pub(crate) mod audio;
 pub(crate) mod config;
 pub(crate) mod h264;
+pub(crate) mod ingest;
 pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
@@ -31,6 +34,7 @@ pub(crate) mod sdp;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod whep;
+pub(crate) mod whip;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

@@ -115,28 +115,10 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
             d = p.rx.recv() => {
                 let Some(d) = d else { break };
                 last_rx = Instant::now();
-                let Ok(contents) = d.data.as_slice().try_into() else {
-                    wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let input = Input::Receive(d.at, Receive {
-                    proto: d.proto,
-                    source: d.source,
-                    destination: d.destination,
-                    contents,
-                });
-                if p.rtc.handle_input(input).is_err() {
-                    wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                receive(&mut p.rtc, &wr, d);
             }
             c = p.cmd.recv() => match c {
-                Some(PeerCmd::AddCandidate(line)) => {
-                    let line = line.trim_start_matches("a=");
-                    match Candidate::from_sdp_string(line) {
-                        Ok(c) => p.rtc.add_remote_candidate(c),
-                        Err(e) => tracing::debug!("webrtc trickle candidate ignored: {e}"),
-                    }
-                }
+                Some(PeerCmd::AddCandidate(line)) => add_candidate(&mut p.rtc, &line),
                 None => break,
             },
             f = p.sub.recv(), if connected => {
@@ -159,16 +141,9 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
-                let now = Instant::now();
-                if now >= silent_until {
-                    tracing::info!(stream = %p.stream, "webrtc peer timed out (no traffic)");
+                if !timeout(&mut p.rtc, &p.stream, silent_until, st.connected, connect_by) {
                     break;
                 }
-                if !st.connected && now >= connect_by {
-                    tracing::info!(stream = %p.stream, "webrtc peer timed out (ICE/DTLS never completed)");
-                    break;
-                }
-                let _ = p.rtc.handle_input(Input::Timeout(now));
             }
         }
         next = drain(&mut p, &wr, &mut st);
@@ -177,6 +152,57 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let _ = drain(&mut p, &wr, &mut st);
     drop(p.cleanup);
     tracing::info!(stream = %p.stream, bytes = st.sent, "webrtc peer closed");
+}
+
+/// Feeds one datagram to `rtc`; what str0m refuses is counted as dropped.
+pub(crate) fn receive(rtc: &mut Rtc, wr: &WebRtc, d: Datagram) {
+    let Ok(contents) = d.data.as_slice().try_into() else {
+        wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let input = Input::Receive(
+        d.at,
+        Receive {
+            proto: d.proto,
+            source: d.source,
+            destination: d.destination,
+            contents,
+        },
+    );
+    if rtc.handle_input(input).is_err() {
+        wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds a trickled remote candidate (`a=candidate:...` or `candidate:...`).
+pub(crate) fn add_candidate(rtc: &mut Rtc, line: &str) {
+    let line = line.trim_start_matches("a=");
+    match Candidate::from_sdp_string(line) {
+        Ok(c) => rtc.add_remote_candidate(c),
+        Err(e) => tracing::debug!("webrtc trickle candidate ignored: {e}"),
+    }
+}
+
+/// The timer fired: false when the peer must close (silent past `silent_until`, or not
+/// connected by `connect_by`), else str0m gets its timeout.
+pub(crate) fn timeout(
+    rtc: &mut Rtc,
+    stream: &str,
+    silent_until: Instant,
+    connected: bool,
+    connect_by: Instant,
+) -> bool {
+    let now = Instant::now();
+    if now >= silent_until {
+        tracing::info!(%stream, "webrtc peer timed out (no traffic)");
+        return false;
+    }
+    if !connected && now >= connect_by {
+        tracing::info!(%stream, "webrtc peer timed out (ICE/DTLS never completed)");
+        return false;
+    }
+    let _ = rtc.handle_input(Input::Timeout(now));
+    true
 }
 
 async fn recv_audio(

@@ -16,7 +16,12 @@ pub const PLAYER_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; \
 
 /// `GET /{app}/{stream}/`.
 pub(crate) async fn page() -> Response {
-    let mut r = PLAYER_HTML.into_response();
+    html(PLAYER_HTML)
+}
+
+/// A static page of ours with [`PLAYER_CSP`] and no caching.
+pub(crate) fn html(page: &'static str) -> Response {
+    let mut r = page.into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -16,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rand::Rng as _;
 use str0m::change::SdpOffer;
-use str0m::{Candidate, IceCreds, RtcConfig};
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::peer::{self, Peer};
-use super::{PEER_QUEUE, PeerRoute, Resource};
+use super::{PEER_QUEUE, PeerRoute, Resource, WebRtc};
 use crate::Shared;
 use crate::api::ApiError;
 use crate::counters::{ViewerGuard, ViewerProtocol};
@@ -32,8 +32,8 @@ pub const PEER_CMD_QUEUE: usize = 32;
 /// Candidates taken from one PATCH body.
 pub const MAX_TRICKLE_CANDIDATES: usize = 32;
 
-const METHODS_COLLECTION: &str = "POST, OPTIONS";
-const METHODS_RESOURCE: &str = "PATCH, DELETE, OPTIONS";
+pub(super) const METHODS_COLLECTION: &str = "POST, OPTIONS";
+pub(super) const METHODS_RESOURCE: &str = "PATCH, DELETE, OPTIONS";
 
 /// The WHEP routes (static `whep` segment: wins over the HLS `/{app}/{stream}/{file}`) and
 /// the player page (`/{app}/{stream}/`, an empty last segment that `{file}` never matches).
@@ -52,7 +52,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         )
 }
 
-fn cors(shared: &Shared, h: &mut HeaderMap, methods: &'static str) {
+pub(super) fn cors(shared: &Shared, h: &mut HeaderMap, methods: &'static str) {
     let origin = &shared.config.http.cors_allow_origin;
     if origin.is_empty() {
         return;
@@ -74,20 +74,20 @@ fn cors(shared: &Shared, h: &mut HeaderMap, methods: &'static str) {
     );
 }
 
-fn with_cors(shared: &Shared, methods: &'static str, mut r: Response) -> Response {
+pub(super) fn with_cors(shared: &Shared, methods: &'static str, mut r: Response) -> Response {
     cors(shared, r.headers_mut(), methods);
     r
 }
 
-async fn preflight_collection(State(shared): State<Arc<Shared>>) -> Response {
+pub(super) async fn preflight_collection(State(shared): State<Arc<Shared>>) -> Response {
     preflight(&shared, METHODS_COLLECTION)
 }
 
-async fn preflight_resource(State(shared): State<Arc<Shared>>) -> Response {
+pub(super) async fn preflight_resource(State(shared): State<Arc<Shared>>) -> Response {
     preflight(&shared, METHODS_RESOURCE)
 }
 
-fn preflight(shared: &Shared, methods: &'static str) -> Response {
+pub(super) fn preflight(shared: &Shared, methods: &'static str) -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(methods) {
@@ -98,12 +98,16 @@ fn preflight(shared: &Shared, methods: &'static str) -> Response {
     r
 }
 
-fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Response {
+pub(super) fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> Response {
     ApiError::new(status, code, msg).into_response()
 }
 
 /// Reads a body of at most `max` bytes; `Err` is the 413 (or 400) response.
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<String, Response> {
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<String, Response> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -125,7 +129,7 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<String
         .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not UTF-8"))
 }
 
-fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+pub(super) fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -133,7 +137,7 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
 }
 
-fn disabled() -> Response {
+pub(super) fn disabled() -> Response {
     err(
         StatusCode::NOT_FOUND,
         "webrtc_disabled",
@@ -176,16 +180,7 @@ async fn create(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Response> {
-    let wr = Arc::clone(shared.webrtc.as_ref().ok_or_else(disabled)?);
-    let cfg = &shared.config.webrtc;
-    if !content_type_is(headers, "application/sdp") {
-        return Err(err(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_content_type",
-            "the offer must be sent as Content-Type: application/sdp",
-        ));
-    }
-    let sdp = read_body(headers, body, cfg.max_sdp_bytes).await?;
+    let (wr, sdp) = read_offer(shared, headers, body).await?;
     let key = format!("{app}/{stream}");
     let sub = shared.hub.subscribe(&key).map_err(|e| {
         err(
@@ -196,8 +191,81 @@ async fn create(
     })?;
     let media = super::sdp::check_offer(&sdp)
         .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
+    // Viewers report stats every second and get a bandwidth estimate (TWCC).
+    let config = RtcConfig::new()
+        .set_stats_interval(Some(super::quality::STATS_INTERVAL))
+        .enable_bwe(Some(str0m::bwe::Bitrate::bps(
+            super::quality::INITIAL_ESTIMATE_BPS,
+        )));
+    let (rtc, creds, answer) = negotiate(&wr, &sdp, config)?;
+    // `limits.max_viewers_per_stream` (across protocols): 503 {"code":"limit"}.
+    let admitted = crate::limits::admit_viewer(shared, &key, ViewerProtocol::WebRtc)
+        .map_err(crate::limits::LimitRefusal::into_http)?;
+    let slot = reserve(&wr, &shared.config.webrtc, &key, &sdp, creds, "viewers")?;
+    // The stream's transcoder runs only for viewers that can take Opus.
+    let audio = media
+        .opus
+        .then(|| wr.audio.join(&shared.hub, &shared.tracker, &key));
+    let remote = remote.map(|c| c.to_string()).unwrap_or_default();
+    let session = shared.sessions.register(
+        SessionInfo {
+            kind: SessionKind::Viewer,
+            protocol: ViewerProtocol::WebRtc.as_str(),
+            stream: key.clone(),
+            remote,
+        },
+        slot.kick.clone(),
+    );
+    let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc).holding(admitted);
+    tracing::info!(%key, "whep play");
+    let location = format!("/{app}/{stream}/whep/{}", slot.cleanup.resource);
+    let etag = slot.etag.clone();
+    let p = Peer {
+        cleanup: slot.cleanup,
+        rtc,
+        stream: key,
+        sub,
+        audio,
+        rx: slot.rx,
+        cmd: slot.cmd,
+        kick: slot.kick,
+        viewer,
+        session,
+    };
+    shared.tracker.spawn(peer::run(Arc::clone(shared), wr, p));
+    Ok(created(&location, &etag, &answer))
+}
+
+/// The checks every offer POST shares: WebRTC enabled, `application/sdp`, the body within
+/// `webrtc.max_sdp_bytes`.
+pub(super) async fn read_offer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Arc<WebRtc>, String), Response> {
+    let wr = Arc::clone(shared.webrtc.as_ref().ok_or_else(disabled)?);
+    if !content_type_is(headers, "application/sdp") {
+        return Err(err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "the offer must be sent as Content-Type: application/sdp",
+        ));
+    }
+    let sdp = read_body(headers, body, shared.config.webrtc.max_sdp_bytes).await?;
+    Ok((wr, sdp))
+}
+
+/// Parses the offer, builds the peer's ICE-lite `Rtc` (H.264 and Opus only) from `config`
+/// with our candidates, and accepts the offer: the `Rtc`, its ICE credentials and the answer.
+// The error is the HTTP response axum sends as it is: boxing it gains nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn negotiate(
+    wr: &WebRtc,
+    sdp: &str,
+    config: RtcConfig,
+) -> Result<(Rtc, IceCreds, String), Response> {
     // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
-    let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(&sdp)))
+    let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(sdp)))
         .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_offer", "malformed SDP offer"))?;
     let offer = parsed.map_err(|e| {
         err(
@@ -206,18 +274,13 @@ async fn create(
             format!("malformed SDP offer: {e}"),
         )
     })?;
-
     let creds = IceCreds::new();
-    let mut rtc = RtcConfig::new()
+    let mut rtc = config
         .set_ice_lite(true)
         .set_local_ice_credentials(creds.clone())
         .clear_codecs()
         .enable_h264(true)
         .enable_opus(true, false)
-        .set_stats_interval(Some(super::quality::STATS_INTERVAL))
-        .enable_bwe(Some(str0m::bwe::Bitrate::bps(
-            super::quality::INITIAL_ESTIMATE_BPS,
-        )))
         .build(std::time::Instant::now());
     for addr in &wr.candidates {
         match Candidate::host(*addr, "udp") {
@@ -227,7 +290,7 @@ async fn create(
             Err(e) => tracing::warn!(%addr, "webrtc: candidate refused: {e}"),
         }
     }
-    // ICE-TCP (RFC 6544): a passive candidate, the viewer connects to it.
+    // ICE-TCP (RFC 6544): a passive candidate, the peer connects to it.
     for addr in &wr.tcp_candidates {
         let c = Candidate::builder()
             .tcp()
@@ -256,11 +319,31 @@ async fn create(
             format!("cannot use this offer: {e}"),
         )
     })?;
+    Ok((rtc, creds, answer.to_sdp_string()))
+}
 
-    // `limits.max_viewers_per_stream` (across protocols): 503 {"code":"limit"}.
-    let slot = crate::limits::admit_viewer(shared, &key, ViewerProtocol::WebRtc)
-        .map_err(crate::limits::LimitRefusal::into_http)?;
-    // Reserve the peer slot (global and per stream) under the routing lock.
+/// A peer's reserved place: its resource, routes and counted slot (freed by `cleanup`'s
+/// drop), and the ends of its queues.
+pub(super) struct Slot {
+    pub(super) cleanup: peer::Cleanup,
+    pub(super) etag: String,
+    pub(super) kick: CancellationToken,
+    pub(super) rx: mpsc::Receiver<super::Datagram>,
+    pub(super) cmd: mpsc::Receiver<super::PeerCmd>,
+}
+
+/// Reserves a peer slot (global `max_peers` and per stream, under the routing lock) and
+/// registers its resource and ufrag route; 503 when a limit is reached.
+// The error is the HTTP response axum sends as it is: boxing it gains nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn reserve(
+    wr: &Arc<WebRtc>,
+    cfg: &super::WebRtcConfig,
+    key: &str,
+    sdp: &str,
+    creds: IceCreds,
+    what: &str,
+) -> Result<Slot, Response> {
     let id = wr.next_id();
     let resource: String = {
         let mut rng = rand::rng();
@@ -274,84 +357,64 @@ async fn create(
     let (cmd_tx, cmd_rx) = mpsc::channel(PEER_CMD_QUEUE);
     {
         let mut t = wr.tables();
-        let on_stream = t.per_stream.get(&key).copied().unwrap_or(0);
+        let on_stream = t.per_stream.get(key).copied().unwrap_or(0);
         if t.resources.len() >= cfg.max_peers || on_stream >= cfg.max_peers_per_stream {
             wr.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%key, "whep refused: webrtc.max_peers or max_peers_per_stream reached");
+            tracing::warn!(%key, "webrtc refused: webrtc.max_peers or max_peers_per_stream reached");
             return Err(err(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "limit",
-                "too many WebRTC viewers",
+                format!("too many WebRTC {what}"),
             ));
         }
-        *t.per_stream.entry(key.clone()).or_default() += 1;
+        *t.per_stream.entry(key.to_owned()).or_default() += 1;
         t.resources.insert(
             resource.clone(),
             Resource {
-                stream: key.clone(),
+                stream: key.to_owned(),
                 etag: etag.clone(),
                 kick: kick.clone(),
                 cmd: cmd_tx,
-                remote_ufrag: remote_ufrag(&sdp),
+                remote_ufrag: remote_ufrag(sdp),
             },
         );
         t.by_ufrag.insert(creds.ufrag.clone(), PeerRoute { id, tx });
     }
     wr.stats.peers.fetch_add(1, Ordering::Relaxed);
-    // The stream's transcoder runs only for viewers that can take Opus.
-    let audio = media
-        .opus
-        .then(|| wr.audio.join(&shared.hub, &shared.tracker, &key));
-    let remote = remote.map(|c| c.to_string()).unwrap_or_default();
-    let session = shared.sessions.register(
-        SessionInfo {
-            kind: SessionKind::Viewer,
-            protocol: ViewerProtocol::WebRtc.as_str(),
-            stream: key.clone(),
-            remote,
-        },
-        kick.clone(),
-    );
-    let viewer = ViewerGuard::new(shared, &key, ViewerProtocol::WebRtc).holding(slot);
-    tracing::info!(%key, "whep play");
-    let p = Peer {
+    Ok(Slot {
         cleanup: peer::Cleanup {
-            wr: Arc::clone(&wr),
+            wr: Arc::clone(wr),
             id,
             ufrag: creds.ufrag,
-            resource: resource.clone(),
-            stream: key.clone(),
+            resource,
+            stream: key.to_owned(),
         },
-        rtc,
-        stream: key,
-        sub,
-        audio,
+        etag,
+        kick,
         rx,
         cmd: cmd_rx,
-        kick,
-        viewer,
-        session,
-    };
-    shared.tracker.spawn(peer::run(Arc::clone(shared), wr, p));
+    })
+}
 
-    let location = format!("/{app}/{stream}/whep/{resource}");
-    let mut r = (StatusCode::CREATED, answer.to_sdp_string()).into_response();
+/// `201 Created` with the answer, `Location` and `ETag`.
+pub(super) fn created(location: &str, etag: &str, answer: &str) -> Response {
+    let mut r = (StatusCode::CREATED, answer.to_owned()).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),
     );
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         h.insert(header::LOCATION, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-    Ok(r)
+    r
 }
 
 /// `DELETE /{app}/{stream}/whep/{id}`.
-async fn delete(
+pub(super) async fn delete(
     State(shared): State<Arc<Shared>>,
     Path((app, stream, id)): Path<(String, String, String)>,
 ) -> Response {
@@ -365,7 +428,7 @@ async fn delete(
                     res.kick.cancel();
                     StatusCode::OK.into_response()
                 }
-                None => err(StatusCode::NOT_FOUND, "not_found", "no such WHEP session"),
+                None => err(StatusCode::NOT_FOUND, "not_found", "no such WebRTC session"),
             }
         }
     };
@@ -373,7 +436,7 @@ async fn delete(
 }
 
 /// `PATCH /{app}/{stream}/whep/{id}`: trickle ICE candidates.
-async fn patch(
+pub(super) async fn patch(
     State(shared): State<Arc<Shared>>,
     Path((app, stream, id)): Path<(String, String, String)>,
     headers: HeaderMap,
@@ -401,7 +464,7 @@ async fn trickle(
             .resources
             .get(id)
             .filter(|r| r.stream == key)
-            .ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", "no such WHEP session"))?;
+            .ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", "no such WebRTC session"))?;
         (res.cmd.clone(), res.etag.clone(), res.remote_ufrag.clone())
     };
     if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())

@@ -1,5 +1,6 @@
 //! Helpers of the WebRTC e2e tests: the aiortc and Chromium drivers, hostile datagrams,
 //! STUN requests, process CPU.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -23,15 +24,38 @@ pub fn client_script() -> PathBuf {
 
 /// Runs the aiortc WHEP player for `seconds` and returns its JSON summary.
 pub async fn whep_client(url: &str, seconds: f32, keep: bool) -> Value {
-    let mut cmd = Command::new(python());
-    cmd.arg(client_script()).arg(url).arg(seconds.to_string());
+    let mut args = vec![url.to_owned(), seconds.to_string()];
     if keep {
-        cmd.arg("--keep");
+        args.push("--keep".into());
     }
-    let out = cmd.stdin(Stdio::null()).kill_on_drop(true).output();
+    run_client(&client_script(), &args, seconds).await
+}
+
+/// Runs the aiortc WHIP publisher of the fixture for `seconds` (`extra`: `--token T`,
+/// `--keep`) and returns its JSON summary.
+pub async fn whip_client(url: &str, seconds: f32, extra: &[&str]) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/whip_client.py");
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.flv");
+    let mut args = vec![
+        url.to_owned(),
+        seconds.to_string(),
+        fixture.to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_client(&script, &args, seconds).await
+}
+
+/// Runs one of the aiortc scripts (bounded: `seconds` + 30 s) and parses its last line.
+async fn run_client(script: &std::path::Path, args: &[String], seconds: f32) -> Value {
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
     let out = tokio::time::timeout(Duration::from_secs_f32(seconds + 30.0), out)
         .await
-        .expect("whep client finishes in time")
+        .expect("aiortc client finishes in time")
         .expect("python with aiortc runs (scripts/test.sh creates .venv-test)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
