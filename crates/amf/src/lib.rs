@@ -9,6 +9,7 @@
 //!
 //! Decoding never panics and every allocation is bounded by the limits below
 //! and by the input length.
+#![forbid(unsafe_code)]
 
 pub mod amf0;
 pub mod amf3;

@@ -62,6 +62,16 @@ pub struct Opts {
     /// No progress lines on stderr.
     #[arg(long)]
     pub quiet: bool,
+    /// Flood this TCP listener (host:port) for the whole run: connect, send `--flood-junk`
+    /// bytes, close, as fast as `--flood-workers` can, while `--play` measures a viewer.
+    #[arg(long)]
+    pub flood: Option<String>,
+    /// Concurrent flood workers.
+    #[arg(long, default_value_t = 64)]
+    pub flood_workers: usize,
+    /// Junk bytes sent on each flood connection (0: connect and close).
+    #[arg(long, default_value_t = 0)]
+    pub flood_junk: usize,
 }
 
 impl Opts {

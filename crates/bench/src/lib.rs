@@ -5,11 +5,13 @@
 //! duration, stalls, first-frame time and delivery latency (publisher send to player
 //! receive, same process and clock, frames matched by payload fingerprint), plus the
 //! server's CPU and RSS from /proc. [`run`] is the entry point; `main.rs` is a thin CLI.
+#![forbid(unsafe_code)]
 
 pub mod chunked;
 pub mod cli;
 mod error;
 pub mod fingerprint;
+pub mod flood;
 pub mod flvparse;
 pub mod player;
 pub mod procstat;

@@ -1,4 +1,5 @@
 //! `sluice-bench` command line: see `sluice-bench --help`.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use sluice_bench::{BenchError, Opts};
@@ -23,6 +24,25 @@ fn main() -> std::process::ExitCode {
         }
     };
     let json = opts.json.clone();
+    if opts.flood.is_some() {
+        return match rt.block_on(sluice_bench::flood::run(opts)) {
+            Ok((flood, report)) => {
+                println!("{report}");
+                println!("{flood}");
+                if let Some(path) = json
+                    && let Err(e) = std::fs::write(&path, flood.to_json() + "\n")
+                {
+                    eprintln!("sluice-bench: writing {}: {e}", path.display());
+                    return std::process::ExitCode::FAILURE;
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match rt.block_on(sluice_bench::run(opts)) {
         Ok(report) => {
             println!("{report}");

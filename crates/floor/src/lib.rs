@@ -7,6 +7,7 @@
 //! - [`request`]: reading (and discarding) the request header, bounded.
 //! - [`schedule`]: the looping real-time schedule and batching windows, as pure functions.
 //! - [`server`]: the accept and fan-out loop.
+#![forbid(unsafe_code)]
 
 pub mod request;
 pub mod schedule;

@@ -1,4 +1,5 @@
 //! `sluice-floor`: the HTTP-FLV fan-out cost floor (see the library docs).
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 //!
 //! Nothing here does IO or reads a clock; every length from the wire is checked against a
 //! named limit before use, and no input can make the crate panic.
+#![forbid(unsafe_code)]
 
 pub mod audio;
 pub mod codec;

@@ -10,6 +10,7 @@
 //! Boxes follow ISO/IEC 14496-12 (ISOBMFF), 14496-15 (avc1/hvc1), 14496-14 (mp4a/esds) and
 //! the Opus-in-ISOBMFF mapping (Opus/dOps). Nothing here does IO or reads a clock; every
 //! input length is bounded by a named limit and no input can make the crate panic.
+#![forbid(unsafe_code)]
 
 mod boxes;
 mod config;

@@ -13,6 +13,7 @@
 //! HLS, via the `mpegts` crate). Segment data is kept as shared [`bytes::Bytes`] chunks: an
 //! fMP4 segment is the list of its parts, so parts and segments never hold the same bytes
 //! twice.
+#![forbid(unsafe_code)]
 
 mod playlist;
 pub mod request;

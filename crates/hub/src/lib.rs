@@ -21,6 +21,7 @@
 //! GOP and then live frames with no gap and no duplicate. Viewers never take it per frame: the
 //! fan-out is a bounded `tokio::sync::broadcast` ring of `Arc`s, one cursor per viewer, so the
 //! publisher never waits and memory per stream is bounded whatever viewers do.
+#![forbid(unsafe_code)]
 
 mod gop;
 mod stream;

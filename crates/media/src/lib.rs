@@ -6,6 +6,7 @@
 //! RTMP and HTTP-FLV viewers can then be served without re-serialising anything. The codec
 //! payload (AVCC NAL units, raw AAC, ...) is a zero-copy slice of that body ([`Frame::payload`]).
 //! Ingests that do not speak FLV build the body once per frame, never once per viewer.
+#![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
 

@@ -10,6 +10,7 @@
 //! converted to 90 kHz and masked to 33 bits). Every length from the input is checked before
 //! use and no input can make the crate panic; the limits are [`MAX_NAL_UNITS`],
 //! [`MAX_PARAMETER_SETS`] and [`MAX_AAC_FRAME_LEN`].
+#![forbid(unsafe_code)]
 
 pub mod adts;
 pub mod crc;

@@ -6,6 +6,7 @@
 //! NetConnection/NetStream state machine) and [`client`] (the client one).
 //! Nothing here touches sockets or clocks; media payloads (including
 //! Enhanced RTMP) pass through untouched.
+#![forbid(unsafe_code)]
 
 pub mod chunk;
 pub mod client;

@@ -3,6 +3,7 @@
 //!
 //! [`start`] binds every listener and returns a [`RunningServer`] that knows its bound
 //! addresses (tests bind port 0) and shuts everything down in bounded time.
+#![forbid(unsafe_code)]
 
 mod api;
 pub mod auth;
@@ -11,6 +12,8 @@ mod console;
 mod counters;
 mod demo;
 mod egress;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hls_http;
 mod http;
 mod https;

@@ -1,5 +1,6 @@
 //! `sluice`: the media server binary. Parses flags, loads the configuration, starts the
 //! servers, and stops them cleanly on SIGINT/SIGTERM.
+#![forbid(unsafe_code)]
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

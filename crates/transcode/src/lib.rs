@@ -8,6 +8,7 @@
 //!
 //! Pipeline: `symphonia` AAC-LC decoder → [`resample`] (our own polyphase windowed-sinc resampler,
 //! only when the input is not already 48 kHz) → libopus (`opus` crate) at 48 kHz, 20 ms frames.
+#![forbid(unsafe_code)]
 
 mod error;
 mod opus_to_aac;

@@ -228,14 +228,14 @@ const MAX_QUERY_VALUE: usize = jwt::MAX_TOKEN_LEN;
 
 /// The credentials of a query: (raw, decoded) values of `token`, `expires`, `sign`.
 #[derive(Debug, Default)]
-struct QueryCredentials {
-    token: Option<(String, String)>,
-    expires: Option<(String, String)>,
-    sign: Option<(String, String)>,
+pub(crate) struct QueryCredentials {
+    pub(crate) token: Option<(String, String)>,
+    pub(crate) expires: Option<(String, String)>,
+    pub(crate) sign: Option<(String, String)>,
 }
 
 impl QueryCredentials {
-    fn parse(query: &str) -> Self {
+    pub(crate) fn parse(query: &str) -> Self {
         let mut q = Self::default();
         for pair in query.split('&') {
             let Some((k, v)) = pair.split_once('=') else {

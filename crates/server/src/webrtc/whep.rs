@@ -516,7 +516,7 @@ async fn trickle(
 }
 
 /// The offer's `a=ice-ufrag` (session or first media level).
-fn remote_ufrag(sdp: &str) -> String {
+pub(crate) fn remote_ufrag(sdp: &str) -> String {
     sdp.lines()
         .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
         .unwrap_or_default()

@@ -31,6 +31,12 @@ pub struct RtmpClient {
 impl RtmpClient {
     pub async fn connect(addr: SocketAddr, app: &str) -> Self {
         let sock = TcpStream::connect(addr).await.expect("connect");
+        Self::over(sock, addr, app)
+    }
+
+    /// Starts the handshake and `connect(app)` over an already connected socket (one with a
+    /// tiny receive buffer, say).
+    pub fn over(sock: TcpStream, addr: SocketAddr, app: &str) -> Self {
         sock.set_nodelay(true).expect("nodelay");
         let mut session = ClientSession::new(ClientConfig::default());
         session.connect(app, &format!("rtmp://{addr}/{app}"));
@@ -133,6 +139,32 @@ impl RtmpClient {
             .send_media(msg_type, timestamp, payload)
             .expect("send media");
         self.flush().await;
+    }
+
+    /// Sends only the first `keep` bytes of a media message's chunks (a publisher that
+    /// vanishes mid-message).
+    pub async fn send_partial(
+        &mut self,
+        msg_type: u8,
+        timestamp: u32,
+        payload: &[u8],
+        keep: usize,
+    ) {
+        self.flush().await;
+        self.session
+            .send_media(msg_type, timestamp, payload)
+            .expect("send media");
+        let mut out = Vec::new();
+        while let Some(b) = self.session.take_output() {
+            out.extend_from_slice(&b);
+        }
+        out.truncate(keep);
+        let _ = self.sock.write_all(&out).await;
+    }
+
+    /// The socket, for closing it abruptly.
+    pub fn into_socket(self) -> TcpStream {
+        self.sock
     }
 
     /// Media received within `dur` (or until the server closes).
