@@ -6,7 +6,6 @@
 //! the frame rate of the same run without loss.
 
 #[path = "webrtc/support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::path::PathBuf;

@@ -3,7 +3,6 @@
 //! one to aiortc, and junk on the ICE-TCP port closed and counted while a viewer plays.
 
 mod common;
-#[allow(dead_code)]
 #[path = "webrtc/support.rs"]
 mod support;
 

@@ -16,6 +16,73 @@ pub const MAX_ANNOUNCE: usize = 16;
 pub const MAX_UDP_SOCKETS: usize = 16;
 /// Largest socket buffer that may be asked for (`webrtc.socket_buffer_bytes`).
 pub const MAX_SOCKET_BUFFER_BYTES: usize = 256 * 1024 * 1024;
+/// Most STUN/TURN servers announced to clients (`webrtc.ice_servers`, one `Link` header each).
+pub const MAX_ICE_SERVERS: usize = 8;
+/// Longest URI, username or credential of an announced ICE server.
+pub const MAX_ICE_SERVER_FIELD: usize = 512;
+
+/// A STUN or TURN server told to WHEP/WHIP clients in the 201 answer's `Link` headers
+/// (`rel="ice-server"`), for clients behind NATs the server's own candidates cannot reach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// A `stun:`, `stuns:`, `turn:` or `turns:` URI (RFC 7064, RFC 7065).
+    pub urls: String,
+    /// TURN username (sent with `credential-type="password"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// The `Link` header value (RFC 8288 with the WHIP/WHEP `ice-server` relation).
+    pub fn link(&self) -> String {
+        let mut v = format!("<{}>; rel=\"ice-server\"", self.urls);
+        if let (Some(u), Some(c)) = (&self.username, &self.credential) {
+            v.push_str(&format!(
+                "; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\""
+            ));
+        }
+        v
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let schemes = ["stun:", "stuns:", "turn:", "turns:"];
+        if !schemes.iter().any(|s| self.urls.starts_with(s)) {
+            return Err(format!(
+                "{}: must start with stun:, stuns:, turn: or turns:",
+                self.urls
+            ));
+        }
+        let fields = [
+            Some(&self.urls),
+            self.username.as_ref(),
+            self.credential.as_ref(),
+        ];
+        for f in fields.into_iter().flatten() {
+            // Quotes, angle brackets and control characters would break the header's syntax.
+            if f.len() > MAX_ICE_SERVER_FIELD
+                || f.chars()
+                    .any(|c| c.is_control() || c == '"' || c == '<' || c == '>')
+            {
+                return Err(format!(
+                    "{}: fields must be at most {MAX_ICE_SERVER_FIELD} bytes without quotes, angle brackets or control characters",
+                    self.urls
+                ));
+            }
+        }
+        if self.username.is_some() != self.credential.is_some() {
+            return Err(format!(
+                "{}: username and credential go together",
+                self.urls
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Ceiling of `webrtc.max_tcp_connections` (each connection holds a task and a write queue).
 pub const MAX_TCP_CONNECTIONS_CEILING: usize = 1_000_000;
 
@@ -56,6 +123,10 @@ pub struct WebRtcConfig {
     /// long. Browsers send keyframes only on request, and HLS segments and the GOP cache need
     /// one every couple of seconds.
     pub whip_keyframe_interval_ms: u64,
+    /// STUN/TURN servers announced to WHEP/WHIP clients in `Link` headers (at most
+    /// [`MAX_ICE_SERVERS`]). Empty by default: the server is ICE-lite with public candidates
+    /// (`announce`), which is enough unless clients sit behind symmetric NATs.
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl Default for WebRtcConfig {
@@ -73,6 +144,7 @@ impl Default for WebRtcConfig {
             tcp_listen: "0.0.0.0:8189".to_owned(),
             max_tcp_connections: 10_000,
             whip_keyframe_interval_ms: 2000,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -83,6 +155,14 @@ impl WebRtcConfig {
         let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
         if self.max_peers == 0 {
             return bad("webrtc.max_peers", "must be positive");
+        }
+        if self.ice_servers.len() > MAX_ICE_SERVERS {
+            return bad("webrtc.ice_servers", "too many (at most 8)");
+        }
+        for s in &self.ice_servers {
+            if let Err(why) = s.check() {
+                return bad("webrtc.ice_servers", &why);
+            }
         }
         if self.max_peers_per_stream == 0 {
             return bad("webrtc.max_peers_per_stream", "must be positive");
@@ -150,6 +230,54 @@ impl WebRtcConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_servers_become_link_headers_and_are_validated() {
+        let stun = IceServer {
+            urls: "stun:stun.example.net:3478".into(),
+            username: None,
+            credential: None,
+        };
+        assert_eq!(
+            stun.link(),
+            r#"<stun:stun.example.net:3478>; rel="ice-server""#
+        );
+        let turn = IceServer {
+            urls: "turn:turn.example.net?transport=udp".into(),
+            username: Some("user".into()),
+            credential: Some("pw".into()),
+        };
+        assert_eq!(
+            turn.link(),
+            r#"<turn:turn.example.net?transport=udp>; rel="ice-server"; username="user"; credential="pw"; credential-type="password""#
+        );
+        let mut c = WebRtcConfig {
+            ice_servers: vec![stun, turn],
+            ..WebRtcConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        for bad in [
+            IceServer {
+                urls: "http://x".into(),
+                username: None,
+                credential: None,
+            },
+            IceServer {
+                urls: "stun:x\"y".into(),
+                username: None,
+                credential: None,
+            },
+            IceServer {
+                urls: "turn:x".into(),
+                username: Some("u".into()),
+                credential: None,
+            },
+        ] {
+            c.ice_servers = vec![bad];
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("webrtc.ice_servers"), "{e}");
+        }
+    }
 
     #[test]
     fn defaults_validate_and_bad_values_name_the_key() {

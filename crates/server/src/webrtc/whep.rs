@@ -233,7 +233,7 @@ async fn create(
         session,
     };
     shared.tracker.spawn(peer::run(Arc::clone(shared), wr, p));
-    Ok(created(&location, &etag, &answer))
+    Ok(created(&shared.config.webrtc, &location, &etag, &answer))
 }
 
 /// The checks every offer POST shares: WebRTC enabled, `application/sdp`, the body within
@@ -397,9 +397,20 @@ pub(super) fn reserve(
 }
 
 /// `201 Created` with the answer, `Location` and `ETag`.
-pub(super) fn created(location: &str, etag: &str, answer: &str) -> Response {
+pub(super) fn created(
+    cfg: &super::WebRtcConfig,
+    location: &str,
+    etag: &str,
+    answer: &str,
+) -> Response {
     let mut r = (StatusCode::CREATED, answer.to_owned()).into_response();
     let h = r.headers_mut();
+    // `webrtc.ice_servers`, validated at start, so every value is a valid header.
+    for s in &cfg.ice_servers {
+        if let Ok(v) = HeaderValue::from_str(&s.link()) {
+            h.append(header::LINK, v);
+        }
+    }
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/sdp"),

@@ -154,5 +154,10 @@ async fn create(
         _limit: limit,
     };
     shared.tracker.spawn(ingest::run(Arc::clone(shared), wr, p));
-    Ok(whep::created(&location, &etag, &answer))
+    Ok(whep::created(
+        &shared.config.webrtc,
+        &location,
+        &etag,
+        &answer,
+    ))
 }
