@@ -27,8 +27,9 @@ pub struct Opts {
     /// Publish N streams: the URL's stream name with `-0` .. `-{N-1}` appended (N > 1 only).
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
-    /// Play this URL: rtmp://host:port/app/stream, http://host:port/app/stream.flv or
-    /// ws://host:port/app/stream.flv.
+    /// Play this URL: rtmp://host:port/app/stream, http://host:port/app/stream.flv,
+    /// ws://host:port/app/stream.flv or, for WebRTC viewers, the WHEP endpoint
+    /// http://host:port/app/stream/whep (ramp capped at 50/s).
     #[arg(long)]
     pub play: Option<String>,
     /// Number of players.
@@ -124,8 +125,21 @@ impl Opts {
                 });
             }
         }
-        if let Some(u) = &self.play {
-            Url::parse(u)?;
+        if let Some(u) = &self.play
+            && Url::parse(u)?.scheme == Scheme::Whep
+        {
+            if self.idle {
+                return Err(BenchError::BadOptions(
+                    "--idle has no WHEP form (a WHEP viewer is a whole WebRTC session)".into(),
+                ));
+            }
+            if self.players > crate::player::whep::MAX_WHEP_VIEWERS {
+                return Err(BenchError::BadOptions(format!(
+                    "--players {} is over {} for WHEP",
+                    self.players,
+                    crate::player::whep::MAX_WHEP_VIEWERS
+                )));
+            }
         }
         Ok(())
     }
@@ -141,6 +155,8 @@ pub enum Scheme {
     HttpFlv,
     /// ws:// (WebSocket-FLV)
     WsFlv,
+    /// http://…/whep (WebRTC viewers: WHEP signalling, media over UDP)
+    Whep,
 }
 
 impl Scheme {
@@ -150,6 +166,7 @@ impl Scheme {
             Scheme::Rtmp => "rtmp",
             Scheme::HttpFlv => "http-flv",
             Scheme::WsFlv => "ws-flv",
+            Scheme::Whep => "whep",
         }
     }
 }
@@ -202,6 +219,17 @@ impl Url {
         let port = match port {
             Some(p) => p.parse().map_err(|_| bad("bad port"))?,
             None => default_port,
+        };
+        // A WHEP endpoint is an http:// URL whose path ends in `/whep`.
+        let whep = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .ends_with("/whep");
+        let scheme = if scheme == Scheme::HttpFlv && whep {
+            Scheme::Whep
+        } else {
+            scheme
         };
         Ok(Self {
             raw: raw.to_owned(),
@@ -276,6 +304,15 @@ mod tests {
         let u = Url::parse("ws://[::1]:8000/a/b.flv").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 8000));
         assert_eq!(u.authority(), "[::1]:8000");
+        let u = Url::parse("http://h:8080/live/demo/whep?token=a").unwrap();
+        assert_eq!(
+            (u.scheme, u.path.as_str()),
+            (Scheme::Whep, "/live/demo/whep?token=a")
+        );
+        assert_eq!(
+            Url::parse("http://h/whep.flv").unwrap().scheme,
+            Scheme::HttpFlv
+        );
         assert!(Url::parse("ftp://x/y").is_err());
         assert!(Url::parse("rtmp://:1/a/b").is_err());
         assert!(Url::parse("rtmp://h:99999/a/b").is_err());
@@ -306,5 +343,13 @@ mod tests {
         o.validate().unwrap();
         o.publish = Some("http://h/live/x".into());
         assert!(o.validate().is_err(), "publish must be rtmp");
+        o.publish = None;
+        o.play = Some("http://h/live/x/whep".into());
+        o.validate().unwrap();
+        o.idle = true;
+        assert!(o.validate().is_err(), "no idle WHEP");
+        o.idle = false;
+        o.players = crate::player::whep::MAX_WHEP_VIEWERS + 1;
+        assert!(o.validate().is_err(), "too many WHEP viewers");
     }
 }

@@ -108,14 +108,19 @@ pub async fn run(opts: Opts) -> Result<Report> {
     let server_before = opts.server_pid.and_then(|p| procstat::sample(Some(p)));
     let progress = tokio::spawn(progress(shared.clone(), opts.clone()));
 
-    // Ramp.
+    // Ramp (WHEP: at most MAX_WHEP_RAMP per second).
     let mut players = Vec::with_capacity(opts.players);
     if let Some(url) = &play_url {
+        let ramp = if url.scheme == Scheme::Whep {
+            opts.ramp.min(player::whep::MAX_WHEP_RAMP)
+        } else {
+            opts.ramp
+        };
         let t0 = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         while players.len() < opts.players {
             tick.tick().await;
-            let due = (t0.elapsed().as_secs_f64() * f64::from(opts.ramp)).ceil() as usize;
+            let due = (t0.elapsed().as_secs_f64() * f64::from(ramp)).ceil() as usize;
             while players.len() < due.min(opts.players) {
                 players.push(tokio::spawn(player::run(
                     url.clone(),
@@ -188,6 +193,7 @@ pub async fn run(opts: Opts) -> Result<Report> {
     let mut first_frame = Vec::new();
     let mut connect = Vec::new();
     let (mut media_ms, mut stalls, mut stalled_end, mut clean, mut connected) = (0u64, 0, 0, 0, 0);
+    let mut per_player = report::PerPlayer::default();
     for st in &results {
         if let Some(e) = st.error {
             let k = serde_json::to_value(e)
@@ -203,6 +209,7 @@ pub async fn run(opts: Opts) -> Result<Report> {
             connected += 1;
             connect.push(c as f64 / 1e6);
             media_ms += st.media_ms;
+            per_player.add(st);
             if st.video_frames > 0 && st.stalls == 0 {
                 clean += 1;
             }
@@ -260,6 +267,11 @@ pub async fn run(opts: Opts) -> Result<Report> {
         }
         _ => None,
     };
+    per_player.finish(connected, measured);
+    let players_per_core = server
+        .as_ref()
+        .filter(|s| s.cpu_seconds > 0.0 && connected > 0)
+        .map(|s| connected as f64 / (s.cpu_seconds / measured));
     let tool_cpu = match (tool0, tool1) {
         (Some(a), Some(b)) => (b.cpu_secs - a.cpu_secs).max(0.0),
         _ => 0.0,
@@ -295,6 +307,10 @@ pub async fn run(opts: Opts) -> Result<Report> {
         connect_ms: Percentiles::of(connect),
         first_frame_ms: Percentiles::of(first_frame),
         latency_ms,
+        per_player,
+        players_per_core,
+        resources_deleted: results.iter().filter(|s| s.resource_deleted).count(),
+        load_average: procstat::load_average(),
         server,
         tool: ToolReport {
             cpu_percent_of_one_core: 100.0 * tool_cpu / measured,

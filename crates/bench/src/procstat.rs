@@ -32,6 +32,18 @@ pub fn parse_status_rss(text: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The 1, 5 and 15 minute load averages from the text of /proc/loadavg.
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut it = text.split_ascii_whitespace().map(|f| f.parse::<f64>().ok());
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+/// The machine's load averages (None off Linux), read when the report is made: on a
+/// shared machine they say how much of the CPU the measured processes could have had.
+pub fn load_average() -> Option<[f64; 3]> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
 /// Reads `pid` (None = this process). None if the process is gone.
 pub fn sample(pid: Option<u32>) -> Option<ProcSample> {
     let dir = match pid {
@@ -64,6 +76,17 @@ mod tests {
         let s = "Name:\tsluice\nVmPeak:\t  9999 kB\nVmRSS:\t   2048 kB\nThreads:\t2\n";
         assert_eq!(parse_status_rss(s), Some(2 * 1024 * 1024));
         assert_eq!(parse_status_rss("Name: x\n"), None);
+    }
+
+    #[test]
+    fn parses_loadavg() {
+        assert_eq!(
+            parse_loadavg("0.52 1.25 2.00 3/812 12345\n"),
+            Some([0.52, 1.25, 2.0])
+        );
+        assert_eq!(parse_loadavg("0.5 x 1"), None);
+        assert_eq!(parse_loadavg(""), None);
+        assert!(load_average().is_some());
     }
 
     #[test]

@@ -54,6 +54,59 @@ pub struct LatencyReport {
     pub ambiguous_frames: usize,
 }
 
+/// Per connected player: what each received (means over connected players; the bitrate
+/// minimum finds the starved ones).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PerPlayer {
+    /// Mean received bitrate over the measured window (kbit/s, protocol overhead included).
+    pub kbit_per_s_mean: f64,
+    /// Lowest received bitrate of one connected player over the window (kbit/s).
+    pub kbit_per_s_min: Option<f64>,
+    /// Mean video frames received over the whole run.
+    pub video_frames_mean: f64,
+    /// Fewest video frames one connected player received.
+    pub video_frames_min: Option<u64>,
+    /// Mean audio frames (FLV) / packets (RTP) received over the whole run.
+    pub audio_packets_mean: f64,
+    /// Mean codec payload bytes received over the whole run.
+    pub media_bytes_mean: f64,
+    #[serde(skip)]
+    sums: (u64, u64, u64, u64),
+    #[serde(skip)]
+    min_window_bytes: Option<u64>,
+}
+
+impl PerPlayer {
+    /// Adds one connected player.
+    pub fn add(&mut self, st: &crate::stats::PlayerStats) {
+        self.sums.0 += st.window_bytes;
+        self.sums.1 += st.video_frames;
+        self.sums.2 += st.audio_packets;
+        self.sums.3 += st.media_bytes;
+        self.min_window_bytes = Some(
+            self.min_window_bytes
+                .map_or(st.window_bytes, |m| m.min(st.window_bytes)),
+        );
+        self.video_frames_min = Some(
+            self.video_frames_min
+                .map_or(st.video_frames, |m| m.min(st.video_frames)),
+        );
+    }
+
+    /// Turns the sums into means over `connected` players and a window of `secs`.
+    pub fn finish(&mut self, connected: usize, secs: f64) {
+        let kbit = |bytes: u64| bytes as f64 * 8.0 / secs.max(1e-9) / 1e3;
+        if connected > 0 {
+            let n = connected as f64;
+            self.kbit_per_s_mean = kbit(self.sums.0) / n;
+            self.video_frames_mean = self.sums.1 as f64 / n;
+            self.audio_packets_mean = self.sums.2 as f64 / n;
+            self.media_bytes_mean = self.sums.3 as f64 / n;
+        }
+        self.kbit_per_s_min = self.min_window_bytes.map(kbit);
+    }
+}
+
 /// The measured server process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ServerReport {
@@ -133,6 +186,14 @@ pub struct Report {
     pub first_frame_ms: Percentiles,
     /// Publisher send to player receive (ms).
     pub latency_ms: LatencyReport,
+    /// What each connected player received.
+    pub per_player: PerPlayer,
+    /// Players one core of the server carries: connected / (server CPU s / window s).
+    pub players_per_core: Option<f64>,
+    /// WHEP: resources DELETEd (2xx) when the players stopped.
+    pub resources_deleted: usize,
+    /// /proc/loadavg (1, 5, 15 min) at the end of the run: the machine may be shared.
+    pub load_average: Option<[f64; 3]>,
     /// The `--server-pid` process over the window.
     pub server: Option<ServerReport>,
     /// This tool over the window.
@@ -203,6 +264,18 @@ impl fmt::Display for Report {
             l.samples,
             l.matching
         )?;
+        let p = &self.per_player;
+        writeln!(
+            f,
+            "per player: {:.1} kbit/s mean, {} min; {:.0} video frames (min {}), {:.0} audio, {:.0} KB media",
+            p.kbit_per_s_mean,
+            opt(p.kbit_per_s_min),
+            p.video_frames_mean,
+            p.video_frames_min
+                .map_or_else(|| "-".to_owned(), |v| v.to_string()),
+            p.audio_packets_mean,
+            p.media_bytes_mean / 1e3
+        )?;
         if let Some(s) = &self.server {
             writeln!(
                 f,
@@ -216,6 +289,15 @@ impl fmt::Display for Report {
                 s.rss_per_player_bytes
                     .map_or_else(|| "-".to_owned(), |v| v.to_string())
             )?;
+        }
+        if let Some(v) = self.players_per_core {
+            writeln!(f, "players per core (server): {v:.0}")?;
+        }
+        if self.protocol.as_deref() == Some("whep") {
+            writeln!(f, "WHEP resources deleted: {}", self.resources_deleted)?;
+        }
+        if let Some([a, b, c]) = self.load_average {
+            writeln!(f, "load average: {a:.2} {b:.2} {c:.2}")?;
         }
         write!(
             f,
@@ -261,5 +343,29 @@ mod tests {
         assert!(v["latency_ms"].get("matching").is_some());
         assert!(v["server"].get("rss_per_player_bytes").is_some());
         assert!(r.to_string().contains("players: 0 requested"));
+        assert!(v["per_player"].get("kbit_per_s_min").is_some());
+        assert!(v.get("players_per_core").is_some());
+    }
+
+    #[test]
+    fn per_player_means_and_minimum() {
+        let mut p = PerPlayer::default();
+        for (bytes, frames) in [(30_000u64, 100u64), (10_000, 40)] {
+            let mut st = crate::stats::PlayerStats::new(0);
+            st.window_bytes = bytes;
+            st.video_frames = frames;
+            st.audio_packets = 5;
+            st.media_bytes = 1000;
+            p.add(&st);
+        }
+        p.finish(2, 2.0);
+        // 40 000 bytes over 2 players and 2 s = 80 kbit/s each; the slower one got 40.
+        assert_eq!(p.kbit_per_s_mean, 80.0);
+        assert_eq!(p.kbit_per_s_min, Some(40.0));
+        assert_eq!((p.video_frames_mean, p.video_frames_min), (70.0, Some(40)));
+        assert_eq!((p.audio_packets_mean, p.media_bytes_mean), (5.0, 1000.0));
+        let mut none = PerPlayer::default();
+        none.finish(0, 1.0);
+        assert_eq!(none, PerPlayer::default());
     }
 }

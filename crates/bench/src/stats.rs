@@ -209,6 +209,14 @@ pub struct PlayerStats {
     pub bytes: u64,
     /// Video frames received.
     pub video_frames: u64,
+    /// Audio frames (FLV tags) or packets (RTP) received.
+    pub audio_packets: u64,
+    /// Bytes received in the measured window (protocol overhead included).
+    pub window_bytes: u64,
+    /// Codec payload bytes of audio and video frames (FLV tag bodies, depacketized RTP).
+    pub media_bytes: u64,
+    /// WHEP: the resource was deleted (DELETE answered 2xx) when the player stopped.
+    pub resource_deleted: bool,
     /// Media position: largest timestamp distance from the first media timestamp (ms).
     pub media_ms: u64,
     /// Times the player went into the stalled state.
@@ -246,6 +254,9 @@ impl PlayerStats {
     /// `n` bytes arrived.
     pub fn received(&mut self, shared: &Shared, n: usize) {
         self.bytes += n as u64;
+        if shared.phase() == Phase::Measuring {
+            self.window_bytes += n as u64;
+        }
         shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -269,6 +280,10 @@ impl PlayerStats {
         if crate::publish::is_config_tag(tag_type, prefix) {
             return;
         }
+        self.media_bytes += len as u64;
+        if tag_type == flv::TAG_AUDIO {
+            self.audio_packets += 1;
+        }
         if tag_type == flv::TAG_VIDEO {
             self.video_frames += 1;
             if self.first_frame_ns.is_none() {
@@ -281,6 +296,35 @@ impl PlayerStats {
                 self.latency.record(l);
             }
         }
+        self.advance(shared, now_ns, timestamp);
+    }
+
+    /// One depacketized WebRTC frame of `len` bytes arrived. Only video moves the media
+    /// position (`video_ms`: its RTP time in ms), since audio and video RTP clocks have
+    /// unrelated random origins.
+    pub fn rtp_media(
+        &mut self,
+        shared: &Shared,
+        now_ns: u64,
+        video: bool,
+        video_ms: u64,
+        len: usize,
+    ) {
+        self.media_bytes += len as u64;
+        if !video {
+            self.audio_packets += 1;
+            return;
+        }
+        self.video_frames += 1;
+        if self.first_frame_ns.is_none() {
+            self.first_frame_ns = Some(now_ns.saturating_sub(self.started_ns));
+        }
+        // Wrapping to 32 bits is harmless: positions are wrapping differences.
+        self.advance(shared, now_ns, video_ms as u32);
+    }
+
+    /// Moves the media position to `timestamp` (ms) and re-checks the stall state.
+    fn advance(&mut self, shared: &Shared, now_ns: u64, timestamp: u32) {
         match self.first_media_at_ns {
             None => {
                 self.first_media_at_ns = Some(now_ns);
@@ -391,6 +435,26 @@ mod tests {
         assert_eq!(shared.stalled_now.load(Ordering::Relaxed), 0);
         p.media(&shared, 3500 * ms, 8, 900, 10, &[]); // earlier audio: ignored for position
         assert_eq!(p.media_ms, 3500);
+        assert_eq!((p.audio_packets, p.video_frames, p.media_bytes), (1, 3, 40));
+    }
+
+    #[test]
+    fn rtp_media_counts_and_positions_from_video_only() {
+        let shared = Shared::new(None);
+        let mut p = PlayerStats::new(0);
+        let ms = 1_000_000u64;
+        p.rtp_media(&shared, 10 * ms, false, 0, 100); // audio before any video
+        assert_eq!((p.audio_packets, p.first_frame_ns), (1, None));
+        // A video RTP clock near the 32-bit wrap still yields positions from the first frame.
+        let base = u64::from(u32::MAX) - 20;
+        p.rtp_media(&shared, 20 * ms, true, base, 1000);
+        p.rtp_media(&shared, 60 * ms, true, base + 40, 500);
+        assert_eq!(p.first_frame_ns, Some(20 * ms));
+        assert_eq!((p.video_frames, p.media_ms, p.media_bytes), (2, 40, 1600));
+        p.received(&shared, 10);
+        shared.set_phase(Phase::Measuring);
+        p.received(&shared, 7);
+        assert_eq!((p.bytes, p.window_bytes), (17, 7));
     }
 
     #[test]

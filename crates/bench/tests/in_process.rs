@@ -28,6 +28,8 @@ async fn rtmp_and_http_flv_players_against_sluice() {
     let mut cfg = sluice_server::Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    // No WebRTC here: its default ports would collide with the WHEP test's server.
+    cfg.webrtc.enabled = false;
     let server = sluice_server::start(cfg).await.expect("server starts");
     let rtmp = server.rtmp_addr();
     let http = server.http_addr();
@@ -92,4 +94,41 @@ async fn no_player_connected_is_an_error() {
     o.quiet = true;
     let e = run(o).await.unwrap_err();
     assert!(e.to_string().contains("no player connected"), "{e}");
+}
+
+/// WHEP viewers against an in-process Sluice: the tool's own publisher feeds the stream,
+/// 10 viewers connect over ICE + DTLS, receive H.264 frames and Opus packets at about the
+/// clip's bitrate, and every WHEP resource is deleted at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_viewers_against_sluice() {
+    let mut cfg = sluice_server::Config::default();
+    cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.webrtc.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.webrtc.tcp_listen = String::new(); // no ICE-TCP: nothing bound on a fixed port
+    let server = sluice_server::start(cfg).await.expect("server starts");
+    let rtmp = server.rtmp_addr();
+    let http = server.http_addr();
+    let mut o = opts(
+        format!("rtmp://{rtmp}/live/w"),
+        format!("http://{http}/live/w/whep"),
+        10,
+    );
+    o.warmup = 1.5;
+    o.duration = 3.0;
+    let r = run(o).await.unwrap_or_else(|e| panic!("whep: {e}"));
+    eprintln!("{r}");
+    assert_eq!(r.protocol.as_deref(), Some("whep"));
+    assert_eq!(r.players_connected, 10, "{:?}", r.errors);
+    assert_eq!(r.players_failed, 0);
+    assert_eq!(r.resources_deleted, 10, "every resource DELETEd");
+    let p = &r.per_player;
+    // The clip is ~430 kbit/s of FLV (25 fps, 1 s GOP) and Opus is 50 packets a second.
+    // Bounds leave room for a loaded CI machine (~half of that), never for "no video".
+    assert!(p.kbit_per_s_min.unwrap() > 100.0, "{p:?}");
+    assert!(p.video_frames_min.unwrap() > 25, "{p:?}");
+    assert!(p.audio_packets_mean > 100.0, "Opus at 20 ms: {p:?}");
+    assert!(r.media_secs_per_player > 1.0, "{}", r.media_secs_per_player);
+    assert!(r.players_per_core.unwrap() > 0.0);
+    server.shutdown(std::time::Duration::from_secs(2)).await;
 }

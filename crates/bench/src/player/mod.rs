@@ -1,4 +1,4 @@
-//! Players: one tokio task each, over RTMP, HTTP-FLV or WS-FLV.
+//! Players: one tokio task each, over RTMP, HTTP-FLV, WS-FLV or WebRTC (WHEP).
 //!
 //! Every player keeps a small fixed read buffer ([`READ_BUF`]) and only the state its
 //! protocol needs, answers what real players answer (RTMP acknowledgements and pings,
@@ -12,6 +12,8 @@ use crate::stats::{PlayerError, PlayerStats, Shared};
 
 pub mod httpflv;
 pub mod rtmp;
+pub mod whep;
+pub mod whep_http;
 pub mod wsflv;
 
 /// Read buffer per player.
@@ -28,6 +30,7 @@ pub async fn run(url: Arc<Url>, shared: Arc<Shared>, idle: bool) -> PlayerStats 
         Scheme::Rtmp => rtmp::play(&url, &shared, idle, &mut st).await,
         Scheme::HttpFlv => httpflv::play(&url, &shared, idle, &mut st).await,
         Scheme::WsFlv => wsflv::play(&url, &shared, idle, &mut st).await,
+        Scheme::Whep => whep::play(&url, &shared, &mut st).await,
     };
     if let Err(e) = r {
         st.fail(&shared, e);
