@@ -317,7 +317,8 @@ function renderDetail(now) {
     $("#no-selection-text").textContent = state.selected
       ? `Stream ${state.selected} is not on the server (it ended or has not started). Pick another one.`
       : "Select a stream to see its preview, charts, URLs and sessions.";
-    stopPlayer();
+    // A stream that ended took its sessions with it: nothing to DELETE on the server.
+    stopPlayer({ gone: !!state.selected });
     return;
   }
   $("#d-key").textContent = s.key;
@@ -334,8 +335,8 @@ function renderDetail(now) {
 
 // ---- player ------------------------------------------------------------------------------
 
-function stopPlayer() {
-  state.player?.stop();
+function stopPlayer(opts = {}) {
+  state.player?.stop(opts);
   state.player = null;
   state.playerKey = null;
 }

@@ -54,13 +54,14 @@ export class WhepPlayer {
     });
   }
 
-  stop() {
+  /** Stops playing; `gone: true` when the stream ended (the server freed the session). */
+  stop({ gone = false } = {}) {
     this.running = false;
     clearInterval(this.timer);
     this.timer = null;
     this.pc?.close();
     this.pc = null;
-    if (this.resource) fetch(this.resource, { method: "DELETE" }).catch(() => {});
+    if (this.resource && !gone) fetch(this.resource, { method: "DELETE" }).catch(() => {});
     this.resource = null;
     this.video.pause();
     this.video.srcObject = null;

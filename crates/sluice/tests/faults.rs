@@ -118,6 +118,15 @@ async fn assert_healthy(what: &str, server: &RunningServer, key: &str) {
     assert_monotonic(&format!("{what} audio"), &d.audio_dts);
 }
 
+/// The test configuration with loopback exempt from the per-IP limits (`[limits]`): these
+/// tests open thousands of connections from 127.0.0.1 to exercise the server's robustness,
+/// not its connection limits (tests/limits.rs covers those).
+fn fault_config() -> sluice_server::Config {
+    let mut cfg = test_config();
+    cfg.limits.exempt = vec!["127.0.0.0/8".to_owned()];
+    cfg
+}
+
 /// A server with short timeouts and a real-time publisher on `live/healthy`.
 async fn server_with_publisher(
     mut cfg: Config,
@@ -176,7 +185,7 @@ async fn tiny_window(addr: SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_vanishing_mid_message() {
     let _turn = LOCK.lock().await;
-    let (server, _publisher, healthy) = server_with_publisher(test_config()).await;
+    let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let tags = fixture_tags();
     // The metadata and sequence headers, then frames up to the second keyframe.
@@ -228,7 +237,7 @@ async fn publisher_vanishing_mid_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_megabyte_message_header_costs_no_memory() {
     let _turn = LOCK.lock().await;
-    let (server, _publisher, healthy) = server_with_publisher(test_config()).await;
+    let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let rss0 = rss_bytes();
     let errors0 = server.stats().rtmp_errors.load(Ordering::Relaxed);
@@ -269,7 +278,7 @@ async fn sixteen_megabyte_message_header_costs_no_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_half_open_handshakes_time_out() {
     let _turn = LOCK.lock().await;
-    let (server, _publisher, healthy) = server_with_publisher(test_config()).await;
+    let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     const HALF_OPEN: usize = 2000;
     let addr = server.rtmp_addr();
@@ -319,7 +328,7 @@ async fn thousands_of_half_open_handshakes_time_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_that_never_read_are_skipped_and_others_flow() {
     let _turn = LOCK.lock().await;
-    let mut cfg = test_config();
+    let mut cfg = fault_config();
     cfg.hub.ring_capacity = 2048;
     cfg.hub.viewer_max_queued_bytes = 64 * 1024;
     let (server, _publisher, healthy) = server_with_publisher(cfg).await;
@@ -453,7 +462,7 @@ async fn viewers_that_never_read_are_skipped_and_others_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flv_viewers_leaving_during_the_gop_burst() {
     let _turn = LOCK.lock().await;
-    let (server, _publisher, healthy) = server_with_publisher(test_config()).await;
+    let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let mut got_bytes = 0;
     for i in 0..300 {
@@ -509,7 +518,7 @@ async fn random_bytes_on_every_listener() {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
     std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("cert");
     std::fs::write(dir.join("key.pem"), ck.signing_key.serialize_pem()).expect("key");
-    let mut cfg = test_config();
+    let mut cfg = fault_config();
     cfg.tls.cert_file = dir.join("cert.pem");
     cfg.tls.key_file = dir.join("key.pem");
     cfg.tls.rtmps_listen = "127.0.0.1:0".parse().unwrap();
@@ -593,7 +602,7 @@ async fn churn(server: &RunningServer, key: &'static str, cycles: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_connect_disconnect_cycles() {
     let _turn = LOCK.lock().await;
-    let (server, mut publisher, healthy) = server_with_publisher(test_config()).await;
+    let (server, mut publisher, healthy) = server_with_publisher(fault_config()).await;
     // Warm-up: allocator arenas, buffers and the runtime reach their working size.
     churn(&server, healthy, 1000).await;
     let b = baseline(&server).await;
@@ -625,6 +634,7 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
+        .env("SLUICE_LIMITS_EXEMPT", r#"["127.0.0.0/8"]"#)
         .args([
             "--rtmp-listen",
             "127.0.0.1:0",
@@ -745,7 +755,7 @@ const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_http_requests_are_closed() {
     let _turn = LOCK.lock().await;
-    let mut cfg = test_config();
+    let mut cfg = fault_config();
     cfg.limits.http_header_timeout_ms = HTTP_HEADER_READ_TIMEOUT.as_millis() as u64;
     let (server, _publisher, healthy) = server_with_publisher(cfg).await;
     let b = baseline(&server).await;
