@@ -145,6 +145,41 @@ pub(super) fn disabled() -> Response {
     )
 }
 
+/// What an offer's access check looks at (WHEP and WHIP alike).
+pub(super) struct Offer<'a> {
+    pub(super) app: &'a str,
+    pub(super) stream: &'a str,
+    pub(super) query: Option<&'a str>,
+    pub(super) extensions: &'a Extensions,
+    pub(super) headers: &'a HeaderMap,
+}
+
+/// The access check of an offer: playing over WHEP or publishing over WHIP needs what the
+/// same action needs over any protocol (`[auth]`): a token as `Authorization: Bearer` (the
+/// WHIP/WHEP way) or `?token=`, a signed URL, the webhook. Returns the client's address, or
+/// the refusal (with CORS headers) to send.
+pub(super) async fn authorize(
+    shared: &Arc<Shared>,
+    action: crate::auth::Action,
+    offer: &Offer<'_>,
+    methods: &'static str,
+) -> Result<Option<SocketAddr>, Response> {
+    let remote = offer
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let req = crate::auth::Request {
+        query: offer.query,
+        ip: remote.map(|a| a.ip()),
+        bearer: crate::auth::guard::bearer(offer.headers),
+        ..crate::auth::Request::new(action, offer.app, offer.stream, "webrtc")
+    };
+    match crate::auth::check(shared, &req).await {
+        Ok(_) => Ok(remote),
+        Err(refusal) => Err(with_cors(shared, methods, refusal.into_http())),
+    }
+}
+
 /// `POST /{app}/{stream}/whep`.
 async fn offer(
     State(shared): State<Arc<Shared>>,
@@ -154,18 +189,24 @@ async fn offer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    // Playing over WHEP needs what playing over any protocol needs (`[auth]`): a token as
-    // `Authorization: Bearer` (the WHEP way) or `?token=`, a signed URL, the webhook.
-    let req = crate::auth::Request {
+    let offer = Offer {
+        app: &app,
+        stream: &stream,
         query: query.as_deref(),
-        ip: remote.map(|a| a.ip()),
-        bearer: crate::auth::guard::bearer(&headers),
-        ..crate::auth::Request::new(crate::auth::Action::Play, &app, &stream, "webrtc")
+        extensions: &extensions,
+        headers: &headers,
     };
-    if let Err(refusal) = crate::auth::check(&shared, &req).await {
-        return with_cors(&shared, METHODS_COLLECTION, refusal.into_http());
-    }
+    let remote = match authorize(
+        &shared,
+        crate::auth::Action::Play,
+        &offer,
+        METHODS_COLLECTION,
+    )
+    .await
+    {
+        Ok(remote) => remote,
+        Err(r) => return r,
+    };
     let r = match create(&shared, &app, &stream, remote, &headers, body).await {
         Ok(r) | Err(r) => r,
     };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -56,18 +56,18 @@ async fn offer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    // Publishing over WHIP needs what publishing over RTMP needs (`[auth]`): a token as
-    // `Authorization: Bearer` (the WHIP way) or `?token=`, a signed URL, the webhook.
-    let req = crate::auth::Request {
+    let offer = whep::Offer {
+        app: &app,
+        stream: &stream,
         query: query.as_deref(),
-        ip: remote.map(|a| a.ip()),
-        bearer: crate::auth::guard::bearer(&headers),
-        ..crate::auth::Request::new(crate::auth::Action::Publish, &app, &stream, "webrtc")
+        extensions: &extensions,
+        headers: &headers,
     };
-    if let Err(refusal) = crate::auth::check(&shared, &req).await {
-        return with_cors(&shared, METHODS_COLLECTION, refusal.into_http());
-    }
+    let action = crate::auth::Action::Publish;
+    let remote = match whep::authorize(&shared, action, &offer, METHODS_COLLECTION).await {
+        Ok(remote) => remote,
+        Err(r) => return r,
+    };
     let r = match create(&shared, &app, &stream, remote, &headers, body).await {
         Ok(r) | Err(r) => r,
     };
