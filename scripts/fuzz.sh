@@ -20,7 +20,7 @@ for t in $(cargo fuzz list); do
     -print_final_stats=1 2>&1 \
     | grep -E "stat::number_of_executed_runs|ERROR|SUMMARY|panicked|Done" || true
   for f in "artifacts/$t"/slow-unit-*; do
-    [ -e "$f" ] && echo "fuzz target $t: slow unit (over 10 s) kept in fuzz/$f"
+    if [ -e "$f" ]; then echo "fuzz target $t: slow unit (over 10 s) kept in fuzz/$f"; fi
   done
   if ls "artifacts/$t" 2>/dev/null | grep -qv '^slow-unit-'; then
     echo "fuzz target $t found a crash: fuzz/artifacts/$t"; exit 1
