@@ -115,6 +115,25 @@ async fn whep_plays_rtmp_stream_in_aiortc_and_cleans_up() {
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
+/// The `webrtc` quality object of the one WebRTC session in `/api/v1/sessions`, once it has
+/// an RTT and a loss fraction (Chromium's receiver reports carry both), or what it last had
+/// after about 8 s.
+async fn browser_quality(server: &RunningServer) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let r = http_get(server.http_addr(), "/api/v1/sessions").await;
+        let items = r.json()["items"].as_array().cloned().unwrap_or_default();
+        if let Some(q) = items.iter().find(|i| i["protocol"] == "webrtc") {
+            last = q["webrtc"].clone();
+            if last["rtt_ms"].is_number() && last["loss_fraction"].is_number() {
+                break;
+            }
+        }
+    }
+    last
+}
+
 async fn webrtc_api_sessions(server: &RunningServer) -> usize {
     let r = http_get(server.http_addr(), "/api/v1/sessions").await;
     r.json()["items"]
@@ -494,9 +513,14 @@ async fn player_page_plays_in_headless_chromium() {
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
+    let run = tokio::spawn(run);
+    // While Chromium plays, its receiver reports give the server what aiortc's do not: a
+    // round-trip time (LSR/DLSR) and a loss fraction; its TWCC feedback gives an estimate.
+    let quality = browser_quality(&server).await;
     let out = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("chromium run finished in time")
+        .expect("the node task runs")
         .expect("node runs (scripts/test.sh installs nodejs)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: Value =
@@ -507,6 +531,26 @@ async fn player_page_plays_in_headless_chromium() {
             )
         });
     eprintln!("chromium: {v}");
+    eprintln!("chromium viewer's quality: {quality}");
+    let rtt = quality["rtt_ms"].as_f64().unwrap_or(-1.0);
+    assert!(
+        rtt > 0.0 && rtt < 1000.0,
+        "loopback RTT from RTCP: {quality}"
+    );
+    let loss = quality["loss_fraction"].as_f64().unwrap_or(-1.0);
+    assert!(
+        (0.0..=0.05).contains(&loss),
+        "loopback loss fraction: {quality}"
+    );
+    assert!(
+        quality["estimate_bps"].as_u64().unwrap_or(0) > 0,
+        "{quality}"
+    );
+    assert!(
+        quality["packets_sent"].as_u64().unwrap_or(0) > 20,
+        "{quality}"
+    );
+    assert_eq!(quality["candidate_pair"]["protocol"], "udp", "{quality}");
     let frames = |k: &str| v[k]["stats"]["framesDecoded"].as_u64().unwrap_or(0);
     let samples = |k: &str| v[k]["stats"]["totalSamplesReceived"].as_u64().unwrap_or(0);
     assert_eq!(v["late"]["status"], "connected", "{v}");
