@@ -348,7 +348,9 @@ async fn whep_http_errors_cors_and_resources() {
     let etag = r.header("etag").unwrap().to_owned();
     assert_eq!(server.webrtc_sessions(), 1);
 
-    // PATCH: trickle candidates 204, wrong ETag 412, ICE restart 422, unknown resource 404.
+    // PATCH: trickle candidates 204, wrong ETag 412, ICE restart without If-Match 428 (RFC
+    // 9725 requires `If-Match: *`; tests/webrtc_restart.rs covers restarts), unknown
+    // resource 404.
     let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
         a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
     let len = frag.len().to_string();
@@ -376,7 +378,7 @@ async fn whep_http_errors_cors_and_resources() {
         restart.as_bytes(),
     )
     .await;
-    assert_eq!(r.status, 422);
+    assert_eq!(r.status, 428, "{}", r.text());
     let r = http_request_with(
         addr,
         "PATCH",

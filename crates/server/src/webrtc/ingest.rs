@@ -293,6 +293,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
             }
             c = p.cmd.recv() => match c {
                 Some(PeerCmd::AddCandidate(line)) => peer::add_candidate(&mut p.rtc, &line),
+                Some(PeerCmd::IceRestart(r)) => super::restart::apply(&mut p.rtc, r),
                 None => break,
             },
             _ = poll.tick() => {

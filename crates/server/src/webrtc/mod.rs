@@ -10,6 +10,7 @@
 //! - [`peer`]: one task per peer owns its `Rtc` (no lock around it), feeds it datagrams,
 //!   timeouts and media, and sends its transmits on the shared socket.
 //! - [`whep`]: the HTTP resource model (POST offer, PATCH trickle, DELETE, OPTIONS/CORS).
+//! - [`restart`]: ICE restarts (PATCH with a new ufrag/pwd) of WHEP and WHIP sessions.
 //! - [`h264`]: AVCC to Annex B with SPS/PPS before keyframes.
 //! - [`audio`]: one AAC-to-Opus transcoder per stream shared by its WebRTC viewers.
 //! - [`player`]: the player page at `GET /{app}/{stream}/`.
@@ -30,6 +31,7 @@ pub(crate) mod metrics;
 pub(crate) mod peer;
 pub(crate) mod player;
 pub(crate) mod quality;
+pub(crate) mod restart;
 pub(crate) mod sdp;
 pub(crate) mod tcp;
 pub(crate) mod udp;
@@ -76,6 +78,8 @@ pub(crate) struct Datagram {
 pub(crate) enum PeerCmd {
     /// Trickle ICE: a remote candidate line (`candidate:...`).
     AddCandidate(String),
+    /// An ICE restart: new credentials on both sides ([`restart`]).
+    IceRestart(restart::Restart),
 }
 
 /// Counters of the WebRTC side (relaxed atomics).
@@ -152,6 +156,9 @@ pub(crate) struct Resource {
     pub(crate) cmd: mpsc::Sender<PeerCmd>,
     /// The viewer's ICE ufrag from its offer (a PATCH with another one is an ICE restart).
     pub(crate) remote_ufrag: String,
+    /// Our local ufrags routed to this peer, oldest first (more than one after an ICE
+    /// restart; at most [`restart::MAX_UFRAGS_PER_PEER`]).
+    pub(crate) local_ufrags: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -270,20 +277,7 @@ impl WebRtc {
 
     /// Removes every trace of peer `id` (called once when its task ends).
     pub(crate) fn forget(&self, id: u64, ufrag: &str, resource: &str, stream: &str) {
-        let mut t = self.tables();
-        for a in t.addrs.remove(&id).unwrap_or_default() {
-            if t.by_addr.get(&a).is_some_and(|r| r.id == id) {
-                t.by_addr.remove(&a);
-            }
-        }
-        t.by_ufrag.remove(ufrag);
-        t.resources.remove(resource);
-        if let Some(n) = t.per_stream.get_mut(stream) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                t.per_stream.remove(stream);
-            }
-        }
+        forget_in(&mut self.tables(), id, ufrag, resource, stream);
     }
 
     /// Sends one of str0m's transmits without waiting; returns the bytes sent, or `None`
@@ -334,6 +328,30 @@ impl WebRtc {
     /// Live peers (what tests poll to see cleanup).
     pub(crate) fn live(&self) -> usize {
         self.tables().resources.len()
+    }
+}
+
+/// [`WebRtc::forget`] on the locked tables: the peer's learnt addresses, its ufrag and those
+/// an ICE restart added, its resource and its count on the stream.
+pub(crate) fn forget_in(t: &mut Tables, id: u64, ufrag: &str, resource: &str, stream: &str) {
+    for a in t.addrs.remove(&id).unwrap_or_default() {
+        if t.by_addr.get(&a).is_some_and(|r| r.id == id) {
+            t.by_addr.remove(&a);
+        }
+    }
+    t.by_ufrag.remove(ufrag);
+    if let Some(res) = t.resources.remove(resource) {
+        for u in &res.local_ufrags {
+            if t.by_ufrag.get(u).is_some_and(|r| r.id == id) {
+                t.by_ufrag.remove(u);
+            }
+        }
+    }
+    if let Some(n) = t.per_stream.get_mut(stream) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            t.per_stream.remove(stream);
+        }
     }
 }
 

@@ -119,6 +119,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
             }
             c = p.cmd.recv() => match c {
                 Some(PeerCmd::AddCandidate(line)) => add_candidate(&mut p.rtc, &line),
+                Some(PeerCmd::IceRestart(r)) => super::restart::apply(&mut p.rtc, r),
                 None => break,
             },
             f = p.sub.recv(), if connected => {

@@ -1,7 +1,8 @@
 //! WHEP (draft-ietf-wish-whep) over axum: `POST /{app}/{stream}/whep` with an SDP offer
 //! creates a session resource at `/{app}/{stream}/whep/{id}`; `PATCH` on it takes trickle
-//! candidates (`application/trickle-ice-sdpfrag`; an ICE restart, i.e. new ufrag/pwd, is not
-//! supported and gets 422); `DELETE` ends it; `OPTIONS` answers CORS preflights.
+//! candidates and ICE restarts (`application/trickle-ice-sdpfrag`; a new ufrag/pwd is a
+//! restart, answered 200 with our new ufrag/pwd and a new ETag: see [`super::restart`]);
+//! `DELETE` ends it; `OPTIONS` answers CORS preflights.
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -392,7 +393,7 @@ pub(super) fn reserve(
             .map(|_| format!("{:02x}", rng.random::<u8>()))
             .collect()
     };
-    let etag = format!("\"{id:x}-{}\"", resource.get(..8).unwrap_or_default());
+    let etag = new_etag(id);
     let kick = CancellationToken::new();
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     let (cmd_tx, cmd_rx) = mpsc::channel(PEER_CMD_QUEUE);
@@ -417,6 +418,7 @@ pub(super) fn reserve(
                 kick: kick.clone(),
                 cmd: cmd_tx,
                 remote_ufrag: remote_ufrag(sdp),
+                local_ufrags: vec![creds.ufrag.clone()],
             },
         );
         t.by_ufrag.insert(creds.ufrag.clone(), PeerRoute { id, tx });
@@ -435,6 +437,12 @@ pub(super) fn reserve(
         rx,
         cmd: cmd_rx,
     })
+}
+
+/// A fresh ETag of peer `id` (a new one per ICE session: at POST and at each restart).
+pub(super) fn new_etag(id: u64) -> String {
+    let tag: u32 = rand::rng().random();
+    format!("\"{id:x}-{tag:08x}\"")
 }
 
 /// `201 Created` with the answer, `Location` and `ETag`.
@@ -487,7 +495,7 @@ pub(super) async fn delete(
     with_cors(&shared, METHODS_RESOURCE, r)
 }
 
-/// `PATCH /{app}/{stream}/whep/{id}`: trickle ICE candidates.
+/// `PATCH /{app}/{stream}/whep/{id}`: trickle ICE candidates, or an ICE restart.
 pub(super) async fn patch(
     State(shared): State<Arc<Shared>>,
     Path((app, stream, id)): Path<(String, String, String)>,
@@ -519,9 +527,12 @@ async fn trickle(
             .ok_or_else(|| err(StatusCode::NOT_FOUND, "not_found", "no such WebRTC session"))?;
         (res.cmd.clone(), res.etag.clone(), res.remote_ufrag.clone())
     };
-    if let Some(m) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok())
-        && m.trim() != "*"
-        && m.trim() != etag
+    let if_match = headers
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_owned());
+    if let Some(m) = &if_match
+        && m != "*"
+        && *m != etag
     {
         return Err(err(
             StatusCode::PRECONDITION_FAILED,
@@ -536,27 +547,22 @@ async fn trickle(
             "trickle ICE must be sent as application/trickle-ice-sdpfrag",
         ));
     }
-    let frag = read_body(headers, body, shared.config.webrtc.max_sdp_bytes).await?;
-    let ufrag = frag
-        .lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"));
-    if ufrag.is_some_and(|u| u != remote_ufrag) {
-        return Err(err(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "ice_restart_unsupported",
-            "ICE restarts are not supported: start a new session",
-        ));
+    let text = read_body(headers, body, shared.config.webrtc.max_sdp_bytes).await?;
+    let frag = super::restart::parse_fragment(&text);
+    let restart = super::restart::restart_creds(&frag, &remote_ufrag)
+        .map_err(|why| err(StatusCode::UNPROCESSABLE_ENTITY, "bad_ice_restart", why))?;
+    if let Some(remote) = restart {
+        if if_match.is_none() {
+            return Err(err(
+                StatusCode::PRECONDITION_REQUIRED,
+                "if_match_required",
+                "an ICE restart must be sent with If-Match: * (RFC 9725)",
+            ));
+        }
+        return super::restart::restart(wr, id, &key, &cmd, remote, &frag).await;
     }
-    for line in frag
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| l.starts_with("a=candidate:"))
-        .take(MAX_TRICKLE_CANDIDATES)
-    {
-        if cmd
-            .try_send(super::PeerCmd::AddCandidate(line.to_owned()))
-            .is_err()
-        {
+    for line in frag.candidates.into_iter().take(MAX_TRICKLE_CANDIDATES) {
+        if cmd.try_send(super::PeerCmd::AddCandidate(line)).is_err() {
             return Err(err(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

@@ -1,8 +1,8 @@
 //! WHIP (RFC 9725) over axum: `POST /{app}/{stream}/whip` with an SDP offer makes the
 //! sender the stream's publisher and creates a session resource at
-//! `/{app}/{stream}/whip/{id}`; `PATCH` (trickle ICE) and `DELETE` (ends the publish and the
-//! stream) on it, and `OPTIONS`, are WHEP's handlers: the resource model is the same. The
-//! publish page is at `GET /{app}/{stream}/publish`.
+//! `/{app}/{stream}/whip/{id}`; `PATCH` (trickle ICE, ICE restarts) and `DELETE` (ends the
+//! publish and the stream) on it, and `OPTIONS`, are WHEP's handlers: the resource model is
+//! the same. The publish page is at `GET /{app}/{stream}/publish`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
