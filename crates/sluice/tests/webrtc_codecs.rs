@@ -2,7 +2,8 @@
 //! stack) publishes VP8 + Opus over WHIP; an HTTP-FLV reader sees Enhanced RTMP `vp08` tags
 //! (sequence start, then coded frames with keyframes, timestamps increasing) and the AAC made
 //! from the Opus; an aiortc WHEP player decodes the VP8 passed through (and the audio); a
-//! WHEP offer without VP8 is refused with 400 `codec`.
+//! WHEP offer without VP8 is refused with 400 `codec`; HLS (which muxes H.264/H.265 video
+//! only) carries the audio, and ffprobe reads it.
 
 mod common;
 #[path = "webrtc/support.rs"]
@@ -59,11 +60,14 @@ async fn vp8_whip_plays_over_http_flv_and_whep() {
     let server = start(test_config()).await;
     let http = server.http_addr();
     let url = format!("http://{http}/live/vp8/whip");
-    let publisher = tokio::spawn(async move { whip_codec_client(&url, 14.0, "vp8").await });
+    let publisher = tokio::spawn(async move { whip_codec_client(&url, 18.0, "vp8").await });
     wait_live(&server, "live/vp8").await;
     let snap = server.hub().stream("live/vp8").unwrap();
     assert_eq!(snap.publisher.unwrap().protocol, "webrtc");
     assert_eq!(snap.video_codec, Some(Codec::Vp8));
+    // Start the HLS muxer now; its playlist is checked at the end.
+    let r = common::http_get(http, "/live/vp8/index.m3u8").await;
+    assert!(matches!(r.status, 200 | 404 | 503), "{}", r.status);
 
     // HTTP-FLV: the GOP cache starts with the `vp08` SequenceStart, then coded frames.
     let mut flv = RawFlvClient::connect(http, "/live/vp8.flv").await;
@@ -133,6 +137,50 @@ async fn vp8_whip_plays_over_http_flv_and_whep() {
     assert_eq!(r["video"]["height"], 360, "{r}");
     assert_eq!(r["video"]["non_increasing"], 0, "{r}");
     assert!(r["audio"]["frames"].as_u64().unwrap() > 100, "{r}");
+
+    // HLS: audio only (no VP8 in TS/fMP4 here), a playlist ffprobe reads.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = common::http_get(http, "/live/vp8/media.m3u8").await;
+        if r.status == 200 && r.body.lines().any(|l| !l.is_empty() && !l.starts_with('#')) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no HLS segment: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-show_streams", "-of", "json"])
+        .arg(format!("http://{http}/live/vp8/index.m3u8"))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let probe = tokio::time::timeout(Duration::from_secs(30), probe)
+        .await
+        .expect("ffprobe in time")
+        .expect("ffprobe runs");
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let v: Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let streams: Vec<(String, String)> = v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or_default().to_owned(),
+                s["codec_name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(streams, [("audio".to_owned(), "aac".to_owned())], "{v}");
 
     let p = publisher.await.unwrap();
     assert_eq!(p["status"], 201, "{p}");
