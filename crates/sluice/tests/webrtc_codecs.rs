@@ -3,7 +3,8 @@
 //! (sequence start, then coded frames with keyframes, timestamps increasing) and the AAC made
 //! from the Opus; an aiortc WHEP player decodes the VP8 passed through (and the audio); a
 //! WHEP offer without VP8 is refused with 400 `codec`; HLS (which muxes H.264/H.265 video
-//! only) carries the audio, and ffprobe reads it.
+//! only) carries the audio, and ffprobe reads it. Headless Chromium publishes VP9 and AV1
+//! over WHIP (codec preferences) and plays them back over WHEP.
 
 mod common;
 #[path = "webrtc/support.rs"]
@@ -44,6 +45,21 @@ async fn whip_codec_client(url: &str, seconds: f32, codec: &str) -> Value {
     })
 }
 
+/// The stream's video codec once the hub knows it (audio may go live first), within 15 s.
+async fn wait_video(server: &sluice_server::RunningServer, key: &str) -> Codec {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(c) = server.hub().stream(key).and_then(|s| s.video_codec) {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key}: no video codec"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An offer whose only video is H.264 (packetization-mode 1), with Opus.
 const H264_ONLY_OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
     a=group:BUNDLE 0 1\r\n\
@@ -62,9 +78,9 @@ async fn vp8_whip_plays_over_http_flv_and_whep() {
     let url = format!("http://{http}/live/vp8/whip");
     let publisher = tokio::spawn(async move { whip_codec_client(&url, 18.0, "vp8").await });
     wait_live(&server, "live/vp8").await;
+    assert_eq!(wait_video(&server, "live/vp8").await, Codec::Vp8);
     let snap = server.hub().stream("live/vp8").unwrap();
     assert_eq!(snap.publisher.unwrap().protocol, "webrtc");
-    assert_eq!(snap.video_codec, Some(Codec::Vp8));
     // Start the HLS muxer now; its playlist is checked at the end.
     let r = common::http_get(http, "/live/vp8/index.m3u8").await;
     assert!(matches!(r.status, 200 | 404 | 503), "{}", r.status);
@@ -190,4 +206,102 @@ async fn vp8_whip_plays_over_http_flv_and_whep() {
         "{p}"
     );
     assert_eq!(p["delete_status"], 200, "{p}");
+}
+
+/// Headless Chromium publishes `codec` (fake camera + microphone) over WHIP and plays it
+/// back over WHEP; returns the script's JSON.
+async fn chromium_round_trip(http: std::net::SocketAddr, stream: &str, codec: &str) -> Value {
+    let pw = common::playwright_core().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/codec_test.mjs");
+    let run = Command::new("node")
+        .arg(script)
+        .arg(format!("http://{http}"))
+        .arg(stream)
+        .arg(codec)
+        .arg("7")
+        .arg(&pw)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("chromium run finished in time")
+        .expect("node runs (scripts/test.sh installs nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+            panic!(
+                "no JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("chromium {codec}: {v}");
+    v
+}
+
+/// Checks one Chromium round trip of `codec` (`fourcc` on HTTP-FLV, `hub` in the hub).
+async fn chromium_codec(codec: &str, fourcc: &[u8; 4], hub: Codec) {
+    let server = start(test_config()).await;
+    let http = server.http_addr();
+    let stream = format!("live/{}", codec.to_ascii_lowercase());
+    let run = {
+        let (stream, codec) = (stream.clone(), codec.to_owned());
+        tokio::spawn(async move { chromium_round_trip(http, &stream, &codec).await })
+    };
+    // While the browser publishes: HTTP-FLV starts with the E-RTMP SequenceStart of the
+    // codec's FourCC, then coded frames from a keyframe on, timestamps increasing.
+    wait_live(&server, &stream).await;
+    assert_eq!(wait_video(&server, &stream).await, hub);
+    let mut flv = RawFlvClient::connect(http, &format!("/{stream}.flv")).await;
+    let tags = flv.collect_for(Duration::from_secs(2)).await;
+    drop(flv);
+    let video: Vec<_> = tags.iter().filter(|t| t.kind == MediaKind::Video).collect();
+    let first = video.first().expect("video tags");
+    assert_eq!(first.role, FrameRole::SequenceHeader);
+    assert_eq!(first.body[0], 0x90);
+    assert_eq!(&first.body[1..5], fourcc);
+    let coded: Vec<_> = video
+        .iter()
+        .filter(|t| t.role == FrameRole::Coded)
+        .collect();
+    assert!(coded.len() > 10, "{} frames in 2 s", coded.len());
+    assert!(coded[0].keyframe);
+    for t in &coded {
+        let f = flv::frame_from_tag(flv::TAG_VIDEO, t.timestamp, t.body.clone()).unwrap();
+        assert_eq!(f.codec, hub);
+    }
+    let ts: Vec<i64> = coded.iter().map(|t| i64::from(t.timestamp)).collect();
+    common::assert_monotonic(codec, &ts);
+
+    let v = run.await.unwrap();
+    assert_eq!(v["publish"]["status"], 201, "{v}");
+    let answer = v["publish"]["answer_video"].to_string();
+    assert!(answer.contains(&format!("{codec}/90000")), "{v}");
+    assert_eq!(v["play"]["status"], 201, "{v}");
+    assert_eq!(v["late"]["state"], "connected", "{v}");
+    assert_eq!(
+        v["late"]["codec"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        format!("video/{}", codec.to_ascii_lowercase()),
+        "{v}"
+    );
+    let frames = |k: &str| v[k]["framesDecoded"].as_u64().unwrap_or(0);
+    assert!(
+        frames("late") >= frames("early") + 40,
+        "frames must grow: {v}"
+    );
+    assert!(v["late"]["width"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_and_plays_vp9() {
+    chromium_codec("VP9", b"vp09", Codec::Vp9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_and_plays_av1() {
+    chromium_codec("AV1", b"av01", Codec::Av1).await;
 }
