@@ -68,6 +68,56 @@ pub fn video_codec_for_fourcc(fourcc: u32) -> Codec {
     }
 }
 
+/// What an Enhanced RTMP video body written by [`ex_video_body`] carries (its
+/// VideoPacketType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExVideoPacket {
+    /// SequenceStart (0): the payload is the codec's configuration record.
+    SequenceStart,
+    /// CodedFrames (1) with an SI24 composition time offset (ms); only `avc1` and `hvc1`
+    /// carry one on the wire, for other FourCCs the offset is not written.
+    CodedFrames {
+        /// Composition time offset (pts - dts) in ms; clamped to the SI24 range.
+        cts: i32,
+    },
+    /// CodedFramesX (3): coded frames with an implied composition time of 0.
+    CodedFramesX,
+    /// SequenceEnd (2): no payload.
+    SequenceEnd,
+}
+
+/// Builds an Enhanced RTMP (v2) video tag body: the ExVideoTagHeader (IsExHeader bit,
+/// FrameType 1 key or 2 inter, VideoPacketType, FourCC, and for CodedFrames of `avc1`/`hvc1`
+/// the SI24 composition time) followed by `payload`. Layout per the Enhanced RTMP v2
+/// specification (veovera enhanced-rtmp, "ExVideoTagHeader" and "ExVideoTagBody"). Sequence
+/// headers are always marked key frames, as the specification's readers expect.
+pub fn ex_video_body(
+    fourcc: u32,
+    keyframe: bool,
+    packet: ExVideoPacket,
+    payload: &[u8],
+) -> Vec<u8> {
+    let key = keyframe || packet == ExVideoPacket::SequenceStart;
+    let frame_type: u8 = if key { FRAME_TYPE_KEY } else { 2 };
+    let packet_type = match packet {
+        ExVideoPacket::SequenceStart => packet::SEQUENCE_START,
+        ExVideoPacket::CodedFrames { .. } => packet::CODED_FRAMES,
+        ExVideoPacket::CodedFramesX => packet::CODED_FRAMES_X,
+        ExVideoPacket::SequenceEnd => packet::SEQUENCE_END,
+    };
+    let mut b = Vec::with_capacity(payload.len() + 8);
+    b.push(0x80 | (frame_type << 4) | packet_type);
+    b.extend_from_slice(&fourcc.to_be_bytes());
+    if let ExVideoPacket::CodedFrames { cts } = packet
+        && matches!(fourcc, FOURCC_AVC1 | FOURCC_HVC1)
+    {
+        let cts = cts.clamp(-0x80_0000, 0x7F_FFFF);
+        b.extend_from_slice(&cts.to_be_bytes()[1..]);
+    }
+    b.extend_from_slice(payload);
+    b
+}
+
 /// Parses a non-empty video tag body's header.
 pub(crate) fn parse(body: &[u8]) -> Result<TagInfo, FlvError> {
     let mut c = Cursor::new(body);
@@ -401,5 +451,56 @@ mod tests {
                 have: 6
             }
         );
+    }
+
+    #[test]
+    fn ex_video_body_wire_layout_and_round_trip() {
+        // SequenceStart of vp08: 0x80 | key (1 << 4) | 0, FourCC, record.
+        let b = ex_video_body(FOURCC_VP08, false, ExVideoPacket::SequenceStart, &[1, 2]);
+        assert_eq!(b, [0x90, b'v', b'p', b'0', b'8', 1, 2]);
+        let f = frame_from_tag(TAG_VIDEO, 0, Bytes::from(b)).unwrap();
+        assert_eq!(
+            (f.codec, f.role, f.keyframe),
+            (Codec::Vp8, FrameRole::SequenceHeader, true)
+        );
+        assert_eq!(f.payload().as_ref(), &[1, 2]);
+        // CodedFramesX inter frame of av01: 0x80 | 2 << 4 | 3.
+        let b = ex_video_body(FOURCC_AV01, false, ExVideoPacket::CodedFramesX, &[9]);
+        assert_eq!(b, [0xA3, b'a', b'v', b'0', b'1', 9]);
+        let f = frame_from_tag(TAG_VIDEO, 40, Bytes::from(b)).unwrap();
+        assert_eq!(
+            (f.codec, f.role, f.keyframe, f.cts),
+            (Codec::Av1, FrameRole::Coded, false, 0)
+        );
+        // CodedFrames of hvc1 carries an SI24 cts (-40 = FF FF D8).
+        let b = ex_video_body(
+            FOURCC_HVC1,
+            true,
+            ExVideoPacket::CodedFrames { cts: -40 },
+            &[7],
+        );
+        assert_eq!(b, [0x91, b'h', b'v', b'c', b'1', 0xFF, 0xFF, 0xD8, 7]);
+        let f = frame_from_tag(TAG_VIDEO, 0, Bytes::from(b)).unwrap();
+        assert_eq!((f.codec, f.cts, f.keyframe), (Codec::H265, -40, true));
+        assert_eq!(f.payload().as_ref(), &[7]);
+        // CodedFrames of vp09 has no cts on the wire.
+        let b = ex_video_body(
+            FOURCC_VP09,
+            true,
+            ExVideoPacket::CodedFrames { cts: 5 },
+            &[3],
+        );
+        assert_eq!(b, [0x91, b'v', b'p', b'0', b'9', 3]);
+        // Out-of-range cts is clamped to SI24.
+        let b = ex_video_body(
+            FOURCC_HVC1,
+            false,
+            ExVideoPacket::CodedFrames { cts: i32::MAX },
+            &[],
+        );
+        assert_eq!(&b[5..], &[0x7F, 0xFF, 0xFF]);
+        let b = ex_video_body(FOURCC_VP09, false, ExVideoPacket::SequenceEnd, &[]);
+        let f = frame_from_tag(TAG_VIDEO, 0, Bytes::from(b)).unwrap();
+        assert_eq!(f.role, FrameRole::SequenceEnd);
     }
 }

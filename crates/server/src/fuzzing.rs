@@ -1,6 +1,6 @@
 //! Thin wrappers that expose the crate-private parsers of hostile input to the cargo-fuzz
 //! targets in `fuzz/` (and nothing else): WHEP offer checks, the STUN username routing of the
-//! shared UDP socket, and the auth parsers (queries, signed URLs, CIDRs, rule patterns, JWTs).
+//! shared UDP socket, WHIP's per-codec video parsers, and the auth parsers (queries, signed URLs, CIDRs, rule patterns, JWTs).
 //! Not a stable API: hidden from the docs, it changes with the code it wraps.
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +23,51 @@ pub const FUZZ_PEER_QUEUE: usize = 8;
 pub fn whep_offer(sdp: &str) -> (bool, String) {
     let usable = crate::webrtc::sdp::check_offer(sdp).is_ok();
     (usable, crate::webrtc::whep::remote_ufrag(sdp))
+}
+
+/// WHIP ingest's per-codec parsers on one depacketized frame and WHEP's conversion of what
+/// they made: the first byte picks the codec (H.264, H.265, AV1, VP9, VP8 by its value mod
+/// 5), the rest is the frame, fed as contiguous and after loss; every FLV body made goes
+/// back through `flv::frame_from_tag` and the WHEP converter, and the record parsers see the
+/// raw bytes too. Returns the bytes made.
+pub fn webrtc_video(data: &[u8]) -> usize {
+    use crate::webrtc::{av1, hevc, video_in, video_out, vp};
+    use str0m::format::Codec as RtcCodec;
+    let Some((&pick, frame)) = data.split_first() else {
+        return 0;
+    };
+    let (codec, rtc) = match pick % 5 {
+        0 => (media::Codec::H264, RtcCodec::H264),
+        1 => (media::Codec::H265, RtcCodec::H265),
+        2 => (media::Codec::Av1, RtcCodec::Av1),
+        3 => (media::Codec::Vp9, RtcCodec::Vp9),
+        _ => (media::Codec::Vp8, RtcCodec::Vp8),
+    };
+    let mut made = 0;
+    let Some(mut v) = video_in::VideoIn::new(codec) else {
+        return 0;
+    };
+    let mut out = video_out::VideoOut::default();
+    for contiguous in [true, false, true] {
+        let (unit, _) = v.accept(frame, contiguous);
+        let Some(u) = unit else { continue };
+        for body in u.header.into_iter().chain(std::iter::once(u.frame)) {
+            made += body.len();
+            if let Ok(f) = flv::frame_from_tag(flv::TAG_VIDEO, 0, bytes::Bytes::from(body)) {
+                made += out.convert(Some(rtc), &f).map_or(0, |d| d.len());
+            }
+        }
+    }
+    made += usize::from(vp::vp8_keyframe(frame).is_some());
+    made += usize::from(vp::vp9_keyframe(frame).is_some());
+    made += usize::from(av1::parse_sequence_header(frame).is_some());
+    made += av1::obus(frame).map_or(0, |o| o.len());
+    made += usize::from(hevc::parse_sps(frame).is_some());
+    let mut annexb = hevc::HevcAnnexB::default();
+    if annexb.set_config(frame) {
+        made += annexb.convert(frame, true).map_or(0, |d| d.len());
+    }
+    made
 }
 
 /// The shared UDP socket's router (`webrtc::udp::route`) with one registered peer
@@ -193,6 +238,38 @@ mod tests {
     }
 
     #[test]
+    fn webrtc_video_survives_mutated_frames() {
+        // Seeds of every codec, each bit-flipped and truncated deterministically: no panic.
+        let seeds: [&[u8]; 4] = [
+            &[
+                4, 0x50, 0x42, 0x02, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0xAA,
+            ],
+            &[
+                3, 0x82, 0x49, 0x83, 0x42, 0x40, 0x04, 0xFF, 0x02, 0xCF, 0x80,
+            ],
+            &[
+                2, 0x12, 0x00, 0x0A, 0x0B, 0, 0, 0, 0x10, 0x4A, 0x7F, 0x8E, 0x00, 0x4C, 0x07, 0x0B,
+            ],
+            &[
+                1, 0, 0, 0, 1, 0x40, 0x01, 0x0C, 0, 0, 0, 1, 0x42, 0x01, 0x01, 0x01, 0x60, 0, 0, 3,
+            ],
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for seed in seeds {
+            for _ in 0..500 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut d = seed.to_vec();
+                let at = 1 + (x as usize) % (d.len() - 1);
+                d[at] ^= 1 << ((x >> 32) % 8);
+                d.truncate(1 + (x >> 40) as usize % d.len());
+                webrtc_video(&d);
+            }
+        }
+    }
+
+    #[test]
     fn wrappers_reach_the_parsers() {
         let far_future = br#"{"exp":4102444800,"action":"publish","stream":"live/*"}"#;
         let header = br#"{"alg":"HS256","typ":"JWT"}"#;
@@ -211,5 +288,11 @@ mod tests {
         assert!(!signed_url(b"s", "live/x", "1", "zz", 0));
         let mut r = UdpRouter::new();
         assert!(!r.route(5000, &[0x80, 0, 0, 0]));
+        // VP8 (4): a key frame header for 640x360 makes a sequence start and a frame.
+        let vp8 = [
+            4, 0x50, 0x42, 0x02, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0xAA,
+        ];
+        assert!(webrtc_video(&vp8) > 20);
+        assert_eq!(webrtc_video(&[]), 0);
     }
 }

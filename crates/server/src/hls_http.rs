@@ -210,6 +210,9 @@ impl MuxerTask {
         let mut errors = 0u64;
         let mut viewers = 0u64;
         let mut oldest: Option<std::time::Instant> = None;
+        // The segmenter carries H.264/H.265 video only: VP8, VP9 and AV1 (from WHIP or an
+        // Enhanced RTMP publisher) are skipped, the playlist carries the audio. Said once.
+        let mut warned_codec = false;
         let ended = loop {
             tokio::select! {
                 _ = entry.cancel.cancelled() => break false,
@@ -217,6 +220,13 @@ impl MuxerTask {
                     let Some(f) = f else { break true };
                     if oldest.is_none() {
                         oldest = f.arrival;
+                    }
+                    if !warned_codec
+                        && f.kind == media::MediaKind::Video
+                        && !matches!(f.codec, media::Codec::H264 | media::Codec::H265)
+                    {
+                        warned_codec = true;
+                        tracing::warn!(key = %self.key, codec = ?f.codec, "hls: video codec not supported by the segmenter; the playlist carries audio only");
                     }
                     // Mux under the lock; write to disk and wake waiters after it.
                     let (pushed, snapshot) = {

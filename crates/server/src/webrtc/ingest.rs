@@ -1,10 +1,11 @@
 //! One WHIP publisher: a task that owns its `Rtc` (same drain contract, timeouts and cleanup
 //! as [`super::peer`]) and turns what str0m depacketizes into hub frames.
 //!
-//! - Video: str0m's H.264 access units (Annex B) become AVCC frames with a sequence header
-//!   built from the in-band SPS/PPS ([`super::h264::Avcc`]). After a frame str0m marks
-//!   non-contiguous (loss it could not repair), frames are dropped until the next keyframe,
-//!   and one is requested.
+//! - Video: str0m's depacketized frames (H.264, H.265, AV1, VP9 or VP8: the one codec the
+//!   answer picked) become FLV tags ([`super::video_in`]): legacy AVC for H.264, Enhanced
+//!   RTMP for the others, each with a sequence header built from in-band data. After a frame
+//!   str0m marks non-contiguous (loss it could not repair), frames are dropped until the
+//!   next keyframe, and one is requested.
 //! - Audio: Opus packets go bit-exact to the stream's WebRTC viewers ([`OpusSource`]) and,
 //!   transcoded to AAC-LC ([`transcode::OpusToAac`]), to the hub for every other protocol.
 //! - Time: both tracks share one millisecond timeline ([`Clock`]): each track is anchored at
@@ -30,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 use transcode::{OpusPacket, OpusToAac};
 
 use super::audio::OpusSource;
-use super::h264::{Avcc, AvccUnit};
 use super::peer::{self, Cleanup};
+use super::video_in::{VideoIn, VideoUnit, hub_codec};
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
 use crate::counters::StreamCounters;
@@ -185,43 +186,14 @@ fn sender_time(tc: &TrackClock) -> Option<SystemTime> {
     }
 }
 
-/// The video side: Annex B to AVCC, dropping after loss until a keyframe.
-#[derive(Debug, Default)]
-struct VideoIn {
-    avcc: Avcc,
-    /// Dropping until a keyframe (at start, and after a non-contiguous frame).
-    waiting_key: bool,
-    started: bool,
-}
-
-impl VideoIn {
-    /// One access unit from str0m: the unit to publish (if any) and whether to ask for a
-    /// keyframe.
-    fn accept(&mut self, data: &[u8], contiguous: bool) -> (Option<AvccUnit>, bool) {
-        if !self.started || !contiguous {
-            self.started = true;
-            self.waiting_key = true;
-        }
-        let unit = self.avcc.convert(data);
-        match unit {
-            Some(u) if u.keyframe => {
-                self.waiting_key = false;
-                (Some(u), false)
-            }
-            Some(u) if !self.waiting_key => (Some(u), false),
-            // Broken, or a delta frame whose references may be missing.
-            _ => (None, true),
-        }
-    }
-}
-
 /// What the task keeps between events.
 struct State {
     connected: bool,
     disconnected: bool,
     video_mid: Option<Mid>,
     clock: Clock,
-    video: VideoIn,
+    /// Made for the codec of the first video frame (the one the answer negotiated).
+    video: Option<VideoIn>,
     aac: Option<OpusToAac>,
     aac_header_sent: bool,
     /// Timeline ms of the first frame given to the hub; earlier frames are dropped, and
@@ -250,7 +222,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
         disconnected: false,
         video_mid: None,
         clock: Clock::default(),
-        video: VideoIn::default(),
+        video: None,
         aac: None,
         aac_header_sent: false,
         base: None,
@@ -392,8 +364,8 @@ fn event(p: &mut Ingest, wr: &WebRtc, st: &mut State, e: Event) {
 fn media(p: &mut Ingest, st: &mut State, d: &MediaData) {
     let codec = d.params.spec().codec;
     let track = match codec {
-        RtcCodec::H264 => Track::Video,
         RtcCodec::Opus => Track::Audio,
+        c if hub_codec(c).is_some() => Track::Video,
         _ => return,
     };
     let report = d
@@ -404,7 +376,10 @@ fn media(p: &mut Ingest, st: &mut State, d: &MediaData) {
     match track {
         Track::Video => {
             st.video_mid.get_or_insert(d.mid);
-            let (unit, want_key) = st.video.accept(&d.data, d.contiguous);
+            let Some(v) = video_in(p, st, codec) else {
+                return;
+            };
+            let (unit, want_key) = v.accept(&d.data, d.contiguous);
             st.want_key |= want_key;
             if let Some(u) = unit {
                 video(p, st, u, ms);
@@ -429,17 +404,28 @@ fn hub_time(st: &mut State, ms: u64, track: Track) -> Option<u64> {
     Some(dts)
 }
 
-fn video(p: &mut Ingest, st: &mut State, u: AvccUnit, ms: u64) {
+/// The video converter for `codec`, made at its first frame (and remade, with a log, if
+/// the publisher switches codec).
+fn video_in<'a>(p: &Ingest, st: &'a mut State, codec: RtcCodec) -> Option<&'a mut VideoIn> {
+    let codec = hub_codec(codec)?;
+    if st.video.as_ref().is_none_or(|v| v.codec() != codec) {
+        tracing::info!(stream = %p.key, "whip video: {}", super::sdp::codec_name(codec));
+        st.video = VideoIn::new(codec);
+    }
+    st.video.as_mut()
+}
+
+fn video(p: &mut Ingest, st: &mut State, u: VideoUnit, ms: u64) {
     let Some(dts) = hub_time(st, ms, Track::Video) else {
         return;
     };
     if u.keyframe {
         st.last_keyframe = Instant::now();
     }
-    if let Some(record) = u.config {
-        st.held.push_back((dts, video_body(true, 0, &record)));
+    if let Some(header) = u.header {
+        st.held.push_back((dts, header));
     }
-    st.held.push_back((dts, video_body(u.keyframe, 1, &u.data)));
+    st.held.push_back((dts, u.frame));
     flush_video(p, st);
 }
 
@@ -501,15 +487,6 @@ fn audio(p: &mut Ingest, st: &mut State, packet: &[u8], ms: u64) {
         push(p, audio_body(1, &f.data), flv::mux::TAG_AUDIO, dts);
     }
     flush_video(p, st);
-}
-
-/// An FLV video tag body: AVC, key or inter frame, packet type, cts 0, payload.
-fn video_body(keyframe: bool, packet_type: u8, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(payload.len() + 5);
-    b.push(if keyframe { 0x17 } else { 0x27 });
-    b.extend_from_slice(&[packet_type, 0, 0, 0]);
-    b.extend_from_slice(payload);
-    b
 }
 
 /// An FLV audio tag body: AAC, 44 kHz/16-bit/stereo flags (fixed for AAC), packet type.
@@ -575,34 +552,15 @@ mod tests {
     }
 
     #[test]
-    fn video_waits_for_a_keyframe_at_start_and_after_loss() {
-        let idr = [
-            0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1E, 0, 0, 0, 1, 0x68, 0xCE, 0x3C, 0x80, 0, 0, 0, 1,
-            0x65, 0x88,
-        ];
-        let delta = [0, 0, 0, 1, 0x41, 0x9A];
-        let mut v = VideoIn::default();
-        assert_eq!(v.accept(&delta, true), (None, true), "no keyframe yet");
-        let (u, want) = v.accept(&idr, true);
-        assert!(u.unwrap().keyframe && !want);
-        assert!(v.accept(&delta, true).0.is_some());
-        // Loss: this and the next delta frames are dropped, a keyframe is requested.
-        assert_eq!(v.accept(&delta, false), (None, true));
-        assert_eq!(v.accept(&delta, true), (None, true));
-        assert!(
-            v.accept(&idr, false).0.is_some(),
-            "a keyframe after loss is fine"
-        );
-        assert!(v.accept(&delta, true).0.is_some());
-        assert_eq!(v.accept(&[1, 2, 3], true), (None, true), "garbage");
-    }
-
-    #[test]
     fn flv_bodies_parse_back_to_frames() {
         let f = flv::frame_from_tag(
             flv::mux::TAG_VIDEO,
             40,
-            Bytes::from(video_body(true, 1, &[0, 0, 0, 1, 0x65])),
+            Bytes::from(super::super::video_in::avc_body(
+                true,
+                1,
+                &[0, 0, 0, 1, 0x65],
+            )),
         )
         .unwrap();
         assert!(f.is_video_keyframe());
@@ -611,7 +569,7 @@ mod tests {
         let f = flv::frame_from_tag(
             flv::mux::TAG_VIDEO,
             0,
-            Bytes::from(video_body(true, 0, &[1, 2])),
+            Bytes::from(super::super::video_in::avc_body(true, 0, &[1, 2])),
         )
         .unwrap();
         assert_eq!(f.role, media::FrameRole::SequenceHeader);

@@ -14,8 +14,11 @@
 //! - [`h264`]: AVCC to Annex B with SPS/PPS before keyframes.
 //! - [`audio`]: one AAC-to-Opus transcoder per stream shared by its WebRTC viewers.
 //! - [`player`]: the player page at `GET /{app}/{stream}/`.
-//! - [`whip`] and [`ingest`]: WHIP publishing (H.264 and Opus in, AAC made for the hub, the
-//!   Opus passed to WebRTC viewers as it came) and the publish page.
+//! - [`whip`] and [`ingest`]: WHIP publishing (H.264, H.265, AV1, VP9 or VP8 and Opus in,
+//!   AAC made for the hub, the Opus passed to WebRTC viewers as it came) and the publish
+//!   page; [`video_in`] turns each video codec into FLV (Enhanced RTMP) tags, with
+//!   [`hevc`], [`av1`] and [`vp`] building their configuration records.
+//! - [`video_out`]: WHEP viewers get the stream's video codec passed through.
 //!
 //! Timing: video RTP time is the hub's pts (dts + cts) at 90 kHz, audio the Opus packet's dts
 //! at 48 kHz; both come from the same hub timeline, and the wallclock given to str0m (which it
@@ -24,8 +27,11 @@
 //! presentation time; the decoder reorders).
 
 pub(crate) mod audio;
+pub(crate) mod av1;
+pub(crate) mod bits;
 pub(crate) mod config;
 pub(crate) mod h264;
+pub(crate) mod hevc;
 pub(crate) mod ingest;
 pub(crate) mod metrics;
 pub(crate) mod peer;
@@ -35,6 +41,9 @@ pub(crate) mod restart;
 pub(crate) mod sdp;
 pub(crate) mod tcp;
 pub(crate) mod udp;
+pub(crate) mod video_in;
+pub(crate) mod video_out;
+pub(crate) mod vp;
 pub(crate) mod whep;
 pub(crate) mod whip;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use hub::Subscriber;
-use media::{Codec, Frame, FrameRole, MediaKind};
+use media::Frame;
 use str0m::bwe::BweKind;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Frequency, MediaTime, Mid, Pt};
@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use transcode::OpusPacket;
 
 use super::audio::AudioGuard;
-use super::h264::AnnexB;
 use super::quality::PeerQuality;
+use super::video_out::{self, VideoOut};
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
 use crate::counters::ViewerGuard;
@@ -66,6 +66,8 @@ pub(crate) struct Peer {
 #[derive(Debug, Default)]
 struct State {
     video: Option<(Mid, Pt)>,
+    /// The codec negotiated for `video`.
+    video_codec: Option<RtcCodec>,
     audio: Option<(Mid, Pt)>,
     connected: bool,
     disconnected: bool,
@@ -91,7 +93,7 @@ impl State {
 pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let ice_timeout = Duration::from_millis(shared.config.webrtc.ice_timeout_ms);
     let mut st = State::default();
-    let mut annexb = AnnexB::default();
+    let mut annexb = VideoOut::default();
     let mut last_rx = Instant::now();
     // ICE and DTLS must both complete within one ice_timeout of the answer.
     let connect_by = last_rx + ice_timeout;
@@ -245,19 +247,18 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
             let Some(w) = p.rtc.writer(m.mid) else { return };
             let pt = w.payload_params().find_map(|pp| {
                 let spec = pp.spec();
-                let ok = match spec.codec {
-                    RtcCodec::H264 => spec.format.packetization_mode == Some(1),
-                    RtcCodec::Opus => true,
-                    _ => false,
-                };
+                let ok = spec.codec == RtcCodec::Opus || video_out::usable(&spec);
                 ok.then_some((spec.codec, pp.pt()))
             });
             if let Some((_, pt)) = pt {
                 st.quality.media_pt(*pt);
             }
             match pt {
-                Some((RtcCodec::H264, pt)) => st.video = Some((m.mid, pt)),
-                Some((_, pt)) => st.audio = Some((m.mid, pt)),
+                Some((RtcCodec::Opus, pt)) => st.audio = Some((m.mid, pt)),
+                Some((codec, pt)) => {
+                    st.video = Some((m.mid, pt));
+                    st.video_codec = Some(codec);
+                }
                 None => {}
             }
         }
@@ -287,21 +288,11 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
 }
 
 /// Writes one hub frame to the video track; true if something was written.
-fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut AnnexB, f: &Frame) -> bool {
-    if f.kind != MediaKind::Video || f.codec != Codec::H264 {
-        return false;
-    }
-    if f.role == FrameRole::SequenceHeader {
-        annexb.set_config(&f.payload());
-        return false;
-    }
-    if f.role != FrameRole::Coded {
-        return false;
-    }
-    let Some((mid, pt)) = st.video else {
+fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut VideoOut, f: &Frame) -> bool {
+    let Some(data) = annexb.convert(st.video_codec, f) else {
         return false;
     };
-    let Some(data) = annexb.convert(&f.payload(), f.keyframe) else {
+    let Some((mid, pt)) = st.video else {
         return false;
     };
     let pts = f.dts.saturating_add_signed(i64::from(f.cts));

@@ -239,7 +239,22 @@ async fn create(
         .enable_bwe(Some(str0m::bwe::Bitrate::bps(
             super::quality::INITIAL_ESTIMATE_BPS,
         )));
-    let (rtc, creds, answer) = negotiate(&wr, &sdp, config)?;
+    // The stream's video codec (H.264 until one is known), passed through: the offer must
+    // have it.
+    let video = shared
+        .hub
+        .stream(&key)
+        .and_then(|s| s.video_codec)
+        .unwrap_or(media::Codec::H264);
+    if media.has_video && !media.has(video) {
+        let name = super::sdp::codec_name(video);
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "codec",
+            format!("stream {key} is {name} video and the offer has no {name}"),
+        ));
+    }
+    let (rtc, creds, answer) = negotiate(&wr, &sdp, config, video)?;
     // `limits.max_viewers_per_stream` (across protocols): 503 {"code":"limit"}.
     let admitted = crate::limits::admit_viewer(shared, &key, ViewerProtocol::WebRtc)
         .map_err(crate::limits::LimitRefusal::into_http)?;
@@ -297,14 +312,16 @@ pub(super) async fn read_offer(
     Ok((wr, sdp))
 }
 
-/// Parses the offer, builds the peer's ICE-lite `Rtc` (H.264 and Opus only) from `config`
-/// with our candidates, and accepts the offer: the `Rtc`, its ICE credentials and the answer.
+/// Parses the offer, builds the peer's ICE-lite `Rtc` (the `video` codec and Opus only) from
+/// `config` with our candidates, and accepts the offer: the `Rtc`, its ICE credentials and
+/// the answer.
 // The error is the HTTP response axum sends as it is: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn negotiate(
     wr: &WebRtc,
     sdp: &str,
     config: RtcConfig,
+    video: media::Codec,
 ) -> Result<(Rtc, IceCreds, String), Response> {
     // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
     let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(sdp)))
@@ -317,12 +334,9 @@ pub(super) fn negotiate(
         )
     })?;
     let creds = IceCreds::new();
-    let mut rtc = config
+    let mut rtc = super::video_out::enable(config, video)
         .set_ice_lite(true)
         .set_local_ice_credentials(creds.clone())
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
         .build(std::time::Instant::now());
     for addr in &wr.candidates {
         match Candidate::host(*addr, "udp") {

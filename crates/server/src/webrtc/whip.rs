@@ -94,10 +94,13 @@ async fn create(
     let key = format!("{app}/{stream}");
     let media = super::sdp::check_offer(&sdp)
         .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
+    // One video codec, the best the offer has (`sdp::VIDEO_PREFERENCE`); an audio-only
+    // offer gets H.264 enabled, which it has no m-line for.
+    let video = media.pick_video().unwrap_or(media::Codec::H264);
     let config = RtcConfig::new()
         .set_reordering_size_video(REORDER_VIDEO_PACKETS)
         .set_reordering_size_audio(REORDER_AUDIO_PACKETS);
-    let (rtc, creds, answer) = whep::negotiate(&wr, &sdp, config)?;
+    let (rtc, creds, answer) = whep::negotiate(&wr, &sdp, config, video)?;
     // `limits.max_publishers_per_app`: 503 {"code":"limit"}, as for every protocol.
     let limit = crate::limits::admit_publisher(shared, app, "webrtc")
         .map_err(crate::limits::LimitRefusal::into_http)?;

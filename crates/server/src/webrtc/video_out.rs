@@ -1,0 +1,182 @@
+//! WHEP video, per codec: which codec a viewer's `Rtc` enables (the live stream's), whether
+//! a negotiated payload type can carry it, and each hub frame as str0m's packetizers take
+//! it: H.264 and H.265 as Annex B with the parameter sets before every keyframe, VP8 and
+//! VP9 as the raw frames, AV1 as its OBUs (temporal delimiters dropped, as RTP carries none).
+
+use media::{Codec, Frame, FrameRole, MediaKind};
+use str0m::RtcConfig;
+use str0m::format::{Codec as RtcCodec, CodecSpec};
+
+use super::av1;
+use super::h264::AnnexB;
+use super::hevc::HevcAnnexB;
+
+/// OBU_TEMPORAL_DELIMITER.
+const OBU_TEMPORAL_DELIMITER: u8 = 2;
+
+/// `config` with our video codec `codec` and Opus as its only codecs (H.264 for a codec
+/// WebRTC cannot carry: nothing of it will be written).
+pub(crate) fn enable(config: RtcConfig, codec: Codec) -> RtcConfig {
+    let config = config.clear_codecs().enable_opus(true, false);
+    match codec {
+        Codec::H265 => config.enable_h265(true),
+        Codec::Av1 => config.enable_av1(true),
+        Codec::Vp9 => config.enable_vp9(true),
+        Codec::Vp8 => config.enable_vp8(true),
+        _ => config.enable_h264(true),
+    }
+}
+
+/// Whether a negotiated payload type can carry our video: H.264 only in packetization-mode
+/// 1 (str0m's FU-A/STAP-A), the other codecs as negotiated.
+pub(crate) fn usable(spec: &CodecSpec) -> bool {
+    match spec.codec {
+        RtcCodec::H264 => spec.format.packetization_mode == Some(1),
+        RtcCodec::H265 | RtcCodec::Av1 | RtcCodec::Vp9 | RtcCodec::Vp8 => true,
+        _ => false,
+    }
+}
+
+/// Hub frames to what str0m's packetizer of the negotiated codec takes.
+#[derive(Debug, Default)]
+pub(crate) struct VideoOut {
+    avc: AnnexB,
+    hevc: HevcAnnexB,
+}
+
+impl VideoOut {
+    /// One hub frame for a track negotiated as `negotiated` (`None`: not known yet): the
+    /// payload to write, `None` for sequence headers (kept for later keyframes), frames of
+    /// another codec and malformed frames.
+    pub(crate) fn convert(&mut self, negotiated: Option<RtcCodec>, f: &Frame) -> Option<Vec<u8>> {
+        if f.kind != MediaKind::Video {
+            return None;
+        }
+        let payload = f.payload();
+        if f.role == FrameRole::SequenceHeader {
+            match f.codec {
+                Codec::H264 => {
+                    self.avc.set_config(&payload);
+                }
+                Codec::H265 => {
+                    self.hevc.set_config(&payload);
+                }
+                _ => {}
+            }
+            return None;
+        }
+        let matches = matches!(
+            (f.codec, negotiated?),
+            (Codec::H264, RtcCodec::H264)
+                | (Codec::H265, RtcCodec::H265)
+                | (Codec::Av1, RtcCodec::Av1)
+                | (Codec::Vp9, RtcCodec::Vp9)
+                | (Codec::Vp8, RtcCodec::Vp8)
+        );
+        if !matches || f.role != FrameRole::Coded || payload.is_empty() {
+            return None;
+        }
+        match f.codec {
+            Codec::H264 => self.avc.convert(&payload, f.keyframe),
+            Codec::H265 => self.hevc.convert(&payload, f.keyframe),
+            Codec::Av1 => {
+                let obus = av1::obus(&payload)?;
+                let mut out = Vec::with_capacity(payload.len());
+                for o in obus {
+                    if o.obu_type != OBU_TEMPORAL_DELIMITER {
+                        out.extend_from_slice(o.bytes);
+                    }
+                }
+                (!out.is_empty()).then_some(out)
+            }
+            _ => Some(payload.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use flv::video::{ExVideoPacket, FOURCC_AV01, FOURCC_VP08, ex_video_body};
+
+    use super::*;
+
+    fn frame(body: Vec<u8>) -> Frame {
+        flv::frame_from_tag(flv::mux::TAG_VIDEO, 0, Bytes::from(body)).unwrap()
+    }
+
+    #[test]
+    fn passes_the_negotiated_codec_through() {
+        let mut out = VideoOut::default();
+        let key = frame(ex_video_body(
+            FOURCC_VP08,
+            true,
+            ExVideoPacket::CodedFrames { cts: 0 },
+            &[0x50, 1, 2],
+        ));
+        assert_eq!(
+            out.convert(Some(RtcCodec::Vp8), &key),
+            Some(vec![0x50, 1, 2])
+        );
+        assert_eq!(out.convert(Some(RtcCodec::Vp9), &key), None, "other codec");
+        assert_eq!(out.convert(Some(RtcCodec::H264), &key), None);
+        assert_eq!(out.convert(None, &key), None, "nothing negotiated yet");
+        let header = frame(ex_video_body(
+            FOURCC_VP08,
+            true,
+            ExVideoPacket::SequenceStart,
+            &[1],
+        ));
+        assert_eq!(out.convert(Some(RtcCodec::Vp8), &header), None);
+        // AV1: the temporal delimiter goes, the frame OBU stays; garbage is dropped.
+        let tu = frame(ex_video_body(
+            FOURCC_AV01,
+            false,
+            ExVideoPacket::CodedFramesX,
+            &[0x12, 0x00, 0x32, 0x01, 0xCC],
+        ));
+        assert_eq!(
+            out.convert(Some(RtcCodec::Av1), &tu),
+            Some(vec![0x32, 0x01, 0xCC])
+        );
+        let bad = frame(ex_video_body(
+            FOURCC_AV01,
+            false,
+            ExVideoPacket::CodedFramesX,
+            &[0x80],
+        ));
+        assert_eq!(out.convert(Some(RtcCodec::Av1), &bad), None);
+        // H.264 without a sequence header yet: nothing.
+        let avc = frame(super::super::video_in::avc_body(
+            true,
+            1,
+            &[0, 0, 0, 1, 0x65],
+        ));
+        assert_eq!(out.convert(Some(RtcCodec::H264), &avc), None);
+    }
+
+    #[test]
+    fn config_enables_the_stream_codec() {
+        for (codec, want) in [
+            (Codec::Vp8, RtcCodec::Vp8),
+            (Codec::Vp9, RtcCodec::Vp9),
+            (Codec::Av1, RtcCodec::Av1),
+            (Codec::H265, RtcCodec::H265),
+            (Codec::H264, RtcCodec::H264),
+        ] {
+            let mut config = enable(RtcConfig::new(), codec);
+            let codecs: Vec<RtcCodec> = config
+                .codec_config()
+                .params()
+                .iter()
+                .map(|p| p.spec().codec)
+                .collect();
+            assert!(codecs.contains(&want), "{codec:?}: {codecs:?}");
+            assert!(codecs.contains(&RtcCodec::Opus));
+            assert!(
+                codecs.iter().all(|c| *c == want || *c == RtcCodec::Opus),
+                "{codec:?}: {codecs:?}"
+            );
+        }
+    }
+}
