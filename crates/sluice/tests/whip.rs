@@ -65,15 +65,30 @@ async fn whip_stream_plays_over_rtmp_flv_and_whep_in_sync() {
         tags.iter()
             .any(|t| t.kind == MediaKind::Audio && t.role == FrameRole::SequenceHeader)
     );
-    let skew = i64::from(*v.last().unwrap()) - i64::from(*a.last().unwrap());
-    eprintln!(
-        "A/V at the FLV player: last video {} ms, last audio {} ms",
-        v.last().unwrap(),
-        a.last().unwrap()
-    );
     // Tags arriving together carry timestamps within 200 ms of each other (the ingest
-    // interleaves video with the AAC made from the Opus).
-    assert!(skew.abs() <= 200, "A/V skew {skew} ms");
+    // interleaves video with the AAC made from the Opus). aiortc's software encoder can fall
+    // behind its own audio for a moment on a loaded machine (its video then arrives late,
+    // with the right timestamps), so the check is made over up to three windows: a server
+    // that mistimes a track fails all three.
+    let last_skew = |tags: &[common::SeenTag]| {
+        let last = |k: MediaKind| {
+            tags.iter()
+                .rev()
+                .find(|t| t.kind == k && t.role == FrameRole::Coded)
+                .map(|t| i64::from(t.timestamp))
+        };
+        Some(last(MediaKind::Video)? - last(MediaKind::Audio)?)
+    };
+    let mut skews = vec![last_skew(&tags)];
+    while skews.len() < 3 && skews.last().unwrap().is_none_or(|s| s.abs() > 200) {
+        let more = flv.collect_for(Duration::from_secs(1)).await;
+        skews.push(last_skew(&more));
+    }
+    eprintln!("A/V skew at the FLV player (last video - last audio), per window: {skews:?} ms");
+    assert!(
+        skews.iter().flatten().any(|s| s.abs() <= 200),
+        "A/V skew in every window: {skews:?} ms"
+    );
     drop(flv);
 
     // ffmpeg decodes both tracks over RTMP and HTTP-FLV (and WHEP plays meanwhile).
