@@ -24,11 +24,31 @@ use transcode::{AacToOpus, OpusPacket};
 /// Opus packets buffered per stream for its viewers (20 ms each: about 1.3 s).
 pub const AUDIO_FANOUT: usize = 64;
 
+/// One Opus packet as every viewer hands it to str0m: its bytes are made once per stream
+/// (`Arc<[u8]>` is what str0m's writer takes), so a viewer's write neither allocates nor
+/// copies them; cloning it is one reference count.
+#[derive(Debug, Clone)]
+pub(crate) struct OpusFrame {
+    /// One Opus packet (RFC 6716), a single 20 ms frame.
+    pub(crate) data: Arc<[u8]>,
+    /// Hub-timeline time (ms) of the packet's first sample.
+    pub(crate) dts_ms: u64,
+}
+
+impl From<&OpusPacket> for OpusFrame {
+    fn from(p: &OpusPacket) -> Self {
+        Self {
+            data: Arc::from(p.data.as_ref()),
+            dts_ms: p.dts_ms,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     /// Tells guards of a replaced entry of the same key apart from this one's.
     generation: u64,
-    tx: broadcast::Sender<Arc<OpusPacket>>,
+    tx: broadcast::Sender<OpusFrame>,
     viewers: usize,
     stop: CancellationToken,
     /// An [`OpusSource`] feeds `tx` (no transcoder runs).
@@ -76,7 +96,7 @@ impl AudioHub {
         hub: &Arc<Hub>,
         tracker: &TaskTracker,
         key: &str,
-    ) -> (broadcast::Receiver<Arc<OpusPacket>>, AudioGuard) {
+    ) -> (broadcast::Receiver<OpusFrame>, AudioGuard) {
         let mut m = lock(&self.map);
         if let Some(e) = m.get_mut(key) {
             e.viewers += 1;
@@ -166,13 +186,13 @@ pub(crate) struct OpusSource {
     map: Arc<Mutex<HashMap<String, Entry>>>,
     key: String,
     generation: u64,
-    tx: broadcast::Sender<Arc<OpusPacket>>,
+    tx: broadcast::Sender<OpusFrame>,
 }
 
 impl OpusSource {
     /// Hands one packet to every viewer (none listening is fine).
     pub(crate) fn push(&self, packet: OpusPacket) {
-        let _ = self.tx.send(Arc::new(packet));
+        let _ = self.tx.send(OpusFrame::from(&packet));
     }
 }
 
@@ -187,11 +207,7 @@ impl Drop for OpusSource {
     }
 }
 
-async fn run(
-    mut sub: hub::Subscriber,
-    tx: broadcast::Sender<Arc<OpusPacket>>,
-    stop: CancellationToken,
-) {
+async fn run(mut sub: hub::Subscriber, tx: broadcast::Sender<OpusFrame>, stop: CancellationToken) {
     let key = sub.key().to_owned();
     tracing::debug!(%key, "webrtc audio transcoder started");
     let mut enc: Option<AacToOpus> = None;
@@ -222,7 +238,7 @@ async fn run(
         }
         for p in out.drain(..) {
             // No receiver (all lagging or gone) is fine: the guard stops us when the last goes.
-            let _ = tx.send(Arc::new(p));
+            let _ = tx.send(OpusFrame::from(&p));
         }
     }
     tracing::debug!(%key, "webrtc audio transcoder stopped");
@@ -263,6 +279,21 @@ mod tests {
             rx.recv().await,
             Err(broadcast::error::RecvError::Closed)
         ));
+    }
+
+    /// Every viewer gets the same bytes (one allocation per packet, not one per viewer).
+    #[tokio::test]
+    async fn viewers_share_each_packet() {
+        let audio = AudioHub::default();
+        let hub = Hub::new(hub::HubConfig::default());
+        let tracker = TaskTracker::new();
+        let src = audio.provide("live/c");
+        let (mut rx1, _g1) = audio.join(&hub, &tracker, "live/c");
+        let (mut rx2, _g2) = audio.join(&hub, &tracker, "live/c");
+        src.push(packet(3));
+        let (a, b) = (rx1.recv().await.unwrap(), rx2.recv().await.unwrap());
+        assert!(Arc::ptr_eq(&a.data, &b.data));
+        assert_eq!((&a.data[..], a.dts_ms), (&[3u8, 3, 3][..], 60));
     }
 
     #[tokio::test]

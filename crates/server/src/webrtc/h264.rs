@@ -2,9 +2,14 @@
 //!
 //! - [`AnnexB`] (WHEP): hub AVCC (length-prefixed NAL units) to the Annex B access units
 //!   str0m's frame writer takes, with the SPS and PPS of the sequence header put in front of
-//!   every keyframe so a viewer can start decoding at any keyframe.
+//!   every keyframe so a viewer can start decoding at any keyframe. The viewers of a stream
+//!   share each conversion through its [`AnnexBCache`]: a frame is converted once per
+//!   stream, and every viewer hands str0m the same `Arc<[u8]>`.
 //! - [`Avcc`] (WHIP): the Annex B access units str0m depacketizes to hub AVCC (4-byte
 //!   lengths), with an AVCDecoderConfigurationRecord built from the in-band SPS/PPS.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
@@ -17,6 +22,10 @@ pub const MAX_ACCESS_UNIT_BYTES: usize = 4 * 1024 * 1024;
 /// record's 16-bit lengths would allow 64 KiB).
 pub const MAX_PARAM_SET_BYTES: usize = 1024;
 
+/// Conversions an [`AnnexBCache`] remembers: the viewers of a stream convert the same frame
+/// within one wake of each other, a few frames cover one lagging a little.
+pub const ANNEXB_CACHE_FRAMES: usize = 4;
+
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// Parameter sets of the current sequence header.
@@ -25,7 +34,9 @@ pub(crate) struct AnnexB {
     /// Bytes of the NAL length prefix (1, 2 or 4).
     nal_length_size: usize,
     /// `00 00 00 01 SPS 00 00 00 01 PPS`, put before each keyframe.
-    params: Vec<u8>,
+    params: Arc<[u8]>,
+    /// The stream's shared conversions (`None`: each conversion is this viewer's own).
+    cache: Option<Arc<AnnexBCache>>,
 }
 
 impl AnnexB {
@@ -47,8 +58,32 @@ impl AnnexB {
             params.extend_from_slice(pps);
         }
         self.nal_length_size = size;
-        self.params = params;
+        self.params = params.into();
         true
+    }
+
+    /// Shares conversions with the other viewers of a stream from now on.
+    pub(crate) fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// [`AnnexB::convert`] of a hub frame's payload, as the shared bytes str0m's writer
+    /// takes: taken from the stream's cache when another viewer converted the same payload
+    /// with the same parameter sets, else converted and put there.
+    pub(crate) fn convert_shared(&self, payload: &Bytes, keyframe: bool) -> Option<Arc<[u8]>> {
+        let Some(cache) = &self.cache else {
+            return self.convert(payload, keyframe).map(Arc::from);
+        };
+        if !self.ready() {
+            return None;
+        }
+        if let Some(hit) = cache.find(self, payload, keyframe) {
+            return hit;
+        }
+        let out: Option<Arc<[u8]>> = self.convert(payload, keyframe).map(Arc::from);
+        cache.put(self, payload, keyframe, out.clone());
+        out
     }
 
     /// True once a valid sequence header was seen.
@@ -90,6 +125,95 @@ impl AnnexB {
             out.extend_from_slice(nal);
         }
         (out.len() > if keyframe { self.params.len() } else { 0 }).then_some(out)
+    }
+}
+
+/// One conversion: its inputs (the payload held, so its address names these bytes while
+/// cached) and its result (`None`: malformed, as every viewer would find).
+#[derive(Debug)]
+struct Converted {
+    payload: Bytes,
+    keyframe: bool,
+    nal_length_size: usize,
+    params: Arc<[u8]>,
+    out: Option<Arc<[u8]>>,
+}
+
+impl Converted {
+    /// Same inputs: the same live payload bytes (address and length), keyframe flag and
+    /// parameter sets, so [`AnnexB::convert`] would give the same output.
+    fn matches(&self, a: &AnnexB, payload: &Bytes, keyframe: bool) -> bool {
+        self.payload.as_ptr() == payload.as_ptr()
+            && self.payload.len() == payload.len()
+            && self.keyframe == keyframe
+            && self.nal_length_size == a.nal_length_size
+            && (Arc::ptr_eq(&self.params, &a.params) || self.params == a.params)
+    }
+}
+
+/// The last [`ANNEXB_CACHE_FRAMES`] conversions of one stream, shared by its viewers.
+#[derive(Debug, Default)]
+pub(crate) struct AnnexBCache {
+    recent: Mutex<(usize, Vec<Converted>)>,
+}
+
+impl AnnexBCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, Vec<Converted>)> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn find(&self, a: &AnnexB, payload: &Bytes, keyframe: bool) -> Option<Option<Arc<[u8]>>> {
+        let g = self.lock();
+        g.1.iter()
+            .find(|c| c.matches(a, payload, keyframe))
+            .map(|c| c.out.clone())
+    }
+
+    fn put(&self, a: &AnnexB, payload: &Bytes, keyframe: bool, out: Option<Arc<[u8]>>) {
+        let c = Converted {
+            payload: payload.clone(),
+            keyframe,
+            nal_length_size: a.nal_length_size,
+            params: Arc::clone(&a.params),
+            out,
+        };
+        let mut g = self.lock();
+        let (next, recent) = &mut *g;
+        if recent.len() < ANNEXB_CACHE_FRAMES {
+            recent.push(c);
+        } else if let Some(slot) = recent.get_mut(*next % ANNEXB_CACHE_FRAMES) {
+            *slot = c;
+        }
+        *next = (*next + 1) % ANNEXB_CACHE_FRAMES;
+    }
+}
+
+/// The [`AnnexBCache`] of each stream with WebRTC viewers: each viewer holds its stream's
+/// cache, which goes with the last of them (entries are weak; dead ones are swept when a
+/// viewer joins, so the map never outgrows the streams being watched).
+#[derive(Debug, Default)]
+pub(crate) struct AnnexBCaches {
+    map: Mutex<HashMap<String, Weak<AnnexBCache>>>,
+}
+
+impl AnnexBCaches {
+    /// The cache of `stream`, made if no viewer holds one.
+    pub(crate) fn get(&self, stream: &str) -> Arc<AnnexBCache> {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = m.get(stream).and_then(Weak::upgrade) {
+            return c;
+        }
+        m.retain(|_, w| w.strong_count() > 0);
+        let c = Arc::new(AnnexBCache::default());
+        m.insert(stream.to_owned(), Arc::downgrade(&c));
+        c
+    }
+
+    /// Streams with a live cache.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().filter(|w| w.strong_count() > 0).count()
     }
 }
 
@@ -304,6 +428,104 @@ mod tests {
         }
         // 4 s at 25 fps with a 1 s GOP.
         assert_eq!((keys, frames), (4, 100));
+    }
+
+    /// Two viewers of a stream: the second gets the first one's bytes (the same allocation),
+    /// equal to what its own conversion gives; a new payload, the other keyframe flag or
+    /// other parameter sets are converted afresh; a malformed frame is cached as refused.
+    #[test]
+    fn viewers_of_a_stream_share_each_conversion() {
+        let caches = AnnexBCaches::default();
+        let a = annexb().with_cache(caches.get("live/a"));
+        let b = annexb().with_cache(caches.get("live/a"));
+        let idr = Bytes::from_static(&[0, 0, 0, 3, 0x65, 0x88, 0x84]);
+        let first = a.convert_shared(&idr, true).unwrap();
+        let second = b.convert_shared(&idr, true).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "converted once for both");
+        assert_eq!(&first[..], &annexb().convert(&idr, true).unwrap()[..]);
+        // Same bytes in another buffer: converted again, same result.
+        let copy = Bytes::copy_from_slice(&idr);
+        let again = b.convert_shared(&copy, true).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        assert_eq!(first, again);
+        // Same payload as a delta frame: no parameter sets in front.
+        let delta = b.convert_shared(&idr, false).unwrap();
+        assert_eq!(&delta[..], &[0, 0, 0, 1, 0x65, 0x88, 0x84]);
+        // A viewer with other parameter sets never takes the first one's bytes.
+        let mut c = AnnexB::default().with_cache(caches.get("live/a"));
+        let other = [
+            1, 77, 0x40, 31, 0xFF, 0xE1, 0, 4, 0x67, 0x4D, 0x40, 0x1F, 1, 0, 4, 0x68, 0xEE, 0x3C,
+            0x80,
+        ];
+        assert!(c.set_config(&Bytes::copy_from_slice(&other)));
+        let theirs = c.convert_shared(&idr, true).unwrap();
+        assert_eq!(&theirs[4..8], &[0x67, 0x4D, 0x40, 0x1F]);
+        // Refusals are shared too, and a viewer without a sequence header converts nothing.
+        let bad = Bytes::from_static(&[0, 0, 0, 9, 0x41]);
+        assert!(a.convert_shared(&bad, false).is_none());
+        assert!(b.convert_shared(&bad, false).is_none());
+        let none = AnnexB::default().with_cache(caches.get("live/a"));
+        assert!(none.convert_shared(&idr, true).is_none());
+    }
+
+    /// The cache holds at most ANNEXB_CACHE_FRAMES conversions, and a stream's cache goes
+    /// with its last viewer.
+    #[test]
+    fn caches_are_bounded_and_freed_with_the_last_viewer() {
+        let caches = AnnexBCaches::default();
+        let a = annexb().with_cache(caches.get("live/a"));
+        let frames: Vec<Bytes> = (0..ANNEXB_CACHE_FRAMES as u8 + 3)
+            .map(|i| Bytes::from(vec![0, 0, 0, 2, 0x41, i]))
+            .collect();
+        for f in &frames {
+            assert!(a.convert_shared(f, false).is_some());
+        }
+        let cache = caches.get("live/a");
+        assert_eq!(cache.lock().1.len(), ANNEXB_CACHE_FRAMES);
+        let b = annexb().with_cache(caches.get("live/b"));
+        assert_eq!(caches.len(), 2);
+        drop((a, cache));
+        assert_eq!(caches.len(), 1, "live/a went with its last viewer");
+        // A new viewer of live/a gets a fresh cache; the dead entry is swept.
+        let _c = annexb().with_cache(caches.get("live/a"));
+        assert_eq!(caches.map.lock().unwrap().len(), 2);
+        drop(b);
+        assert_eq!(caches.len(), 1);
+    }
+
+    /// Every frame of the demo clip, shared or not, converts to the same bytes.
+    #[test]
+    fn demo_clip_shared_equals_own_conversion() {
+        let caches = AnnexBCaches::default();
+        let mut own = AnnexB::default();
+        let mut shared = [
+            AnnexB::default().with_cache(caches.get("live/demo")),
+            AnnexB::default().with_cache(caches.get("live/demo")),
+        ];
+        let mut n = 0;
+        for tag in flv::read_all_tags(crate::DEMO_FLV).unwrap() {
+            let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap();
+            if f.kind != media::MediaKind::Video {
+                continue;
+            }
+            if f.role == media::FrameRole::SequenceHeader {
+                assert!(own.set_config(&f.payload()));
+                for s in &mut shared {
+                    assert!(s.set_config(&f.payload()));
+                }
+                continue;
+            }
+            if f.role != media::FrameRole::Coded {
+                continue;
+            }
+            let expect = own.convert(&f.payload(), f.keyframe).unwrap();
+            for s in &shared {
+                let got = s.convert_shared(&f.payload(), f.keyframe).unwrap();
+                assert_eq!(&got[..], &expect[..]);
+            }
+            n += 1;
+        }
+        assert_eq!(n, 100);
     }
 
     #[test]

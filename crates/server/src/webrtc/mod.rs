@@ -195,6 +195,8 @@ pub(crate) struct WebRtc {
     pub(crate) tcp_candidates: Vec<SocketAddr>,
     pub(crate) stats: WebRtcStats,
     pub(crate) audio: audio::AudioHub,
+    /// Each watched stream's Annex B conversions, shared by its viewers.
+    pub(crate) annexb: h264::AnnexBCaches,
     tables: Mutex<Tables>,
     next_id: AtomicU64,
 }
@@ -246,6 +248,7 @@ impl WebRtc {
             tcp_candidates,
             stats: WebRtcStats::default(),
             audio: audio::AudioHub::default(),
+            annexb: h264::AnnexBCaches::default(),
             tables: Mutex::new(Tables::default()),
             next_id: AtomicU64::new(1),
         })

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use hub::Subscriber;
+use hub::{Subscriber, TryRecv};
 use media::Frame;
 use str0m::bwe::BweKind;
 use str0m::format::Codec as RtcCodec;
@@ -20,9 +20,8 @@ use str0m::net::Receive;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
-use transcode::OpusPacket;
 
-use super::audio::AudioGuard;
+use super::audio::{AudioGuard, OpusFrame};
 use super::quality::PeerQuality;
 use super::video_out::{self, VideoOut};
 use super::{Datagram, PeerCmd, WebRtc};
@@ -54,7 +53,7 @@ pub(crate) struct Peer {
     pub(crate) rtc: Rtc,
     pub(crate) stream: String,
     pub(crate) sub: Subscriber,
-    pub(crate) audio: Option<(broadcast::Receiver<Arc<OpusPacket>>, AudioGuard)>,
+    pub(crate) audio: Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
     pub(crate) rx: mpsc::Receiver<Datagram>,
     pub(crate) cmd: mpsc::Receiver<PeerCmd>,
     pub(crate) kick: CancellationToken,
@@ -89,16 +88,34 @@ impl State {
     }
 }
 
+/// Most queued datagrams, hub frames or Opus packets taken in one wake besides the one
+/// that woke the peer: what is ready is handled together (one str0m timeout and one drain
+/// for all of it) while a flood still yields to the other branches and tasks.
+pub const MAX_BATCH: usize = 32;
+/// Most rounds of "str0m's timeout is already due: give it and drain again" in one wake
+/// (str0m asks for an immediate timeout after a write, to packetize it).
+pub const MAX_SETTLE_ROUNDS: usize = 4;
+
 /// Runs the peer until it ends, then frees everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let ice_timeout = Duration::from_millis(shared.config.webrtc.ice_timeout_ms);
     let mut st = State::default();
-    let mut annexb = VideoOut::default();
+    // H.264 Annex B conversions are shared with the stream's other viewers.
+    let mut annexb = VideoOut::default().with_h264_cache(wr.annexb.get(&p.stream));
     let mut last_rx = Instant::now();
     // ICE and DTLS must both complete within one ice_timeout of the answer.
     let connect_by = last_rx + ice_timeout;
-    let mut next = drain(&mut p, &wr, &mut st);
-    let shutdown = shared.shutdown.clone();
+    let mut next = settle(&mut p, &wr, &mut st);
+    // The cancellation futures and the timer live as long as the peer: each wake polls
+    // them, instead of registering (and on drop unregistering) new ones every time.
+    let kicked = p.kick.clone().cancelled_owned();
+    tokio::pin!(kicked);
+    let stopping = shared.shutdown.clone().cancelled_owned();
+    tokio::pin!(stopping);
+    // One timer for the peer's life, moved only when the wake time changes (not a new
+    // timer entry per wake).
+    let sleep = tokio::time::sleep_until(next.into());
+    tokio::pin!(sleep);
     loop {
         if st.disconnected || !p.rtc.is_alive() {
             break;
@@ -108,16 +125,24 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
         if !st.connected {
             wake = wake.min(connect_by);
         }
+        let wake = tokio::time::Instant::from_std(wake);
+        if sleep.deadline() != wake {
+            sleep.as_mut().reset(wake);
+        }
         let connected = st.connected;
         let has_audio = st.audio.is_some() && p.audio.is_some();
         tokio::select! {
             biased;
-            _ = p.kick.cancelled() => break,
-            _ = shutdown.cancelled() => break,
+            () = &mut kicked => break,
+            () = &mut stopping => break,
             d = p.rx.recv() => {
                 let Some(d) = d else { break };
                 last_rx = Instant::now();
                 receive(&mut p.rtc, &wr, d);
+                for _ in 0..MAX_BATCH {
+                    let Ok(d) = p.rx.try_recv() else { break };
+                    receive(&mut p.rtc, &wr, d);
+                }
             }
             c = p.cmd.recv() => match c {
                 Some(PeerCmd::AddCandidate(line)) => add_candidate(&mut p.rtc, &line),
@@ -128,9 +153,14 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                 let Some(f) = f else { break };
                 let live = p.sub.backlog() == 0;
                 let t0 = Instant::now();
-                if write_video(&mut p.rtc, &mut st, &mut annexb, &f) {
-                    next = drain(&mut p, &wr, &mut st);
-                    if live {
+                let video = write_video(&mut p.rtc, &mut st, &mut annexb, &f);
+                let more = write_ready(&mut p, &mut st, &mut annexb);
+                if more.ended {
+                    break;
+                }
+                if video || more.wrote {
+                    next = packetize(&mut p, &wr, &mut st);
+                    if video && live {
                         wr.stats.latency(t0.elapsed().as_micros() as u64);
                     }
                 }
@@ -142,19 +172,100 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => p.audio = None,
                 }
+                if write_ready(&mut p, &mut st, &mut annexb).ended {
+                    break;
+                }
+                next = packetize(&mut p, &wr, &mut st);
+                continue;
             }
-            _ = tokio::time::sleep_until(wake.into()) => {
+            () = &mut sleep => {
                 if !timeout(&mut p.rtc, &p.stream, silent_until, st.connected, connect_by) {
                     break;
                 }
             }
         }
-        next = drain(&mut p, &wr, &mut st);
+        next = settle(&mut p, &wr, &mut st);
     }
     p.rtc.disconnect();
     let _ = drain(&mut p, &wr, &mut st);
     drop(p.cleanup);
     tracing::info!(stream = %p.stream, bytes = st.sent, "webrtc peer closed");
+}
+
+/// What [`write_ready`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pumped {
+    /// Something was written to a track.
+    wrote: bool,
+    /// The stream ended: the peer must close.
+    ended: bool,
+}
+
+/// Writes the hub frames and Opus packets that are ready now, without waiting (at most
+/// [`MAX_BATCH`] of each), so one wake and one drain serve all of them: the hub's audio
+/// frame and the Opus packet made from it, or a burst after a stall, no longer cost one
+/// wake each. Only once connected, as the select's guards have it.
+fn write_ready(p: &mut Peer, st: &mut State, annexb: &mut VideoOut) -> Pumped {
+    let mut out = Pumped::default();
+    if !st.connected {
+        return out;
+    }
+    for _ in 0..MAX_BATCH {
+        match p.sub.try_recv() {
+            TryRecv::Frame(f) => out.wrote |= write_video(&mut p.rtc, st, annexb, &f),
+            TryRecv::Empty => break,
+            TryRecv::Ended => {
+                out.ended = true;
+                return out;
+            }
+        }
+    }
+    if st.audio.is_none() {
+        return out;
+    }
+    for _ in 0..MAX_BATCH {
+        let Some((rx, _)) = p.audio.as_mut() else {
+            break;
+        };
+        match rx.try_recv() {
+            Ok(pkt) => {
+                write_audio(&mut p.rtc, st, &pkt);
+                out.wrote = true;
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(broadcast::error::TryRecvError::Empty) => break,
+            Err(broadcast::error::TryRecvError::Closed) => p.audio = None,
+        }
+    }
+    out
+}
+
+/// After media writes: str0m packetizes what was written on its next timeout, which it
+/// asks for at once, so give it now (sparing the drain that would only learn that) and
+/// settle. Returns when str0m wants to be woken next.
+fn packetize(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    let _ = p.rtc.handle_input(Input::Timeout(Instant::now()));
+    settle(p, wr, st)
+}
+
+/// Drains str0m's output and, while the timeout it asks for is already due (it packetizes
+/// written media on a timeout), gives it that timeout and drains again, at most
+/// [`MAX_SETTLE_ROUNDS`] times: what a wake wrote leaves in the same wake, not one timer
+/// wake later. Returns when str0m wants to be woken next.
+fn settle(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    let mut next = drain(p, wr, st);
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        if st.disconnected {
+            break;
+        }
+        let now = Instant::now();
+        if next > now {
+            break;
+        }
+        let _ = p.rtc.handle_input(Input::Timeout(now));
+        next = drain(p, wr, st);
+    }
+    next
 }
 
 /// Feeds one datagram to `rtc`; what str0m refuses is counted as dropped.
@@ -209,8 +320,8 @@ pub(crate) fn timeout(
 }
 
 async fn recv_audio(
-    a: &mut Option<(broadcast::Receiver<Arc<OpusPacket>>, AudioGuard)>,
-) -> Result<Arc<OpusPacket>, broadcast::error::RecvError> {
+    a: &mut Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
+) -> Result<OpusFrame, broadcast::error::RecvError> {
     match a {
         Some((rx, _)) => rx.recv().await,
         None => std::future::pending().await,
@@ -304,11 +415,11 @@ fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut VideoOut, f: &Frame) 
     w.write(pt, wallclock, time, data).is_ok()
 }
 
-fn write_audio(rtc: &mut Rtc, st: &mut State, pkt: &OpusPacket) {
+fn write_audio(rtc: &mut Rtc, st: &mut State, pkt: &OpusFrame) {
     let Some((mid, pt)) = st.audio else { return };
     let wallclock = st.wallclock(pkt.dts_ms);
     let time = MediaTime::new(pkt.dts_ms.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
     if let Some(w) = rtc.writer(mid) {
-        let _ = w.write(pt, wallclock, time, pkt.data.to_vec());
+        let _ = w.write(pt, wallclock, time, Arc::clone(&pkt.data));
     }
 }

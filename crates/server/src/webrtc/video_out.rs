@@ -3,12 +3,14 @@
 //! it: H.264 and H.265 as Annex B with the parameter sets before every keyframe, VP8 and
 //! VP9 as the raw frames, AV1 as its OBUs (temporal delimiters dropped, as RTP carries none).
 
+use std::sync::Arc;
+
 use media::{Codec, Frame, FrameRole, MediaKind};
 use str0m::RtcConfig;
 use str0m::format::{Codec as RtcCodec, CodecSpec};
 
 use super::av1;
-use super::h264::AnnexB;
+use super::h264::{AnnexB, AnnexBCache};
 use super::hevc::HevcAnnexB;
 
 /// OBU_TEMPORAL_DELIMITER.
@@ -45,10 +47,17 @@ pub(crate) struct VideoOut {
 }
 
 impl VideoOut {
+    /// Shares H.264 conversions with the other viewers of the stream `cache` belongs to
+    /// (the same frame is converted once, not once per viewer).
+    pub(crate) fn with_h264_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
+        self.avc = std::mem::take(&mut self.avc).with_cache(cache);
+        self
+    }
+
     /// One hub frame for a track negotiated as `negotiated` (`None`: not known yet): the
     /// payload to write, `None` for sequence headers (kept for later keyframes), frames of
     /// another codec and malformed frames.
-    pub(crate) fn convert(&mut self, negotiated: Option<RtcCodec>, f: &Frame) -> Option<Vec<u8>> {
+    pub(crate) fn convert(&mut self, negotiated: Option<RtcCodec>, f: &Frame) -> Option<Arc<[u8]>> {
         if f.kind != MediaKind::Video {
             return None;
         }
@@ -77,8 +86,8 @@ impl VideoOut {
             return None;
         }
         match f.codec {
-            Codec::H264 => self.avc.convert(&payload, f.keyframe),
-            Codec::H265 => self.hevc.convert(&payload, f.keyframe),
+            Codec::H264 => self.avc.convert_shared(&payload, f.keyframe),
+            Codec::H265 => self.hevc.convert(&payload, f.keyframe).map(Arc::from),
             Codec::Av1 => {
                 let obus = av1::obus(&payload)?;
                 let mut out = Vec::with_capacity(payload.len());
@@ -87,9 +96,9 @@ impl VideoOut {
                         out.extend_from_slice(o.bytes);
                     }
                 }
-                (!out.is_empty()).then_some(out)
+                (!out.is_empty()).then(|| Arc::from(out))
             }
-            _ => Some(payload.to_vec()),
+            _ => Some(Arc::from(payload.as_ref())),
         }
     }
 }
@@ -115,8 +124,8 @@ mod tests {
             &[0x50, 1, 2],
         ));
         assert_eq!(
-            out.convert(Some(RtcCodec::Vp8), &key),
-            Some(vec![0x50, 1, 2])
+            out.convert(Some(RtcCodec::Vp8), &key).as_deref(),
+            Some(&[0x50, 1, 2][..])
         );
         assert_eq!(out.convert(Some(RtcCodec::Vp9), &key), None, "other codec");
         assert_eq!(out.convert(Some(RtcCodec::H264), &key), None);
@@ -136,8 +145,8 @@ mod tests {
             &[0x12, 0x00, 0x32, 0x01, 0xCC],
         ));
         assert_eq!(
-            out.convert(Some(RtcCodec::Av1), &tu),
-            Some(vec![0x32, 0x01, 0xCC])
+            out.convert(Some(RtcCodec::Av1), &tu).as_deref(),
+            Some(&[0x32, 0x01, 0xCC][..])
         );
         let bad = frame(ex_video_body(
             FOURCC_AV01,
