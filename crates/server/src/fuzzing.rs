@@ -70,6 +70,27 @@ pub fn webrtc_video(data: &[u8]) -> usize {
     made
 }
 
+/// A WHEP/WHIP `PATCH` body (trickle or ICE restart, RFC 8840 fragment) as the resource
+/// handler takes it: parsed, checked as restart credentials against the current remote
+/// ufrag `current`, and, when it is a usable restart, answered. Returns the answer
+/// fragment (empty for trickle or a refused restart) and the candidates taken.
+pub fn whep_sdpfrag(body: &str, current: &str) -> (String, usize) {
+    use crate::webrtc::restart::{answer_fragment, parse_fragment, restart_creds};
+    let f = parse_fragment(body);
+    let answer = match restart_creds(&f, current) {
+        Ok(Some(_remote)) => {
+            let local = str0m::IceCreds::new();
+            answer_fragment(
+                &local,
+                &f,
+                &["candidate:1 1 udp 1 127.0.0.1 9 typ host".into()],
+            )
+        }
+        Ok(None) | Err(_) => String::new(),
+    };
+    (answer, f.candidates.len())
+}
+
 /// The shared UDP socket's router (`webrtc::udp::route`) with one registered peer
 /// ([`FUZZ_UFRAG`]), on a loopback socket of its own.
 pub struct UdpRouter {
@@ -235,6 +256,24 @@ mod tests {
         assert_eq!(b64url(b"foo"), "Zm9v");
         assert_eq!(b64url(b"foob"), "Zm9vYg");
         assert_eq!(b64url(&[0xFB, 0xFF]), "-_8");
+    }
+
+    #[test]
+    fn whep_sdpfrag_answers_restarts_only() {
+        let restart = "a=ice-ufrag:newU\r\na=ice-pwd:abcdefghijklmnopqrstuv12\r\n\
+                       m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                       a=candidate:1 1 udp 1 192.0.2.1 5 typ host\r\n";
+        let (answer, n) = whep_sdpfrag(restart, "curr");
+        assert_eq!(n, 1);
+        assert!(answer.contains("a=ice-ufrag:"), "{answer}");
+        assert!(answer.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"));
+        assert!(answer.ends_with("a=end-of-candidates\r\n"));
+        // The current ufrag again is trickle; a short pwd is refused: no answer either way.
+        assert_eq!(whep_sdpfrag(&restart.replace("newU", "curr"), "curr").0, "");
+        assert_eq!(
+            whep_sdpfrag(&restart.replace("abcdefghijkl", ""), "curr").0,
+            ""
+        );
     }
 
     #[test]
