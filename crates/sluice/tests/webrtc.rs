@@ -10,16 +10,15 @@ mod common;
 #[path = "webrtc/support.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{http_get, http_request_with, publish, start, test_config, wait_live};
 use serde_json::Value;
 use sluice_server::RunningServer;
-use support::{blast_noise, process_cpu_ms, stun_request, wait_sessions, whep_client};
-use tokio::process::Command;
+use support::{
+    blast_noise, chromium_script, process_cpu_ms, stun_request, wait_sessions, whep_client,
+};
 use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,34 +503,15 @@ async fn player_page_plays_in_headless_chromium() {
     let rtmp = format!("rtmp://{}/live/page", server.rtmp_addr());
     let mut ff = publish(&rtmp, 20, &["-re"]);
     wait_live(&server, "live/page").await;
-    let pw = common::playwright_core().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/player_test.mjs");
     let url = format!("http://{}/live/page/", server.http_addr());
-    let run = Command::new("node")
-        .arg(script)
-        .arg(&url)
-        .arg("7")
-        .arg(&pw)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let run = tokio::spawn(run);
+    let args = [url, "7".to_owned()];
+    let run = tokio::spawn(async move {
+        chromium_script("player_test.mjs", &args, Duration::from_secs(120)).await
+    });
     // While Chromium plays, its receiver reports give the server what aiortc's do not: a
     // round-trip time (LSR/DLSR) and a loss fraction; its TWCC feedback gives an estimate.
     let quality = browser_quality(&server).await;
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium run finished in time")
-        .expect("the node task runs")
-        .expect("node runs (scripts/test.sh installs nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let v = run.await.expect("the chromium task runs");
     eprintln!("chromium: {v}");
     eprintln!("chromium viewer's quality: {quality}");
     let rtt = quality["rtt_ms"].as_f64().unwrap_or(-1.0);

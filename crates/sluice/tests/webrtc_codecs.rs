@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{RawFlvClient, http_request_with, start, test_config, wait_live};
 use media::{Codec, FrameRole, MediaKind};
 use serde_json::Value;
-use support::{python, whep_client};
+use support::{chromium_script, python, whep_client};
 use tokio::process::Command;
 
 /// Runs `whip_codec_client.py` publishing the fixture in `codec` for `seconds`.
@@ -211,30 +211,13 @@ async fn vp8_whip_plays_over_http_flv_and_whep() {
 /// Headless Chromium publishes `codec` (fake camera + microphone) over WHIP and plays it
 /// back over WHEP; returns the script's JSON.
 async fn chromium_round_trip(http: std::net::SocketAddr, stream: &str, codec: &str) -> Value {
-    let pw = common::playwright_core().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/codec_test.mjs");
-    let run = Command::new("node")
-        .arg(script)
-        .arg(format!("http://{http}"))
-        .arg(stream)
-        .arg(codec)
-        .arg("7")
-        .arg(&pw)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium run finished in time")
-        .expect("node runs (scripts/test.sh installs nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let args = [
+        format!("http://{http}"),
+        stream.to_owned(),
+        codec.to_owned(),
+        "7".to_owned(),
+    ];
+    let v = chromium_script("codec_test.mjs", &args, Duration::from_secs(120)).await;
     eprintln!("chromium {codec}: {v}");
     v
 }

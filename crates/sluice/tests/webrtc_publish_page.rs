@@ -9,8 +9,6 @@ mod common;
 #[path = "webrtc/support.rs"]
 mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{assert_monotonic, ffmpeg_decode, ffprobe, start, test_config};
@@ -18,8 +16,7 @@ use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::Value;
 use sluice_server::auth::{AuthMode, AuthRule};
 use sluice_server::{Config, RunningServer};
-use support::{wait_sessions, whip_client};
-use tokio::process::Command;
+use support::{chromium_script, wait_sessions, whip_client};
 use tokio::time::Instant;
 
 const SECRET: &str = "publish-page-secret";
@@ -73,29 +70,14 @@ async fn wait_live_within(server: &RunningServer, key: &str, within: Duration) {
 
 /// Runs `publish_test.mjs` (bounded) and parses its JSON.
 async fn chromium_publish(publish: &str, player: &str, seconds: u32, restart: bool) -> Value {
-    let pw = common::playwright_core().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/publish_test.mjs");
-    let run = Command::new("node")
-        .arg(script)
-        .arg(publish)
-        .arg(player)
-        .arg(seconds.to_string())
-        .arg(if restart { "1" } else { "0" })
-        .arg(&pw)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(u64::from(seconds) + 120), run)
-        .await
-        .expect("chromium run finished in time")
-        .expect("node runs (scripts/test.sh installs nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let args = [
+        publish.to_owned(),
+        player.to_owned(),
+        seconds.to_string(),
+        if restart { "1" } else { "0" }.to_owned(),
+    ];
+    let within = Duration::from_secs(u64::from(seconds) + 120);
+    chromium_script("publish_test.mjs", &args, within).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,14 +4,14 @@
 //! restarting ICE on the player page while it keeps decoding over the new path.
 
 mod common;
+#[path = "webrtc/support.rs"]
+mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{RawHttpResponse, http_request_with, publish, start, test_config, wait_live};
 use serde_json::Value;
-use tokio::process::Command;
+use support::chromium_script;
 
 /// A browser-like WHEP offer (Opus and H.264 mode 1); nothing has to connect for the HTTP
 /// test: the session lives until `webrtc.ice_timeout_ms`.
@@ -161,26 +161,12 @@ async fn patch_restarts_ice_with_new_credentials_and_etag() {
 
 /// Runs `restart_test.mjs` on the player page.
 async fn chromium_restart(page: &str) -> Value {
-    let pw = common::playwright_core().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/restart_test.mjs");
-    let run = Command::new("node")
-        .arg(script)
-        .arg(page)
-        .arg(&pw)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium run finished in time")
-        .expect("node runs (scripts/test.sh installs nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    chromium_script(
+        "restart_test.mjs",
+        &[page.to_owned()],
+        Duration::from_secs(120),
+    )
+    .await
 }
 
 /// Chromium plays an RTMP-published stream on the player page, restarts ICE through the

@@ -7,17 +7,14 @@ mod common;
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{http_get, publish, start, test_config, wait_live};
 use serde_json::Value;
-use support::{stun_request, whep_client};
+use support::{chromium_script, stun_request, whep_client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::Instant;
 
 /// `GET /api/v1/server` as JSON.
@@ -28,27 +25,8 @@ async fn server_info(server: &sluice_server::RunningServer) -> Value {
 /// Runs `player_tcp_test.mjs`: the player page in Chromium, with the WHEP answer stripped
 /// of its UDP candidates.
 async fn chromium_over_tcp(page: &str, seconds: u32) -> Value {
-    let pw = common::playwright_core().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/player_tcp_test.mjs");
-    let run = Command::new("node")
-        .arg(script)
-        .arg(page)
-        .arg(seconds.to_string())
-        .arg(&pw)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("chromium run finished in time")
-        .expect("node runs (scripts/test.sh installs nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    let args = [page.to_owned(), seconds.to_string()];
+    chromium_script("player_tcp_test.mjs", &args, Duration::from_secs(120)).await
 }
 
 /// How ICE-TCP is proven to carry the media: the WHEP answer reaches Chromium with only the

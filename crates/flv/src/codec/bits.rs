@@ -77,7 +77,7 @@ impl<'a> BitReader<'a> {
 }
 
 /// Removes H.264/H.265 emulation prevention bytes (the `03` in `00 00 03`), NAL -> RBSP.
-pub(crate) fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
+pub fn unescape_rbsp(nal: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(nal.len());
     let mut zeros = 0;
     for &b in nal {

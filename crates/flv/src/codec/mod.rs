@@ -16,3 +16,4 @@ mod bits;
 
 pub use aac::{AudioSpecificConfig, SAMPLE_RATES, parse_audio_specific_config};
 pub use avc::{AvcDecoderConfig, MAX_SPS_LEN, Sps, parse_avc_decoder_config, parse_sps};
+pub use bits::unescape_rbsp;

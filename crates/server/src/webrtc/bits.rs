@@ -76,22 +76,6 @@ impl<'a> Bits<'a> {
     }
 }
 
-/// The RBSP of an H.264/H.265 NAL unit: emulation prevention bytes (`00 00 03`) removed
-/// (ITU-T H.265 7.3.1.1).
-pub(crate) fn rbsp(nal: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(nal.len());
-    let mut zeros = 0;
-    for &b in nal {
-        if zeros >= 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { zeros + 1 } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,11 +93,5 @@ mod tests {
         assert_eq!(b.flag(), None);
         assert_eq!(Bits::new(&[0, 0, 0, 0, 0]).ue(), None);
         assert_eq!(Bits::new(&[0b0100_0000]).uvlc(), Some(1));
-    }
-
-    #[test]
-    fn removes_emulation_prevention() {
-        assert_eq!(rbsp(&[1, 0, 0, 3, 1, 0, 0, 3]), [1, 0, 0, 1, 0, 0]);
-        assert_eq!(rbsp(&[0, 3, 0]), [0, 3, 0]);
     }
 }

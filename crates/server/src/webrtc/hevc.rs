@@ -11,8 +11,9 @@
 //! they are (the record lays them out bit for bit like H.265 7.3.3), chroma format and bit
 //! depths come from the SPS (H.265 7.3.2.2).
 
-use super::bits::{Bits, rbsp};
+use super::bits::Bits;
 use super::h264::{MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS, MAX_PARAM_SET_BYTES, split_annexb};
+use flv::codec::unescape_rbsp as rbsp;
 
 /// NAL unit types (H.265 Table 7-1).
 const NAL_VPS: u8 = 32;

@@ -5,28 +5,10 @@
 //
 // Usage: node codec_test.mjs BASE_URL STREAM CODEC SECONDS PLAYWRIGHT_CORE_DIR
 // (BASE_URL http://127.0.0.1:port, STREAM app/name, CODEC a mime subtype: VP9, AV1, ...)
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [base, stream, codec, seconds, pwDir] = process.argv.slice(2);
-const { chromium } = await import(pathToFileURL(join(pwDir, "index.mjs")).href);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-  ],
-  timeout: 60000,
-});
+const browser = await launchChromium(pwDir, { fakeMedia: true });
 
 // Runs in the publisher page: WHIP with only `codec` offered for video.
 async function publish([url, codec]) {

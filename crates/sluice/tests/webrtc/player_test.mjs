@@ -4,26 +4,10 @@
 //
 // Usage: node player_test.mjs PAGE_URL SECONDS PLAYWRIGHT_CORE_DIR
 // playwright-core is the one the console test installs (crates/sluice/tests/console).
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [url, seconds, pwDir] = process.argv.slice(2);
-const { chromium } = await import(pathToFileURL(join(pwDir, "index.mjs")).href);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-  timeout: 60000,
-});
+const browser = await launchChromium(pwDir);
 const result = {};
 try {
   const page = await browser.newPage();

@@ -5,28 +5,10 @@
 // publish page restarts ICE (window.sluiceRestartIce()) between the two player readings.
 //
 // Usage: node publish_test.mjs PUBLISH_URL PLAYER_URL|- SECONDS RESTART(0|1) PLAYWRIGHT_CORE_DIR
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [publishUrl, playerUrl, seconds, restart, pwDir] = process.argv.slice(2);
-const { chromium } = await import(pathToFileURL(join(pwDir, "index.mjs")).href);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-  ],
-  timeout: 60000,
-});
+const browser = await launchChromium(pwDir, { fakeMedia: true });
 const result = {};
 const t0 = Date.now();
 try {

@@ -5,26 +5,10 @@
 // after, and what the restart returned.
 //
 // Usage: node restart_test.mjs PAGE_URL PLAYWRIGHT_CORE_DIR
-import { pathToFileURL } from "node:url";
-import { join } from "node:path";
+import { launchChromium } from "./chromium.mjs";
 
 const [url, pwDir] = process.argv.slice(2);
-const { chromium } = await import(pathToFileURL(join(pwDir, "index.mjs")).href);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-  timeout: 60000,
-});
+const browser = await launchChromium(pwDir);
 const result = {};
 try {
   const page = await browser.newPage();

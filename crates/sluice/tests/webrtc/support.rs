@@ -143,3 +143,31 @@ pub fn stun_request(username: &str) -> Vec<u8> {
     m.extend_from_slice(&attr);
     m
 }
+
+/// Runs the Chromium driver `script` of tests/webrtc/ (Node with playwright-core, whose
+/// directory goes last on its command line, after `args`) and returns the JSON it prints
+/// last; panics when it does not finish within `within` or prints no JSON.
+pub async fn chromium_script(script: &str, args: &[String], within: Duration) -> Value {
+    let pw = crate::common::playwright_core().await;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/webrtc")
+        .join(script);
+    let run = Command::new("node")
+        .arg(path)
+        .args(args)
+        .arg(&pw)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(within, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} finished within {within:?}"))
+        .expect("node runs (scripts/test.sh installs nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
+        panic!(
+            "{script} printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
