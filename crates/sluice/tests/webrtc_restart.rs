@@ -11,23 +11,7 @@ use std::time::Duration;
 
 use common::{RawHttpResponse, http_request_with, publish, start, test_config, wait_live};
 use serde_json::Value;
-use support::chromium_script;
-
-/// A browser-like WHEP offer (Opus and H.264 mode 1); nothing has to connect for the HTTP
-/// test: the session lives until `webrtc.ice_timeout_ms`.
-const OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n\
-m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\n\
-a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n\
-a=setup:actpass\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n\
-a=fmtp:111 minptime=10;useinbandfec=1\r\n\
-m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
-a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=ice-options:trickle\r\n\
-a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\n\
-a=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
-a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack\r\na=rtcp-fb:102 nack pli\r\n\
-a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n";
+use support::{OFFER, chromium_script, post_offer};
 
 /// A restart fragment as a browser sends it: new ufrag/pwd, the first m-line, mid and a
 /// candidate.
@@ -63,18 +47,7 @@ async fn patch_restarts_ice_with_new_credentials_and_etag() {
     let mut ff = publish(&rtmp, 20, &["-re"]);
     wait_live(&server, "live/r").await;
 
-    let len = OFFER.len().to_string();
-    let r = http_request_with(
-        http,
-        "POST",
-        "/live/r/whep",
-        &[
-            ("Content-Type", "application/sdp"),
-            ("Content-Length", &len),
-        ],
-        OFFER.as_bytes(),
-    )
-    .await;
+    let r = post_offer(http, "/live/r/whep", OFFER.as_bytes()).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let answer = r.text();
     let location = r.header("Location").unwrap().to_owned();

@@ -10,25 +10,10 @@ mod support;
 
 use std::time::Duration;
 
-use common::{RawFlvClient, ffmpeg_decode, http_request_with, start, test_config, wait_live};
+use common::{RawFlvClient, ffmpeg_decode, start, test_config, wait_live};
 use media::{FrameRole, MediaKind};
-use support::{wait_sessions, whep_client, whip_client};
+use support::{post_offer, wait_sessions, whep_client, whip_client};
 use tokio::time::Instant;
-
-async fn post_offer(addr: std::net::SocketAddr, path: &str, body: &str) -> common::RawHttpResponse {
-    let len = body.len().to_string();
-    http_request_with(
-        addr,
-        "POST",
-        path,
-        &[
-            ("Content-Type", "application/sdp"),
-            ("Content-Length", &len),
-        ],
-        body.as_bytes(),
-    )
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_stream_plays_over_rtmp_flv_and_whep_in_sync() {
@@ -164,14 +149,14 @@ async fn whip_refuses_second_publisher_bad_offers_and_denied_streams() {
     let server = start(cfg).await;
     let http = server.http_addr();
 
-    let r = post_offer(http, "/live/x/whip", "hello").await;
+    let r = post_offer(http, "/live/x/whip", b"hello").await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["code"], "bad_offer");
     // Nothing we take: Theora video (VP8 would do now) and PCMU audio.
     let theora = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
         m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 theora/90000\r\na=sendonly\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n";
-    let r = post_offer(http, "/live/x/whip", theora).await;
+    let r = post_offer(http, "/live/x/whip", theora.as_bytes()).await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(
         r.json()["message"].as_str().unwrap().contains("H.264"),
