@@ -49,7 +49,7 @@ pub(crate) struct Fragment {
 
 /// Parses a fragment line by line (CRLF or LF); unknown lines are ignored, values longer than
 /// [`MAX_FRAGMENT_VALUE`] are kept truncated only for `m=` (ufrag/pwd are then refused by
-/// [`restart_creds`]).
+/// [`restart_creds`]); an `m=` line with control bytes is ignored (it would be echoed).
 pub(crate) fn parse_fragment(text: &str) -> Fragment {
     let mut f = Fragment::default();
     for line in text.lines().map(|l| l.trim_end_matches('\r').trim()) {
@@ -58,7 +58,9 @@ pub(crate) fn parse_fragment(text: &str) -> Fragment {
         } else if let Some(v) = line.strip_prefix("a=ice-pwd:") {
             f.pwd.get_or_insert_with(|| v.trim().to_owned());
         } else if line.starts_with("m=") {
-            if f.mline.is_none() {
+            // Echoed in the answer: only printable ASCII, so a lone CR (which `lines()`
+            // leaves inside a line) or other control bytes cannot split or forge lines.
+            if f.mline.is_none() && line.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
                 let end = line.floor_char_boundary(MAX_FRAGMENT_VALUE);
                 f.mline = line.get(..end).map(str::to_owned);
             }
@@ -392,9 +394,21 @@ mod tests {
             parse_fragment(&many).candidates.len(),
             MAX_FRAGMENT_CANDIDATES
         );
-        let long_m = format!("m={}\r\n", "é".repeat(400));
+        let long_m = format!("m={}\r\n", "x".repeat(400));
         let f = parse_fragment(&long_m);
         assert!(f.mline.unwrap().len() <= MAX_FRAGMENT_VALUE);
+        // Echoed m-lines are printable ASCII: a lone CR inside the line (found by the
+        // whep_sdpfrag fuzz target) or other bytes would reach the answer and split a line.
+        assert_eq!(
+            parse_fragment("m=audio 9 X 111\r\u{92}junk\r\n").mline,
+            None
+        );
+        assert_eq!(
+            parse_fragment(&format!("m={}\r\n", "é".repeat(4))).mline,
+            None
+        );
+        let ok = parse_fragment("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n");
+        assert_eq!(ok.mline.as_deref(), Some("m=audio 9 UDP/TLS/RTP/SAVPF 111"));
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for _ in 0..2000 {
             x ^= x << 13;
