@@ -78,12 +78,13 @@ impl AnnexB {
         if !self.ready() {
             return None;
         }
-        if let Some(hit) = cache.find(self, payload, keyframe) {
-            return hit;
-        }
-        let out: Option<Arc<[u8]>> = self.convert(payload, keyframe).map(Arc::from);
-        cache.put(self, payload, keyframe, out.clone());
-        out
+        cache.shared(
+            payload,
+            keyframe,
+            self.nal_length_size,
+            &self.params,
+            || self.convert(payload, keyframe),
+        )
     }
 
     /// True once a valid sequence header was seen.
@@ -134,24 +135,28 @@ impl AnnexB {
 struct Converted {
     payload: Bytes,
     keyframe: bool,
-    nal_length_size: usize,
+    /// What else the output depends on besides the parameter sets: for H.264 the NAL length
+    /// size, for the other codecs a value of theirs (see `video_out`).
+    tag: usize,
     params: Arc<[u8]>,
     out: Option<Arc<[u8]>>,
 }
 
 impl Converted {
-    /// Same inputs: the same live payload bytes (address and length), keyframe flag and
-    /// parameter sets, so [`AnnexB::convert`] would give the same output.
-    fn matches(&self, a: &AnnexB, payload: &Bytes, keyframe: bool) -> bool {
+    /// Same inputs: the same live payload bytes (address and length), keyframe flag, tag and
+    /// parameter sets, so the conversion would give the same output.
+    fn matches(&self, payload: &Bytes, keyframe: bool, tag: usize, params: &Arc<[u8]>) -> bool {
         self.payload.as_ptr() == payload.as_ptr()
             && self.payload.len() == payload.len()
             && self.keyframe == keyframe
-            && self.nal_length_size == a.nal_length_size
-            && (Arc::ptr_eq(&self.params, &a.params) || self.params == a.params)
+            && self.tag == tag
+            && (Arc::ptr_eq(&self.params, params) || self.params == *params)
     }
 }
 
-/// The last [`ANNEXB_CACHE_FRAMES`] conversions of one stream, shared by its viewers.
+/// The last [`ANNEXB_CACHE_FRAMES`] conversions of one stream's video frames to what
+/// str0m's packetizer takes (H.264 Annex B, and the other codecs' payloads), shared by its
+/// viewers: each frame is converted (and copied) once per stream, not once per viewer.
 #[derive(Debug, Default)]
 pub(crate) struct AnnexBCache {
     recent: Mutex<(usize, Vec<Converted>)>,
@@ -162,20 +167,31 @@ impl AnnexBCache {
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn find(&self, a: &AnnexB, payload: &Bytes, keyframe: bool) -> Option<Option<Arc<[u8]>>> {
-        let g = self.lock();
-        g.1.iter()
-            .find(|c| c.matches(a, payload, keyframe))
-            .map(|c| c.out.clone())
-    }
-
-    fn put(&self, a: &AnnexB, payload: &Bytes, keyframe: bool, out: Option<Arc<[u8]>>) {
+    /// The conversion of `payload` (with `keyframe`, `tag` and `params`, the other inputs
+    /// of `convert`): another viewer's when it made the same one, else `convert`'s, kept.
+    pub(crate) fn shared(
+        &self,
+        payload: &Bytes,
+        keyframe: bool,
+        tag: usize,
+        params: &Arc<[u8]>,
+        convert: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<Arc<[u8]>> {
+        if let Some(hit) = self
+            .lock()
+            .1
+            .iter()
+            .find(|c| c.matches(payload, keyframe, tag, params))
+        {
+            return hit.out.clone();
+        }
+        let out: Option<Arc<[u8]>> = convert().map(Arc::from);
         let c = Converted {
             payload: payload.clone(),
             keyframe,
-            nal_length_size: a.nal_length_size,
-            params: Arc::clone(&a.params),
-            out,
+            tag,
+            params: Arc::clone(params),
+            out: out.clone(),
         };
         let mut g = self.lock();
         let (next, recent) = &mut *g;
@@ -185,6 +201,7 @@ impl AnnexBCache {
             *slot = c;
         }
         *next = (*next + 1) % ANNEXB_CACHE_FRAMES;
+        out
     }
 }
 

@@ -11,6 +11,8 @@
 //! they are (the record lays them out bit for bit like H.265 7.3.3), chroma format and bit
 //! depths come from the SPS (H.265 7.3.2.2).
 
+use std::sync::Arc;
+
 use super::bits::Bits;
 use super::h264::{MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS, MAX_PARAM_SET_BYTES, split_annexb};
 use flv::codec::unescape_rbsp as rbsp;
@@ -202,7 +204,7 @@ impl Hvcc {
 pub(crate) struct HevcAnnexB {
     nal_length_size: usize,
     /// Start code + each parameter set of the record, put before each keyframe.
-    params: Vec<u8>,
+    params: Arc<[u8]>,
 }
 
 impl HevcAnnexB {
@@ -212,8 +214,13 @@ impl HevcAnnexB {
             return false;
         };
         self.nal_length_size = size;
-        self.params = params;
+        self.params = params.into();
         true
+    }
+
+    /// The NAL length size and parameter sets conversions depend on (for the shared cache).
+    pub(crate) fn inputs(&self) -> (usize, &Arc<[u8]>) {
+        (self.nal_length_size, &self.params)
     }
 
     /// Converts one length-prefixed access unit; `None` if it is malformed or empty or no

@@ -100,8 +100,9 @@ pub const MAX_SETTLE_ROUNDS: usize = 4;
 pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let ice_timeout = Duration::from_millis(shared.config.webrtc.ice_timeout_ms);
     let mut st = State::default();
-    // H.264 Annex B conversions are shared with the stream's other viewers.
-    let mut annexb = VideoOut::default().with_h264_cache(wr.annexb.get(&p.stream));
+    // Video conversions (H.264 Annex B, the other codecs' bytes) are shared with the
+    // stream's other viewers.
+    let mut annexb = VideoOut::default().with_cache(wr.annexb.get(&p.stream));
     let mut last_rx = Instant::now();
     // ICE and DTLS must both complete within one ice_timeout of the answer.
     let connect_by = last_rx + ice_timeout;

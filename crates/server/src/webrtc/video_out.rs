@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use media::{Codec, Frame, FrameRole, MediaKind};
 use str0m::RtcConfig;
 use str0m::format::{Codec as RtcCodec, CodecSpec};
@@ -39,18 +40,30 @@ pub(crate) fn usable(spec: &CodecSpec) -> bool {
     }
 }
 
+/// [`AnnexBCache`] tags of the codecs other than H.264 (whose tag is its NAL length size,
+/// 1 to 4): H.265 adds its NAL length size to [`TAG_H265`].
+const TAG_H265: usize = 16;
+const TAG_AV1: usize = 32;
+const TAG_VP9: usize = 33;
+const TAG_VP8: usize = 34;
+
 /// Hub frames to what str0m's packetizer of the negotiated codec takes.
 #[derive(Debug, Default)]
 pub(crate) struct VideoOut {
     avc: AnnexB,
     hevc: HevcAnnexB,
+    /// The stream's shared conversions (`None`: this viewer converts and copies its own).
+    cache: Option<Arc<AnnexBCache>>,
+    /// The parameter sets of codecs without any (the cache key's).
+    no_params: Arc<[u8]>,
 }
 
 impl VideoOut {
-    /// Shares H.264 conversions with the other viewers of the stream `cache` belongs to
-    /// (the same frame is converted once, not once per viewer).
-    pub(crate) fn with_h264_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
-        self.avc = std::mem::take(&mut self.avc).with_cache(cache);
+    /// Shares conversions with the other viewers of the stream `cache` belongs to: each
+    /// frame is converted (and copied into the bytes str0m takes) once per stream.
+    pub(crate) fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
+        self.avc = std::mem::take(&mut self.avc).with_cache(Arc::clone(&cache));
+        self.cache = Some(cache);
         self
     }
 
@@ -85,10 +98,17 @@ impl VideoOut {
         if !matches || f.role != FrameRole::Coded || payload.is_empty() {
             return None;
         }
+        let key = f.keyframe;
         match f.codec {
-            Codec::H264 => self.avc.convert_shared(&payload, f.keyframe),
-            Codec::H265 => self.hevc.convert(&payload, f.keyframe).map(Arc::from),
-            Codec::Av1 => {
+            Codec::H264 => self.avc.convert_shared(&payload, key),
+            Codec::H265 => {
+                let (size, params) = self.hevc.inputs();
+                let hevc = &self.hevc;
+                shared(&self.cache, &payload, key, TAG_H265 + size, params, || {
+                    hevc.convert(&payload, key)
+                })
+            }
+            Codec::Av1 => shared(&self.cache, &payload, key, TAG_AV1, &self.no_params, || {
                 let obus = av1::obus(&payload)?;
                 let mut out = Vec::with_capacity(payload.len());
                 for o in obus {
@@ -96,16 +116,39 @@ impl VideoOut {
                         out.extend_from_slice(o.bytes);
                     }
                 }
-                (!out.is_empty()).then(|| Arc::from(out))
+                (!out.is_empty()).then_some(out)
+            }),
+            codec => {
+                let tag = if codec == Codec::Vp9 {
+                    TAG_VP9
+                } else {
+                    TAG_VP8
+                };
+                shared(&self.cache, &payload, key, tag, &self.no_params, || {
+                    Some(payload.to_vec())
+                })
             }
-            _ => Some(Arc::from(payload.as_ref())),
         }
+    }
+}
+
+/// `convert`'s output through the stream's cache when there is one, else this viewer's own.
+fn shared(
+    cache: &Option<Arc<AnnexBCache>>,
+    payload: &Bytes,
+    keyframe: bool,
+    tag: usize,
+    params: &Arc<[u8]>,
+    convert: impl FnOnce() -> Option<Vec<u8>>,
+) -> Option<Arc<[u8]>> {
+    match cache {
+        Some(c) => c.shared(payload, keyframe, tag, params, convert),
+        None => convert().map(Arc::from),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use flv::video::{ExVideoPacket, FOURCC_AV01, FOURCC_VP08, ex_video_body};
 
     use super::*;
@@ -162,6 +205,36 @@ mod tests {
             &[0, 0, 0, 1, 0x65],
         ));
         assert_eq!(out.convert(Some(RtcCodec::H264), &avc), None);
+    }
+
+    #[test]
+    fn viewers_of_a_stream_share_each_frame_of_every_codec() {
+        let cache = Arc::new(AnnexBCache::default());
+        let mut a = VideoOut::default().with_cache(Arc::clone(&cache));
+        let mut b = VideoOut::default().with_cache(cache);
+        let mut own = VideoOut::default();
+        for (fourcc, rtc, payload) in [
+            (FOURCC_VP08, RtcCodec::Vp8, vec![0x50, 1, 2]),
+            (
+                FOURCC_AV01,
+                RtcCodec::Av1,
+                vec![0x12, 0x00, 0x32, 0x01, 0xCC],
+            ),
+        ] {
+            let f = frame(ex_video_body(
+                fourcc,
+                true,
+                ExVideoPacket::CodedFrames { cts: 0 },
+                &payload,
+            ));
+            let (x, y) = (a.convert(Some(rtc), &f), b.convert(Some(rtc), &f));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert!(
+                Arc::ptr_eq(&x, &y),
+                "{rtc:?}: one conversion for both viewers"
+            );
+            assert_eq!(own.convert(Some(rtc), &f).as_deref(), Some(&*x), "{rtc:?}");
+        }
     }
 
     #[test]
