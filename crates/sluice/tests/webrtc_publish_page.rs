@@ -11,13 +11,12 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{assert_monotonic, ffmpeg_decode, ffprobe, start, test_config};
+use common::{assert_monotonic, ffmpeg_decode, ffprobe, start, test_config, wait_live_within};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::Value;
+use sluice_server::Config;
 use sluice_server::auth::{AuthMode, AuthRule};
-use sluice_server::{Config, RunningServer};
 use support::{chromium_script, wait_sessions, whip_client};
-use tokio::time::Instant;
 
 const SECRET: &str = "publish-page-secret";
 
@@ -51,21 +50,6 @@ fn token_config() -> Config {
         ..AuthRule::default()
     }];
     cfg
-}
-
-/// Waits (bounded) until `key` is live with a keyframe.
-async fn wait_live_within(server: &RunningServer, key: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(s) = server.hub().stream(key)
-            && s.is_live
-            && s.gop_frames > 0
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "stream {key} never went live");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Runs `publish_test.mjs` (bounded) and parses its JSON.

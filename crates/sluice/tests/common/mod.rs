@@ -80,7 +80,12 @@ pub fn publish(url: &str, loops: i32, extra: &[&str]) -> Child {
 
 /// Waits (bounded) until `key` has a live publisher with video.
 pub async fn wait_live(server: &RunningServer, key: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    wait_live_within(server, key, Duration::from_secs(15)).await;
+}
+
+/// [`wait_live`] with its own bound (a browser publisher takes longer to start).
+pub async fn wait_live_within(server: &RunningServer, key: &str, within: Duration) {
+    let deadline = Instant::now() + within;
     loop {
         if let Some(s) = server.hub().stream(key)
             && s.is_live
