@@ -558,32 +558,6 @@ fn stream_filter(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| percent_decode(v))
 }
 
-/// Decodes `%XX` escapes and `+`; malformed escapes are kept as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
-        match (c, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                // Two hex digits: at most 0xFF.
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `GET /api/v1/sessions?offset=&limit=&stream=app/name`, sorted by id.
 async fn list_sessions(State(shared): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Response {
     let page = match Pagination::parse(q.as_deref()) {

@@ -587,10 +587,3 @@ async fn trickle(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// The offer's `a=ice-ufrag` (session or first media level).
-pub(crate) fn remote_ufrag(sdp: &str) -> String {
-    sdp.lines()
-        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
-        .unwrap_or_default()
-        .to_owned()
-}

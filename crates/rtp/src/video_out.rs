@@ -1,5 +1,5 @@
 //! WHEP video, per codec: which codec a viewer's `Rtc` enables (the live stream's), whether
-//! a negotiated payload type can carry it, and each hub frame as str0m's packetizers take
+//! a negotiated payload type can carry it, and each hub frame as RTP packetizers take
 //! it: H.264 and H.265 as Annex B with the parameter sets before every keyframe, VP8 and
 //! VP9 as the raw frames, AV1 as its OBUs (temporal delimiters dropped, as RTP carries none).
 
@@ -7,38 +7,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use media::{Codec, Frame, FrameRole, MediaKind};
-use str0m::RtcConfig;
-use str0m::format::{Codec as RtcCodec, CodecSpec};
 
-use super::av1;
-use super::h264::{AnnexB, AnnexBCache};
-use super::hevc::HevcAnnexB;
+use crate::av1;
+use crate::h264::{AnnexB, AnnexBCache};
+use crate::hevc::HevcAnnexB;
 
 /// OBU_TEMPORAL_DELIMITER.
 const OBU_TEMPORAL_DELIMITER: u8 = 2;
-
-/// `config` with our video codec `codec` and Opus as its only codecs (H.264 for a codec
-/// WebRTC cannot carry: nothing of it will be written).
-pub(crate) fn enable(config: RtcConfig, codec: Codec) -> RtcConfig {
-    let config = config.clear_codecs().enable_opus(true, false);
-    match codec {
-        Codec::H265 => config.enable_h265(true),
-        Codec::Av1 => config.enable_av1(true),
-        Codec::Vp9 => config.enable_vp9(true),
-        Codec::Vp8 => config.enable_vp8(true),
-        _ => config.enable_h264(true),
-    }
-}
-
-/// Whether a negotiated payload type can carry our video: H.264 only in packetization-mode
-/// 1 (str0m's FU-A/STAP-A), the other codecs as negotiated.
-pub(crate) fn usable(spec: &CodecSpec) -> bool {
-    match spec.codec {
-        RtcCodec::H264 => spec.format.packetization_mode == Some(1),
-        RtcCodec::H265 | RtcCodec::Av1 | RtcCodec::Vp9 | RtcCodec::Vp8 => true,
-        _ => false,
-    }
-}
 
 /// [`AnnexBCache`] tags of the codecs other than H.264 (whose tag is its NAL length size,
 /// 1 to 4): H.265 adds its NAL length size to [`TAG_H265`].
@@ -49,7 +24,7 @@ const TAG_VP8: usize = 34;
 
 /// Hub frames to what str0m's packetizer of the negotiated codec takes.
 #[derive(Debug, Default)]
-pub(crate) struct VideoOut {
+pub struct VideoOut {
     avc: AnnexB,
     hevc: HevcAnnexB,
     /// The stream's shared conversions (`None`: this viewer converts and copies its own).
@@ -61,7 +36,7 @@ pub(crate) struct VideoOut {
 impl VideoOut {
     /// Shares conversions with the other viewers of the stream `cache` belongs to: each
     /// frame is converted (and copied into the bytes str0m takes) once per stream.
-    pub(crate) fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
+    pub fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
         self.avc = std::mem::take(&mut self.avc).with_cache(Arc::clone(&cache));
         self.cache = Some(cache);
         self
@@ -70,7 +45,7 @@ impl VideoOut {
     /// One hub frame for a track negotiated as `negotiated` (`None`: not known yet): the
     /// payload to write, `None` for sequence headers (kept for later keyframes), frames of
     /// another codec and malformed frames.
-    pub(crate) fn convert(&mut self, negotiated: Option<RtcCodec>, f: &Frame) -> Option<Arc<[u8]>> {
+    pub fn convert(&mut self, negotiated: Option<Codec>, f: &Frame) -> Option<Arc<[u8]>> {
         if f.kind != MediaKind::Video {
             return None;
         }
@@ -87,14 +62,11 @@ impl VideoOut {
             }
             return None;
         }
-        let matches = matches!(
-            (f.codec, negotiated?),
-            (Codec::H264, RtcCodec::H264)
-                | (Codec::H265, RtcCodec::H265)
-                | (Codec::Av1, RtcCodec::Av1)
-                | (Codec::Vp9, RtcCodec::Vp9)
-                | (Codec::Vp8, RtcCodec::Vp8)
-        );
+        let matches = negotiated? == f.codec
+            && matches!(
+                f.codec,
+                Codec::H264 | Codec::H265 | Codec::Av1 | Codec::Vp9 | Codec::Vp8
+            );
         if !matches || f.role != FrameRole::Coded || payload.is_empty() {
             return None;
         }
@@ -167,11 +139,11 @@ mod tests {
             &[0x50, 1, 2],
         ));
         assert_eq!(
-            out.convert(Some(RtcCodec::Vp8), &key).as_deref(),
+            out.convert(Some(Codec::Vp8), &key).as_deref(),
             Some(&[0x50, 1, 2][..])
         );
-        assert_eq!(out.convert(Some(RtcCodec::Vp9), &key), None, "other codec");
-        assert_eq!(out.convert(Some(RtcCodec::H264), &key), None);
+        assert_eq!(out.convert(Some(Codec::Vp9), &key), None, "other codec");
+        assert_eq!(out.convert(Some(Codec::H264), &key), None);
         assert_eq!(out.convert(None, &key), None, "nothing negotiated yet");
         let header = frame(ex_video_body(
             FOURCC_VP08,
@@ -179,7 +151,7 @@ mod tests {
             ExVideoPacket::SequenceStart,
             &[1],
         ));
-        assert_eq!(out.convert(Some(RtcCodec::Vp8), &header), None);
+        assert_eq!(out.convert(Some(Codec::Vp8), &header), None);
         // AV1: the temporal delimiter goes, the frame OBU stays; garbage is dropped.
         let tu = frame(ex_video_body(
             FOURCC_AV01,
@@ -188,7 +160,7 @@ mod tests {
             &[0x12, 0x00, 0x32, 0x01, 0xCC],
         ));
         assert_eq!(
-            out.convert(Some(RtcCodec::Av1), &tu).as_deref(),
+            out.convert(Some(Codec::Av1), &tu).as_deref(),
             Some(&[0x32, 0x01, 0xCC][..])
         );
         let bad = frame(ex_video_body(
@@ -197,14 +169,14 @@ mod tests {
             ExVideoPacket::CodedFramesX,
             &[0x80],
         ));
-        assert_eq!(out.convert(Some(RtcCodec::Av1), &bad), None);
+        assert_eq!(out.convert(Some(Codec::Av1), &bad), None);
         // H.264 without a sequence header yet: nothing.
-        let avc = frame(super::super::video_in::avc_body(
+        let avc = frame(crate::video_in::avc_body(
             true,
             1,
             &[0, 0, 0, 1, 0x65],
         ));
-        assert_eq!(out.convert(Some(RtcCodec::H264), &avc), None);
+        assert_eq!(out.convert(Some(Codec::H264), &avc), None);
     }
 
     #[test]
@@ -214,10 +186,10 @@ mod tests {
         let mut b = VideoOut::default().with_cache(cache);
         let mut own = VideoOut::default();
         for (fourcc, rtc, payload) in [
-            (FOURCC_VP08, RtcCodec::Vp8, vec![0x50, 1, 2]),
+            (FOURCC_VP08, Codec::Vp8, vec![0x50, 1, 2]),
             (
                 FOURCC_AV01,
-                RtcCodec::Av1,
+                Codec::Av1,
                 vec![0x12, 0x00, 0x32, 0x01, 0xCC],
             ),
         ] {
@@ -234,31 +206,6 @@ mod tests {
                 "{rtc:?}: one conversion for both viewers"
             );
             assert_eq!(own.convert(Some(rtc), &f).as_deref(), Some(&*x), "{rtc:?}");
-        }
-    }
-
-    #[test]
-    fn config_enables_the_stream_codec() {
-        for (codec, want) in [
-            (Codec::Vp8, RtcCodec::Vp8),
-            (Codec::Vp9, RtcCodec::Vp9),
-            (Codec::Av1, RtcCodec::Av1),
-            (Codec::H265, RtcCodec::H265),
-            (Codec::H264, RtcCodec::H264),
-        ] {
-            let mut config = enable(RtcConfig::new(), codec);
-            let codecs: Vec<RtcCodec> = config
-                .codec_config()
-                .params()
-                .iter()
-                .map(|p| p.spec().codec)
-                .collect();
-            assert!(codecs.contains(&want), "{codec:?}: {codecs:?}");
-            assert!(codecs.contains(&RtcCodec::Opus));
-            assert!(
-                codecs.iter().all(|c| *c == want || *c == RtcCodec::Opus),
-                "{codec:?}: {codecs:?}"
-            );
         }
     }
 }

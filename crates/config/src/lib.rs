@@ -4,16 +4,38 @@
 //! environment variables, command-line flags (applied by the binary). Unknown sections and
 //! keys are errors that name the key. The repository's `sluice.toml` equals the defaults
 //! (a test checks it).
+//!
+//! The crate's rule: a leaf. It knows every key, its default with the reason for it, and
+//! what values make sense; it depends on no other Sluice crate and does no IO, so every
+//! crate may read its types and none of them re-validates a value.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod cidr;
+mod limits;
+pub mod webhooks;
+pub mod webrtc;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServerError;
-pub use crate::auth::{AuthConfig, AuthMode, AuthRule};
-pub use crate::webhooks::WebhooksConfig;
-pub use crate::webrtc::WebRtcConfig;
+pub use auth::{AuthConfig, AuthMode, AuthRule};
+pub use cidr::{BadCidr, Cidr};
+pub use limits::{LimitsConfig, MAX_HTTP_HEADER_BYTES, MIN_HTTP_HEADER_BYTES};
+pub use webhooks::WebhooksConfig;
+pub use webrtc::WebRtcConfig;
+
+/// A configuration that does not parse or makes no sense; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Most segments an HLS playlist may list (`hls.window_segments`): a longer window only
+/// grows every playlist fetch and the memory of every muxer. The `hls` crate enforces the
+/// same bound (a test in the binary checks the two agree).
+pub const MAX_HLS_WINDOW_SEGMENTS: usize = 100;
 
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SLUICE_";
@@ -268,77 +290,6 @@ impl Default for RecordConfig {
     }
 }
 
-/// `[limits]`: protective limits; exceeding one refuses or closes that one session.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Most concurrent RTMP connections.
-    pub max_rtmp_connections: usize,
-    /// Most concurrent HTTP-FLV / WebSocket-FLV viewers.
-    pub max_http_viewers: usize,
-    /// Most live streams at once.
-    pub max_streams: usize,
-    /// Time (ms) a new RTMP connection has to finish the handshake and `connect`.
-    pub handshake_timeout_ms: u64,
-    /// Time (ms) without a byte read or written after which a connection is closed.
-    pub idle_timeout_ms: u64,
-    /// Largest RTMP message accepted (a declared length above it closes the connection).
-    pub max_message_len: u32,
-    /// Most chunk stream ids one RTMP connection may use.
-    pub max_chunk_streams: usize,
-    /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
-    /// a new connection is closed right after accept. 4096 keeps a small server well inside
-    /// common descriptor limits while serving thousands of viewers.
-    pub max_connections: usize,
-    /// Most open TCP connections from one client address (IPv6: one /64); one host cannot
-    /// take every slot. 64 covers a player that opens several connections, or a small NAT.
-    pub max_connections_per_ip: usize,
-    /// New connections one client address may open per second, on average (0 = no rate
-    /// limit): stops connect floods that churn handshakes without ever holding a slot.
-    pub connections_per_ip_per_second: u32,
-    /// Connections one client address may open at once before the per-second rate applies
-    /// (players and HLS clients open a few in a burst).
-    pub connections_per_ip_burst: u32,
-    /// Client addresses (CIDR blocks such as "10.0.0.0/8" or bare addresses) exempt from the
-    /// per-address limits (trusted proxies, monitoring); empty by default, so loopback is
-    /// limited too. The global `max_connections` still applies.
-    pub exempt: Vec<String>,
-    /// Most publishers at once in one app (`{app}/*`); 0 = unlimited. Unlimited by default:
-    /// one app usually carries every stream and `max_streams` already bounds the total.
-    pub max_publishers_per_app: usize,
-    /// Most viewers of one stream across RTMP, HTTP-FLV, WebSocket-FLV, HLS and WebRTC
-    /// (0 = unlimited): one popular stream cannot starve the others of bandwidth.
-    pub max_viewers_per_stream: usize,
-    /// Largest HTTP request head (request line and headers) in bytes; bigger gets 431. 16 KiB
-    /// fits any real browser or player request (at least 8192, hyper's minimum buffer).
-    pub http_max_header_bytes: usize,
-    /// Time (ms) an HTTP client has to send a whole request head (slowloris protection).
-    pub http_header_timeout_ms: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_rtmp_connections: 10_000,
-            max_http_viewers: 10_000,
-            max_streams: 1024,
-            handshake_timeout_ms: 10_000,
-            idle_timeout_ms: 30_000,
-            max_message_len: 8 * 1024 * 1024,
-            max_chunk_streams: 64,
-            max_connections: 4096,
-            max_connections_per_ip: 64,
-            connections_per_ip_per_second: 50,
-            connections_per_ip_burst: 200,
-            exempt: Vec::new(),
-            max_publishers_per_app: 0,
-            max_viewers_per_stream: 1000,
-            http_max_header_bytes: 16 * 1024,
-            http_header_timeout_ms: 10_000,
-        }
-    }
-}
-
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -456,8 +407,8 @@ impl TlsConfig {
         !self.cert_file.as_os_str().is_empty()
     }
 
-    fn validate(&self) -> Result<(), ServerError> {
-        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         let key_set = !self.key_file.as_os_str().is_empty();
         if self.enabled() != key_set {
             return bad(
@@ -480,9 +431,9 @@ impl TlsConfig {
 
 impl Config {
     /// Parses a TOML document (keys not given keep their defaults).
-    pub fn from_toml(text: &str) -> Result<Self, ServerError> {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| ServerError::Config(e.to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         Self::from_table(table)
     }
 
@@ -490,26 +441,26 @@ impl Config {
     pub fn load(
         text: Option<&str>,
         vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ServerError> {
+    ) -> Result<Self, ConfigError> {
         let mut table: toml::Table = match text {
-            Some(t) => toml::from_str(t).map_err(|e| ServerError::Config(e.to_string()))?,
+            Some(t) => toml::from_str(t).map_err(|e| ConfigError(e.to_string()))?,
             None => toml::Table::new(),
         };
         apply_env(&mut table, vars)?;
         Self::from_table(table)
     }
 
-    fn from_table(table: toml::Table) -> Result<Self, ServerError> {
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
         let cfg: Config = table
             .try_into()
-            .map_err(|e: toml::de::Error| ServerError::Config(e.to_string()))?;
+            .map_err(|e: toml::de::Error| ConfigError(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks values that parse but make no sense, naming the key.
-    pub fn validate(&self) -> Result<(), ServerError> {
-        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if !(128..=0x00FF_FFFF).contains(&self.rtmp.chunk_size) {
             return bad("rtmp.chunk_size", "must be between 128 and 16777215");
         }
@@ -528,7 +479,7 @@ impl Config {
         if self.limits.max_chunk_streams < 4 {
             return bad("limits.max_chunk_streams", "must be at least 4");
         }
-        crate::limits::validate(&self.limits)?;
+        self.limits.validate()?;
         if self.hub.audio_coalesce_ms > 1000 {
             return bad("hub.audio_coalesce_ms", "must be at most 1000");
         }
@@ -546,7 +497,7 @@ impl Config {
                 "must be 0 or between 50 and half of hls.target_duration_ms",
             );
         }
-        if !(3..=hls::MAX_WINDOW_SEGMENTS).contains(&self.hls.window_segments) {
+        if !(3..=MAX_HLS_WINDOW_SEGMENTS).contains(&self.hls.window_segments) {
             return bad("hls.window_segments", "must be between 3 and 100");
         }
         if self.hls.idle_timeout_ms < 1000 {
@@ -595,16 +546,16 @@ impl Config {
 fn apply_env(
     table: &mut toml::Table,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ServerError> {
+) -> Result<(), ConfigError> {
     let defaults =
-        toml::Table::try_from(Config::default()).map_err(|e| ServerError::Config(e.to_string()))?;
+        toml::Table::try_from(Config::default()).map_err(|e| ConfigError(e.to_string()))?;
     for (name, raw) in vars {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
         let rest = rest.to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
-            return Err(ServerError::Config(format!(
+            return Err(ConfigError(format!(
                 "unknown environment variable {name}"
             )));
         };
@@ -613,7 +564,7 @@ fn apply_env(
             .and_then(|s| s.as_table())
             .is_some_and(|s| s.contains_key(key));
         if !known {
-            return Err(ServerError::Config(format!(
+            return Err(ConfigError(format!(
                 "unknown key {section}.{key} (from environment variable {name})"
             )));
         }
@@ -625,7 +576,7 @@ fn apply_env(
             Some(t) => {
                 t.insert(key.to_owned(), value);
             }
-            None => return Err(ServerError::Config(format!("{section}: not a table"))),
+            None => return Err(ConfigError(format!("{section}: not a table"))),
         }
     }
     Ok(())

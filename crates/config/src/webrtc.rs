@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServerError;
+use crate::ConfigError;
 
 /// Longest SDP offer accepted by any configuration (`webrtc.max_sdp_bytes` is capped here).
 pub const MAX_SDP_BYTES_CEILING: usize = 1024 * 1024;
@@ -151,8 +151,8 @@ impl Default for WebRtcConfig {
 
 impl WebRtcConfig {
     /// Checks values that parse but make no sense, naming the key.
-    pub fn validate(&self) -> Result<(), ServerError> {
-        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if self.max_peers == 0 {
             return bad("webrtc.max_peers", "must be positive");
         }

@@ -11,12 +11,12 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
-use super::Action;
-use super::cidr::Cidr;
-use super::config::AuthConfig;
-use super::refusal::{Reason, Refusal};
-use crate::ServerError;
-use crate::record::pattern_matches;
+use crate::Action;
+use config::Cidr;
+use config::AuthConfig;
+use crate::refusal::{Reason, Refusal};
+use crate::AccessError;
+use crate::pattern::pattern_matches;
 
 /// Longest token accepted (bytes): bounds the work spent on a hostile one.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -29,7 +29,7 @@ const MAX_KEY_FILE: u64 = 1024 * 1024;
 
 /// The keys tokens may be signed with.
 #[derive(Default)]
-pub(crate) struct JwtKeys {
+pub struct JwtKeys {
     hmac: Option<DecodingKey>,
     public: Option<DecodingKey>,
     jwks: Vec<(String, DecodingKey)>,
@@ -48,14 +48,16 @@ impl std::fmt::Debug for JwtKeys {
 
 #[derive(Debug, Deserialize)]
 struct Claims {
+    exp: Option<u64>,
+    nbf: Option<u64>,
     action: Option<String>,
     stream: Option<String>,
     sub: Option<String>,
     ip: Option<String>,
 }
 
-fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, ServerError> {
-    let err = |why: String| ServerError::Config(format!("{key}: {path}: {why}"));
+fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, AccessError> {
+    let err = |why: String| AccessError::Config(format!("{key}: {path}: {why}"));
     let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
     if meta.len() > MAX_KEY_FILE {
         return Err(err("larger than 1 MiB".to_owned()));
@@ -65,7 +67,7 @@ fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, ServerError> {
 
 impl JwtKeys {
     /// Loads the configured keys (reading the key files once, at start).
-    pub(crate) fn load(cfg: &AuthConfig) -> Result<Self, ServerError> {
+    pub fn load(cfg: &AuthConfig) -> Result<Self, AccessError> {
         let mut keys = JwtKeys::default();
         if !cfg.jwt_secret.is_empty() {
             keys.hmac = Some(DecodingKey::from_secret(cfg.jwt_secret.as_bytes()));
@@ -75,7 +77,7 @@ impl JwtKeys {
             let key = DecodingKey::from_rsa_pem(&pem)
                 .or_else(|_| DecodingKey::from_ec_pem(&pem))
                 .map_err(|e| {
-                    ServerError::Config(format!(
+                    AccessError::Config(format!(
                         "auth.jwt_public_key_file: {}: not an RSA or EC public key in PEM: {e}",
                         cfg.jwt_public_key_file
                     ))
@@ -85,7 +87,7 @@ impl JwtKeys {
         if !cfg.jwks_file.is_empty() {
             let text = read_key_file("auth.jwks_file", &cfg.jwks_file)?;
             let set: JwkSet = serde_json::from_slice(&text).map_err(|e| {
-                ServerError::Config(format!("auth.jwks_file: {}: {e}", cfg.jwks_file))
+                AccessError::Config(format!("auth.jwks_file: {}: {e}", cfg.jwks_file))
             })?;
             for jwk in set.keys.iter().take(MAX_JWKS_KEYS) {
                 let (Some(kid), Ok(key)) = (&jwk.common.key_id, DecodingKey::from_jwk(jwk)) else {
@@ -94,7 +96,7 @@ impl JwtKeys {
                 keys.jwks.push((kid.clone(), key));
             }
             if keys.jwks.is_empty() {
-                return Err(ServerError::Config(format!(
+                return Err(AccessError::Config(format!(
                     "auth.jwks_file: {}: no usable key with a kid",
                     cfg.jwks_file
                 )));
@@ -104,7 +106,7 @@ impl JwtKeys {
     }
 
     /// True when no key is configured (every token is refused).
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.hmac.is_none() && self.public.is_none() && self.jwks.is_empty()
     }
 
@@ -121,12 +123,13 @@ impl JwtKeys {
     }
 
     /// Verifies `token` for `action` on `key` (`app/stream`) by a client at `ip`.
-    pub(crate) fn verify(
+    pub fn verify(
         &self,
         token: &str,
         action: Action,
         key: &str,
         ip: Option<IpAddr>,
+        now_s: u64,
     ) -> Result<(), Refusal> {
         let bad = |why: &str| Refusal::new(Reason::BadToken, format!("invalid token: {why}"));
         if token.len() > MAX_TOKEN_LEN {
@@ -138,8 +141,9 @@ impl JwtKeys {
             return Err(bad("no key for its algorithm or kid"));
         };
         let mut validation = Validation::new_for_family(family);
-        validation.leeway = JWT_LEEWAY_S;
-        validation.validate_nbf = true;
+        // `exp` must be present; it and `nbf` are checked below against the time passed in.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
         let data = jsonwebtoken::decode::<Claims>(token, dkey, &validation).map_err(|e| match e
             .kind()
@@ -152,6 +156,16 @@ impl JwtKeys {
             ErrorKind::InvalidSignature => bad("bad signature"),
             _ => bad("does not verify"),
         })?;
+        let c = &data.claims;
+        if c.exp.is_some_and(|exp| exp.saturating_add(JWT_LEEWAY_S) < now_s) {
+            return Err(Refusal::new(Reason::Expired, "the token has expired"));
+        }
+        if c.nbf.is_some_and(|nbf| nbf > now_s.saturating_add(JWT_LEEWAY_S)) {
+            return Err(Refusal::new(
+                Reason::Expired,
+                "the token is not valid yet (nbf)",
+            ));
+        }
         check_claims(&data.claims, action, key, ip)
     }
 }
@@ -242,24 +256,24 @@ mod tests {
             "s3cret",
         );
         assert_eq!(
-            reason(k.verify(&ok, Action::Publish, "live/a", Some(ip))),
+            reason(k.verify(&ok, Action::Publish, "live/a", Some(ip), now())),
             None
         );
         assert_eq!(
-            reason(k.verify(&ok, Action::Play, "live/a", Some(ip))),
+            reason(k.verify(&ok, Action::Play, "live/a", Some(ip), now())),
             Some(Reason::WrongAction)
         );
         assert_eq!(
-            reason(k.verify(&ok, Action::Publish, "other/a", Some(ip))),
+            reason(k.verify(&ok, Action::Publish, "other/a", Some(ip), now())),
             Some(Reason::WrongStream)
         );
         let any = hs(
             serde_json::json!({"exp": exp, "action": "*", "sub": "live/a"}),
             "s3cret",
         );
-        assert_eq!(reason(k.verify(&any, Action::Play, "live/a", None)), None);
+        assert_eq!(reason(k.verify(&any, Action::Play, "live/a", None, now())), None);
         assert_eq!(
-            reason(k.verify(&any, Action::Play, "live/ab", None)),
+            reason(k.verify(&any, Action::Play, "live/ab", None, now())),
             Some(Reason::WrongStream)
         );
         let bound = hs(
@@ -267,16 +281,16 @@ mod tests {
             "s3cret",
         );
         assert_eq!(
-            reason(k.verify(&bound, Action::Play, "x/y", Some(ip))),
+            reason(k.verify(&bound, Action::Play, "x/y", Some(ip), now())),
             None
         );
         let other: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(
-            reason(k.verify(&bound, Action::Play, "x/y", Some(other))),
+            reason(k.verify(&bound, Action::Play, "x/y", Some(other), now())),
             Some(Reason::WrongIp)
         );
         assert_eq!(
-            reason(k.verify(&bound, Action::Play, "x/y", None)),
+            reason(k.verify(&bound, Action::Play, "x/y", None, now())),
             Some(Reason::WrongIp)
         );
     }
@@ -289,7 +303,7 @@ mod tests {
             "s3cret",
         );
         assert_eq!(
-            reason(k.verify(&expired, Action::Play, "a/b", None)),
+            reason(k.verify(&expired, Action::Play, "a/b", None, now())),
             Some(Reason::Expired)
         );
         let early = hs(
@@ -297,12 +311,12 @@ mod tests {
             "s3cret",
         );
         assert_eq!(
-            reason(k.verify(&early, Action::Play, "a/b", None)),
+            reason(k.verify(&early, Action::Play, "a/b", None, now())),
             Some(Reason::Expired)
         );
         let no_exp = hs(serde_json::json!({"action": "*", "stream": "*"}), "s3cret");
         assert_eq!(
-            reason(k.verify(&no_exp, Action::Play, "a/b", None)),
+            reason(k.verify(&no_exp, Action::Play, "a/b", None, now())),
             Some(Reason::BadToken)
         );
         let wrong_key = hs(
@@ -310,7 +324,7 @@ mod tests {
             "other",
         );
         assert_eq!(
-            reason(k.verify(&wrong_key, Action::Play, "a/b", None)),
+            reason(k.verify(&wrong_key, Action::Play, "a/b", None, now())),
             Some(Reason::BadToken)
         );
         // Tampered payload: the claims of another token with this token's signature.
@@ -326,7 +340,7 @@ mod tests {
         let e: Vec<&str> = evil.split('.').collect();
         let tampered = format!("{}.{}.{}", g[0], e[1], g[2]);
         assert_eq!(
-            reason(k.verify(&tampered, Action::Publish, "a/b", None)),
+            reason(k.verify(&tampered, Action::Publish, "a/b", None, now())),
             Some(Reason::BadToken)
         );
         for junk in [
@@ -337,14 +351,14 @@ mod tests {
             &"x".repeat(MAX_TOKEN_LEN + 1),
         ] {
             assert_eq!(
-                reason(k.verify(junk, Action::Play, "a/b", None)),
+                reason(k.verify(junk, Action::Play, "a/b", None, now())),
                 Some(Reason::BadToken),
                 "{junk}"
             );
         }
         // No key configured: every token is refused.
         assert_eq!(
-            reason(JwtKeys::default().verify(&good, Action::Play, "a/b", None)),
+            reason(JwtKeys::default().verify(&good, Action::Play, "a/b", None, now())),
             Some(Reason::BadToken)
         );
     }
@@ -377,13 +391,13 @@ s1a6LBa4awZ5WqAgM4Jg48YN40/2HV/Vw1veIdHG0/b+aaWFjTs/OB4zmA==
         })
         .unwrap();
         assert_eq!(
-            reason(pem_keys.verify(&plain, Action::Play, "live/x", None)),
+            reason(pem_keys.verify(&plain, Action::Play, "live/x", None, now())),
             None
         );
         // An HS256 token is refused when only a public key is configured (no alg confusion).
         let hs_token = hs(claims.clone(), EC_PUBLIC);
         assert_eq!(
-            reason(pem_keys.verify(&hs_token, Action::Play, "live/x", None)),
+            reason(pem_keys.verify(&hs_token, Action::Play, "live/x", None, now())),
             Some(Reason::BadToken)
         );
 
@@ -399,13 +413,13 @@ s1a6LBa4awZ5WqAgM4Jg48YN40/2HV/Vw1veIdHG0/b+aaWFjTs/OB4zmA==
         header.kid = Some("k1".into());
         let with_kid = encode(&header, &claims, &enc).unwrap();
         assert_eq!(
-            reason(jwks_keys.verify(&with_kid, Action::Play, "live/x", None)),
+            reason(jwks_keys.verify(&with_kid, Action::Play, "live/x", None, now())),
             None
         );
         header.kid = Some("k2".into());
         let unknown_kid = encode(&header, &claims, &enc).unwrap();
         assert_eq!(
-            reason(jwks_keys.verify(&unknown_kid, Action::Play, "live/x", None)),
+            reason(jwks_keys.verify(&unknown_kid, Action::Play, "live/x", None, now())),
             Some(Reason::BadToken)
         );
         assert!(

@@ -1,7 +1,7 @@
 //! WHIP video, per codec, from what str0m depacketizes to the FLV tag bodies the hub takes:
 //!
 //! - H.264: legacy FLV AVC tags (codec id 7) with an AVCDecoderConfigurationRecord built
-//!   from the in-band SPS/PPS ([`super::h264::Avcc`]): every FLV reader plays them.
+//!   from the in-band SPS/PPS ([`crate::h264::Avcc`]): every FLV reader plays them.
 //! - H.265, AV1, VP9, VP8: Enhanced RTMP v2 tags ([`flv::video::ex_video_body`]) with the
 //!   FourCC `hvc1`, `av01`, `vp09`, `vp08`: a SequenceStart with the codec's configuration
 //!   record (HEVCDecoderConfigurationRecord, `av1C`, `vpcC`) whenever it appears or changes,
@@ -15,33 +15,20 @@ use flv::video::{
     ExVideoPacket, FOURCC_AV01, FOURCC_HVC1, FOURCC_VP08, FOURCC_VP09, ex_video_body,
 };
 use media::Codec;
-use str0m::format::Codec as RtcCodec;
 
-use super::av1::Av1In;
-use super::h264::{Avcc, MAX_ACCESS_UNIT_BYTES};
-use super::hevc::Hvcc;
-use super::vp::{VpInfo, vp8_keyframe, vp9_keyframe};
-
-/// The hub codec of a str0m video codec we ingest; `None` for anything else.
-pub(crate) fn hub_codec(codec: RtcCodec) -> Option<Codec> {
-    match codec {
-        RtcCodec::H264 => Some(Codec::H264),
-        RtcCodec::H265 => Some(Codec::H265),
-        RtcCodec::Av1 => Some(Codec::Av1),
-        RtcCodec::Vp9 => Some(Codec::Vp9),
-        RtcCodec::Vp8 => Some(Codec::Vp8),
-        _ => None,
-    }
-}
+use crate::av1::Av1In;
+use crate::h264::{Avcc, MAX_ACCESS_UNIT_BYTES};
+use crate::hevc::Hvcc;
+use crate::vp::{VpInfo, vp8_keyframe, vp9_keyframe};
 
 /// One frame for the hub: FLV video tag bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct VideoUnit {
+pub struct VideoUnit {
     /// A sequence header tag to publish first (a new or changed configuration).
-    pub(crate) header: Option<Vec<u8>>,
+    pub header: Option<Vec<u8>>,
     /// The coded frame's tag.
-    pub(crate) frame: Vec<u8>,
-    pub(crate) keyframe: bool,
+    pub frame: Vec<u8>,
+    pub keyframe: bool,
 }
 
 /// Per-codec state.
@@ -59,7 +46,7 @@ enum Converter {
 
 /// The video side of one WHIP publisher.
 #[derive(Debug)]
-pub(crate) struct VideoIn {
+pub struct VideoIn {
     codec: Codec,
     conv: Converter,
     /// Dropping until a keyframe (at start, and after a non-contiguous frame).
@@ -69,7 +56,7 @@ pub(crate) struct VideoIn {
 
 impl VideoIn {
     /// The converter for `codec`; `None` if WHIP does not ingest it.
-    pub(crate) fn new(codec: Codec) -> Option<Self> {
+    pub fn new(codec: Codec) -> Option<Self> {
         let conv = match codec {
             Codec::H264 => Converter::H264(Avcc::default()),
             Codec::H265 => Converter::H265(Hvcc::default()),
@@ -93,13 +80,13 @@ impl VideoIn {
     }
 
     /// The codec this converter takes.
-    pub(crate) fn codec(&self) -> Codec {
+    pub fn codec(&self) -> Codec {
         self.codec
     }
 
     /// One depacketized frame: the unit to publish (if any) and whether to ask for a
     /// keyframe.
-    pub(crate) fn accept(&mut self, data: &[u8], contiguous: bool) -> (Option<VideoUnit>, bool) {
+    pub fn accept(&mut self, data: &[u8], contiguous: bool) -> (Option<VideoUnit>, bool) {
         if !self.started || !contiguous {
             self.started = true;
             self.waiting_key = true;
@@ -175,7 +162,7 @@ fn ex_unit(fourcc: u32, config: Option<Vec<u8>>, data: &[u8], keyframe: bool) ->
 }
 
 /// A legacy FLV video tag body: AVC, key or inter frame, packet type, cts 0, payload.
-pub(crate) fn avc_body(keyframe: bool, packet_type: u8, payload: &[u8]) -> Vec<u8> {
+pub fn avc_body(keyframe: bool, packet_type: u8, payload: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(payload.len() + 5);
     b.push(if keyframe { 0x17 } else { 0x27 });
     b.extend_from_slice(&[packet_type, 0, 0, 0]);
@@ -239,7 +226,7 @@ mod tests {
         assert_eq!(&h[..5], &[0x90, b'v', b'p', b'0', b'8']);
         let hf = frame(&h);
         assert_eq!((hf.codec, hf.role), (Codec::Vp8, FrameRole::SequenceHeader));
-        assert_eq!(hf.payload().len(), super::super::vp::VPCC_LEN);
+        assert_eq!(hf.payload().len(), crate::vp::VPCC_LEN);
         let f = frame(&u.frame);
         assert_eq!(
             (f.codec, f.role, f.keyframe),
@@ -259,7 +246,7 @@ mod tests {
     #[test]
     fn av1_and_h265_units_parse_back() {
         let mut v = VideoIn::new(Codec::Av1).unwrap();
-        let mut tu = super::super::av1::tests::sequence_header_obu();
+        let mut tu = crate::av1::tests::sequence_header_obu();
         tu.extend_from_slice(&[0x32, 0x01, 0xCC]);
         let u = v.accept(&tu, true).0.unwrap();
         let h = frame(&u.header.unwrap());
@@ -269,7 +256,7 @@ mod tests {
         assert_eq!((f.codec, f.keyframe), (Codec::Av1, true));
         assert_eq!(f.payload().as_ref(), tu.as_slice());
 
-        use super::super::hevc::tests::{PPS, VPS, sps};
+        use crate::hevc::tests::{PPS, VPS, sps};
         let mut v = VideoIn::new(Codec::H265).unwrap();
         let sps = sps();
         let mut au = Vec::new();

@@ -12,7 +12,7 @@
 //! is a random access point (WebRTC encoders send one with every key frame); temporal
 //! delimiters are dropped from coded data as the ISO binding asks.
 
-use super::bits::Bits;
+use crate::bits::Bits;
 
 /// Most OBUs taken from one temporal unit (a hostile frame cannot make us loop long).
 pub const MAX_OBUS: usize = 512;
@@ -26,12 +26,12 @@ const OBU_TEMPORAL_DELIMITER: u8 = 2;
 
 /// One OBU of a temporal unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Obu<'a> {
-    pub(crate) obu_type: u8,
+pub struct Obu<'a> {
+    pub obu_type: u8,
     /// The whole OBU (header, size field, payload).
-    pub(crate) bytes: &'a [u8],
+    pub bytes: &'a [u8],
     /// Its payload.
-    pub(crate) payload: &'a [u8],
+    pub payload: &'a [u8],
 }
 
 /// Reads a leb128 value (AV1 spec 4.10.5: at most 8 bytes) at the start of `data`: the value
@@ -50,7 +50,7 @@ fn leb128(data: &[u8]) -> Option<(usize, usize)> {
 
 /// The OBUs of a temporal unit; `None` if one is malformed (forbidden bit, a size past the
 /// end) or there are more than [`MAX_OBUS`]. An OBU without a size field runs to the end.
-pub(crate) fn obus(data: &[u8]) -> Option<Vec<Obu<'_>>> {
+pub fn obus(data: &[u8]) -> Option<Vec<Obu<'_>>> {
     let mut out = Vec::new();
     let mut rest = data;
     while let Some(&header) = rest.first() {
@@ -80,23 +80,23 @@ pub(crate) fn obus(data: &[u8]) -> Option<Vec<Obu<'_>>> {
 
 /// What the `av1C` record takes from a sequence header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SequenceInfo {
-    pub(crate) profile: u8,
-    pub(crate) level: u8,
-    pub(crate) tier: bool,
-    pub(crate) high_bitdepth: bool,
-    pub(crate) twelve_bit: bool,
-    pub(crate) monochrome: bool,
-    pub(crate) subsampling_x: bool,
-    pub(crate) subsampling_y: bool,
-    pub(crate) chroma_sample_position: u8,
-    pub(crate) width: u32,
-    pub(crate) height: u32,
+pub struct SequenceInfo {
+    pub profile: u8,
+    pub level: u8,
+    pub tier: bool,
+    pub high_bitdepth: bool,
+    pub twelve_bit: bool,
+    pub monochrome: bool,
+    pub subsampling_x: bool,
+    pub subsampling_y: bool,
+    pub chroma_sample_position: u8,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// Parses a sequence header OBU's payload (AV1 spec 5.5.1) up to color_config; `None` if it
 /// is truncated or malformed.
-pub(crate) fn parse_sequence_header(payload: &[u8]) -> Option<SequenceInfo> {
+pub fn parse_sequence_header(payload: &[u8]) -> Option<SequenceInfo> {
     let mut b = Bits::new(payload);
     let mut s = SequenceInfo {
         profile: b.byte(3)?,
@@ -207,7 +207,7 @@ fn color_config(b: &mut Bits<'_>, s: &mut SequenceInfo) -> Option<()> {
 }
 
 /// The `av1C` record for a sequence header OBU (`obu`: the whole OBU, with its size field).
-pub(crate) fn av1c(s: &SequenceInfo, obu: &[u8]) -> Vec<u8> {
+pub fn av1c(s: &SequenceInfo, obu: &[u8]) -> Vec<u8> {
     let mut r = Vec::with_capacity(4 + obu.len());
     r.push(0x81);
     r.push((s.profile << 5) | (s.level & 0x1F));
@@ -227,26 +227,26 @@ pub(crate) fn av1c(s: &SequenceInfo, obu: &[u8]) -> Vec<u8> {
 
 /// One temporal unit converted for the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Av1Unit {
+pub struct Av1Unit {
     /// A new `av1C` record, when a sequence header appeared or changed: it goes to the hub
     /// as a sequence header before the coded frame.
-    pub(crate) config: Option<Vec<u8>>,
+    pub config: Option<Vec<u8>>,
     /// The OBUs without temporal delimiters.
-    pub(crate) data: Vec<u8>,
+    pub data: Vec<u8>,
     /// The unit starts with a sequence header (a random access point).
-    pub(crate) keyframe: bool,
+    pub keyframe: bool,
 }
 
 /// AV1 temporal units from str0m to the hub, remembering the configuration record.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Av1In {
+pub struct Av1In {
     config: Option<Vec<u8>>,
 }
 
 impl Av1In {
     /// Converts one temporal unit; `None` when it is malformed, empty, or no sequence
     /// header was seen yet.
-    pub(crate) fn convert(&mut self, data: &[u8]) -> Option<Av1Unit> {
+    pub fn convert(&mut self, data: &[u8]) -> Option<Av1Unit> {
         let obus = obus(data)?;
         let mut out = Vec::with_capacity(data.len());
         let mut keyframe = false;
@@ -280,7 +280,7 @@ impl Av1In {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub mod tests {
     use super::*;
 
     /// A sequence header OBU as libaom writes it for 640x360 profile 0 level 4.0 (8):
@@ -294,7 +294,7 @@ pub(crate) mod tests {
     /// choose_screen_content 1, choose_integer_mv 1, order_hint_bits 110, superres 0, cdef 1,
     /// restoration 1, high_bitdepth 0, mono 0, color_description 0, color_range 0,
     /// chroma_sample_position 00, separate_uv_delta_q 0, film_grain 0, trailing bits.
-    pub(crate) fn sequence_header_obu() -> Vec<u8> {
+    pub fn sequence_header_obu() -> Vec<u8> {
         let mut bits: Vec<bool> = Vec::new();
         let mut push = |v: u32, n: u32| {
             for i in (0..n).rev() {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ServerError;
+use crate::ConfigError;
 
 /// Most webhook URLs (one delivery task and one queue each).
 pub const MAX_WEBHOOK_URLS: usize = 16;
@@ -86,8 +86,8 @@ impl std::fmt::Debug for WebhooksConfig {
 
 impl WebhooksConfig {
     /// Checks every key, naming the bad one (`webhooks.urls[1]: ...`).
-    pub fn validate(&self) -> Result<(), ServerError> {
-        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("webhooks.{key}: {why}")));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("webhooks.{key}: {why}")));
         if self.urls.len() > MAX_WEBHOOK_URLS {
             return bad("urls", &format!("at most {MAX_WEBHOOK_URLS} URLs"));
         }
@@ -128,8 +128,8 @@ impl WebhooksConfig {
 }
 
 /// Parses a receiver URL: `http://host[:port][/path]`, no credentials.
-pub(crate) fn parse_url(url: &str) -> Result<hyper::Uri, String> {
-    let uri: hyper::Uri = url
+pub fn parse_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL ({e})"))?;
     match uri.scheme_str() {

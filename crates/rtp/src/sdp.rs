@@ -18,26 +18,26 @@ pub const ACCEPTED: &str =
 
 /// The usable media of an offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct OfferMedia {
+pub struct OfferMedia {
     /// A video m-line offers H.264 with packetization-mode=1.
-    pub(crate) h264: bool,
+    pub h264: bool,
     /// A video m-line offers H.265.
-    pub(crate) h265: bool,
+    pub h265: bool,
     /// A video m-line offers AV1.
-    pub(crate) av1: bool,
+    pub av1: bool,
     /// A video m-line offers VP9.
-    pub(crate) vp9: bool,
+    pub vp9: bool,
     /// A video m-line offers VP8.
-    pub(crate) vp8: bool,
+    pub vp8: bool,
     /// The offer has a video m-line (whatever its codecs).
-    pub(crate) has_video: bool,
+    pub has_video: bool,
     /// An audio m-line offers Opus.
-    pub(crate) opus: bool,
+    pub opus: bool,
 }
 
 impl OfferMedia {
     /// Whether the offer has `codec` as usable video.
-    pub(crate) fn has(&self, codec: Codec) -> bool {
+    pub fn has(&self, codec: Codec) -> bool {
         match codec {
             Codec::H264 => self.h264,
             Codec::H265 => self.h265,
@@ -49,7 +49,7 @@ impl OfferMedia {
     }
 
     /// The video codec WHIP takes from this offer: the first of [`VIDEO_PREFERENCE`] it has.
-    pub(crate) fn pick_video(&self) -> Option<Codec> {
+    pub fn pick_video(&self) -> Option<Codec> {
         VIDEO_PREFERENCE.into_iter().find(|c| self.has(*c))
     }
 
@@ -59,7 +59,7 @@ impl OfferMedia {
 }
 
 /// A codec's name as players and people know it (for error messages and logs).
-pub(crate) fn codec_name(codec: Codec) -> String {
+pub fn codec_name(codec: Codec) -> String {
     match codec {
         Codec::H264 => "H.264".to_owned(),
         Codec::H265 => "H.265".to_owned(),
@@ -71,7 +71,7 @@ pub(crate) fn codec_name(codec: Codec) -> String {
 }
 
 /// Scans an offer; `Err(reason)` when it is not an SDP offer or has nothing we can send.
-pub(crate) fn check_offer(sdp: &str) -> Result<OfferMedia, String> {
+pub fn check_offer(sdp: &str) -> Result<OfferMedia, String> {
     if !sdp.starts_with("v=0") {
         return Err("not an SDP document (must start with v=0)".to_owned());
     }
@@ -127,6 +127,14 @@ pub(crate) fn check_offer(sdp: &str) -> Result<OfferMedia, String> {
         return Err(format!("the offer has nothing we accept: {ACCEPTED}"));
     }
     Ok(media)
+}
+
+/// The offer's `a=ice-ufrag` (session or first media level).
+pub fn remote_ufrag(sdp: &str) -> String {
+    sdp.lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("a=ice-ufrag:"))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cidr::Cidr;
-use crate::ServerError;
+use crate::cidr::Cidr;
+use crate::ConfigError;
 
 /// Longest `auth.webhook_timeout_ms` accepted: a publisher or player waits this long at most.
 pub const MAX_AUTH_WEBHOOK_TIMEOUT_MS: u64 = 30_000;
@@ -128,8 +128,8 @@ impl Default for AuthConfig {
 impl AuthConfig {
     /// Checks values that parse but make no sense, naming the key. Key files are read at
     /// start (see `AuthState::new`).
-    pub fn validate(&self) -> Result<(), ServerError> {
-        let bad = |key: &str, why: &str| Err(ServerError::Config(format!("{key}: {why}")));
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
         if !(1..=MAX_AUTH_WEBHOOK_TIMEOUT_MS).contains(&self.webhook_timeout_ms) {
             return bad("auth.webhook_timeout_ms", "must be between 1 and 30000");
         }
@@ -150,7 +150,7 @@ impl AuthConfig {
             );
         }
         if !self.webhook_url.is_empty() {
-            match self.webhook_url.parse::<hyper::Uri>() {
+            match self.webhook_url.parse::<http::Uri>() {
                 Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
                 _ => return bad("auth.webhook_url", "must be an http:// URL"),
             }

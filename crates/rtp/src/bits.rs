@@ -3,19 +3,19 @@
 //! `None` past the end, so hostile input ends a parse instead of panicking.
 
 /// Reads bits most significant first.
-pub(crate) struct Bits<'a> {
+pub struct Bits<'a> {
     data: &'a [u8],
     bit: usize,
 }
 
 impl<'a> Bits<'a> {
     /// A reader at the first bit of `data`.
-    pub(crate) fn new(data: &'a [u8]) -> Self {
+    pub fn new(data: &'a [u8]) -> Self {
         Self { data, bit: 0 }
     }
 
     /// One bit.
-    pub(crate) fn flag(&mut self) -> Option<bool> {
+    pub fn flag(&mut self) -> Option<bool> {
         let byte = *self.data.get(self.bit / 8)?;
         let value = (byte >> (7 - self.bit % 8)) & 1;
         self.bit += 1;
@@ -23,7 +23,7 @@ impl<'a> Bits<'a> {
     }
 
     /// `n` bits (at most 32; more is refused) as an unsigned integer.
-    pub(crate) fn bits(&mut self, n: u32) -> Option<u32> {
+    pub fn bits(&mut self, n: u32) -> Option<u32> {
         if n > 32 {
             return None;
         }
@@ -35,12 +35,12 @@ impl<'a> Bits<'a> {
     }
 
     /// `n` bits (at most 8) as a byte.
-    pub(crate) fn byte(&mut self, n: u32) -> Option<u8> {
+    pub fn byte(&mut self, n: u32) -> Option<u8> {
         u8::try_from(self.bits(n.min(8))?).ok()
     }
 
     /// Skips `n` bits.
-    pub(crate) fn skip(&mut self, n: usize) -> Option<()> {
+    pub fn skip(&mut self, n: usize) -> Option<()> {
         let end = self.bit.checked_add(n)?;
         if end > self.data.len().saturating_mul(8) {
             return None;
@@ -50,7 +50,7 @@ impl<'a> Bits<'a> {
     }
 
     /// An unsigned Exp-Golomb code, ue(v) (H.265 7.2), at most 31 leading zeros.
-    pub(crate) fn ue(&mut self) -> Option<u32> {
+    pub fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while !self.flag()? {
             zeros += 1;
@@ -63,7 +63,7 @@ impl<'a> Bits<'a> {
     }
 
     /// AV1 uvlc() (AV1 spec 4.10.3): leading zeros, then that many bits.
-    pub(crate) fn uvlc(&mut self) -> Option<u32> {
+    pub fn uvlc(&mut self) -> Option<u32> {
         let mut zeros = 0;
         while !self.flag()? {
             zeros += 1;

@@ -1,8 +1,7 @@
 //! Refusals: a fixed set of reasons (the `reason` label of `sluice_auth_refused_total`), the
 //! HTTP status each maps to, and the JSON body clients see.
 
-use axum::http::StatusCode;
-use axum::response::Response;
+use http::StatusCode;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,20 +87,6 @@ impl Refusal {
             reason,
             message: message.into(),
         }
-    }
-
-    /// The HTTP answer: 401/403 with `{"code": reason, "message"}`; a 401 also carries
-    /// `WWW-Authenticate: Bearer`.
-    pub fn into_http(self) -> Response {
-        let mut resp =
-            crate::vod::json_error(self.reason.status(), self.reason.as_str(), self.message);
-        if self.reason.status() == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
-        }
-        resp
     }
 }
 

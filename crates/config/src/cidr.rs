@@ -70,12 +70,12 @@ fn prefix_eq(a: u128, b: u128, prefix: u8) -> bool {
 }
 
 /// Parses a list of CIDRs, skipping invalid ones (the configuration was validated).
-pub(crate) fn parse_list(list: &[String]) -> Vec<Cidr> {
+pub fn parse_list(list: &[String]) -> Vec<Cidr> {
     list.iter().filter_map(|s| s.parse().ok()).collect()
 }
 
 /// True when any block of `list` contains `ip`.
-pub(crate) fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
+pub fn any_contains(list: &[Cidr], ip: IpAddr) -> bool {
     list.iter().any(|c| c.contains(ip))
 }
 

@@ -16,7 +16,7 @@
 //!   record for both `vp08` and `vp09` SequenceStart; FFmpeg's FLV muxer and demuxer carry it
 //!   with the FullBox header, and so do we.
 
-use super::bits::Bits;
+use crate::bits::Bits;
 
 /// Bytes of the `vpcC` payload we write (version/flags + 8 record bytes).
 pub const VPCC_LEN: usize = 12;
@@ -40,21 +40,21 @@ const VP9_LEVELS: &[(u8, u32)] = &[
 
 /// What a key frame header says about the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct VpInfo {
-    pub(crate) profile: u8,
-    pub(crate) bit_depth: u8,
+pub struct VpInfo {
+    pub profile: u8,
+    pub bit_depth: u8,
     /// `vpcC` chromaSubsampling code (0..3).
-    pub(crate) chroma: u8,
-    pub(crate) full_range: bool,
+    pub chroma: u8,
+    pub full_range: bool,
     /// ISO/IEC 23091-2 matrix coefficients (primaries and transfer are left unspecified).
-    pub(crate) matrix: u8,
-    pub(crate) width: u32,
-    pub(crate) height: u32,
+    pub matrix: u8,
+    pub width: u32,
+    pub height: u32,
 }
 
 impl VpInfo {
     /// The `vpcC` payload (FullBox header included) for this stream.
-    pub(crate) fn vpcc(&self) -> Vec<u8> {
+    pub fn vpcc(&self) -> Vec<u8> {
         let pixels = self.width.saturating_mul(self.height);
         let level = VP9_LEVELS
             .iter()
@@ -79,7 +79,7 @@ impl VpInfo {
 }
 
 /// The stream info of a VP8 key frame; `None` for inter frames and malformed data.
-pub(crate) fn vp8_keyframe(frame: &[u8]) -> Option<VpInfo> {
+pub fn vp8_keyframe(frame: &[u8]) -> Option<VpInfo> {
     let tag = *frame.first()?;
     if tag & 1 != 0 {
         return None;
@@ -109,7 +109,7 @@ pub(crate) fn vp8_keyframe(frame: &[u8]) -> Option<VpInfo> {
 
 /// The stream info of a VP9 key frame (the first frame of a superframe); `None` for other
 /// frames and malformed data.
-pub(crate) fn vp9_keyframe(frame: &[u8]) -> Option<VpInfo> {
+pub fn vp9_keyframe(frame: &[u8]) -> Option<VpInfo> {
     let mut b = Bits::new(frame);
     if b.bits(2)? != 2 {
         return None;

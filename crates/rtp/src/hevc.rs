@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
-use super::bits::Bits;
-use super::h264::{MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS, MAX_PARAM_SET_BYTES, split_annexb};
+use crate::bits::Bits;
+use crate::h264::{MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS, MAX_PARAM_SET_BYTES, split_annexb};
 use flv::codec::unescape_rbsp as rbsp;
 
 /// NAL unit types (H.265 Table 7-1).
@@ -27,31 +27,31 @@ const HVCC_HEADER_LEN: usize = 23;
 const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// The NAL unit type of a NAL unit (first header byte, bits 1..6).
-pub(crate) fn nal_type(nal: &[u8]) -> Option<u8> {
+pub fn nal_type(nal: &[u8]) -> Option<u8> {
     nal.first().map(|h| (h >> 1) & 0x3F)
 }
 
 /// IRAP pictures (BLA, IDR, CRA and the reserved IRAP types): random access points.
-pub(crate) fn is_irap(nal_type: u8) -> bool {
+pub fn is_irap(nal_type: u8) -> bool {
     (16..=23).contains(&nal_type)
 }
 
 /// What the record takes from an SPS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SpsInfo {
+pub struct SpsInfo {
     /// general_profile_space .. general_level_idc: 12 bytes as in the SPS.
-    pub(crate) ptl: [u8; 12],
-    pub(crate) max_sub_layers: u8,
-    pub(crate) temporal_id_nesting: bool,
-    pub(crate) chroma_format_idc: u8,
-    pub(crate) bit_depth_luma_minus8: u8,
-    pub(crate) bit_depth_chroma_minus8: u8,
-    pub(crate) width: u32,
-    pub(crate) height: u32,
+    pub ptl: [u8; 12],
+    pub max_sub_layers: u8,
+    pub temporal_id_nesting: bool,
+    pub chroma_format_idc: u8,
+    pub bit_depth_luma_minus8: u8,
+    pub bit_depth_chroma_minus8: u8,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// Parses an SPS NAL unit (with its 2-byte header) up to the bit depths.
-pub(crate) fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
+pub fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
     let data = rbsp(nal.get(..nal.len().min(MAX_PARAM_SET_BYTES))?);
     let body = data.get(2..)?;
     let mut b = Bits::new(body);
@@ -105,7 +105,7 @@ pub(crate) fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
 /// A HEVCDecoderConfigurationRecord with one VPS, SPS and PPS (arrays complete: the coded
 /// frames carry none) and 4-byte NAL lengths; `None` if the SPS does not parse or a
 /// parameter set is empty or longer than [`MAX_PARAM_SET_BYTES`].
-pub(crate) fn config_record(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
+pub fn config_record(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
     let sets = [(NAL_VPS, vps), (NAL_SPS, sps), (NAL_PPS, pps)];
     if sets
         .iter()
@@ -137,18 +137,18 @@ pub(crate) fn config_record(vps: &[u8], sps: &[u8], pps: &[u8]) -> Option<Vec<u8
 
 /// One access unit converted for the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct HvccUnit {
+pub struct HvccUnit {
     /// A new configuration record, when the parameter sets appeared or changed.
-    pub(crate) config: Option<Vec<u8>>,
+    pub config: Option<Vec<u8>>,
     /// The VCL NAL units with 4-byte lengths (parameter sets, AUD, SEI dropped).
-    pub(crate) data: Vec<u8>,
+    pub data: Vec<u8>,
     /// The unit contains an IRAP picture.
-    pub(crate) keyframe: bool,
+    pub keyframe: bool,
 }
 
 /// Annex B (what str0m depacketizes) to length-prefixed H.265 for the hub.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Hvcc {
+pub struct Hvcc {
     vps: Option<Vec<u8>>,
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
@@ -158,7 +158,7 @@ pub(crate) struct Hvcc {
 impl Hvcc {
     /// Converts one access unit. `None` when it is malformed, has no picture, or no
     /// VPS/SPS/PPS were seen yet.
-    pub(crate) fn convert(&mut self, annexb: &[u8]) -> Option<HvccUnit> {
+    pub fn convert(&mut self, annexb: &[u8]) -> Option<HvccUnit> {
         if annexb.len() > MAX_ACCESS_UNIT_BYTES {
             return None;
         }
@@ -201,7 +201,7 @@ impl Hvcc {
 
 /// Hub `hvc1` frames to the Annex B access units str0m's H.265 packetizer takes.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct HevcAnnexB {
+pub struct HevcAnnexB {
     nal_length_size: usize,
     /// Start code + each parameter set of the record, put before each keyframe.
     params: Arc<[u8]>,
@@ -209,7 +209,7 @@ pub(crate) struct HevcAnnexB {
 
 impl HevcAnnexB {
     /// Takes a HEVCDecoderConfigurationRecord; false (state unchanged) if it is malformed.
-    pub(crate) fn set_config(&mut self, record: &[u8]) -> bool {
+    pub fn set_config(&mut self, record: &[u8]) -> bool {
         let Some((size, params)) = parse_record(record) else {
             return false;
         };
@@ -219,13 +219,13 @@ impl HevcAnnexB {
     }
 
     /// The NAL length size and parameter sets conversions depend on (for the shared cache).
-    pub(crate) fn inputs(&self) -> (usize, &Arc<[u8]>) {
+    pub fn inputs(&self) -> (usize, &Arc<[u8]>) {
         (self.nal_length_size, &self.params)
     }
 
     /// Converts one length-prefixed access unit; `None` if it is malformed or empty or no
     /// record was seen yet.
-    pub(crate) fn convert(&self, data: &[u8], keyframe: bool) -> Option<Vec<u8>> {
+    pub fn convert(&self, data: &[u8], keyframe: bool) -> Option<Vec<u8>> {
         if self.nal_length_size == 0 {
             return None;
         }
@@ -295,7 +295,7 @@ fn parse_record(record: &[u8]) -> Option<(usize, Vec<u8>)> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+pub mod tests {
     use super::*;
 
     /// Bits to bytes (MSB first), then emulation prevention inserted as an encoder would.
@@ -335,7 +335,7 @@ pub(crate) mod tests {
     /// An SPS of Main profile, Main tier, level 3.1 (93), 4:2:0 8-bit 640x360, one sub-layer
     /// with temporal id nesting; its compatibility and constraint flags contain `00 00 00`,
     /// so the NAL carries an emulation prevention byte.
-    pub(crate) fn sps() -> Vec<u8> {
+    pub fn sps() -> Vec<u8> {
         let mut f: Vec<(u32, u32)> = vec![
             (0, 4),            // sps_video_parameter_set_id
             (0, 3),            // sps_max_sub_layers_minus1
@@ -356,8 +356,8 @@ pub(crate) mod tests {
         nal([0x42, 0x01], &f)
     }
 
-    pub(crate) const VPS: &[u8] = &[0x40, 0x01, 0x0C, 0x01, 0xFF, 0xFF];
-    pub(crate) const PPS: &[u8] = &[0x44, 0x01, 0xC1, 0x72];
+    pub const VPS: &[u8] = &[0x40, 0x01, 0x0C, 0x01, 0xFF, 0xFF];
+    pub const PPS: &[u8] = &[0x44, 0x01, 0xC1, 0x72];
 
     #[test]
     fn sps_fields_and_record_layout() {

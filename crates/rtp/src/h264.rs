@@ -30,7 +30,7 @@ const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
 /// Parameter sets of the current sequence header.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct AnnexB {
+pub struct AnnexB {
     /// Bytes of the NAL length prefix (1, 2 or 4).
     nal_length_size: usize,
     /// `00 00 00 01 SPS 00 00 00 01 PPS`, put before each keyframe.
@@ -41,7 +41,7 @@ pub(crate) struct AnnexB {
 
 impl AnnexB {
     /// Takes an AVCDecoderConfigurationRecord; false (state unchanged) if it is malformed.
-    pub(crate) fn set_config(&mut self, record: &Bytes) -> bool {
+    pub fn set_config(&mut self, record: &Bytes) -> bool {
         let Ok(rec) = flv::codec::parse_avc_decoder_config(record) else {
             return false;
         };
@@ -63,7 +63,7 @@ impl AnnexB {
     }
 
     /// Shares conversions with the other viewers of a stream from now on.
-    pub(crate) fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
+    pub fn with_cache(mut self, cache: Arc<AnnexBCache>) -> Self {
         self.cache = Some(cache);
         self
     }
@@ -71,7 +71,7 @@ impl AnnexB {
     /// [`AnnexB::convert`] of a hub frame's payload, as the shared bytes str0m's writer
     /// takes: taken from the stream's cache when another viewer converted the same payload
     /// with the same parameter sets, else converted and put there.
-    pub(crate) fn convert_shared(&self, payload: &Bytes, keyframe: bool) -> Option<Arc<[u8]>> {
+    pub fn convert_shared(&self, payload: &Bytes, keyframe: bool) -> Option<Arc<[u8]>> {
         let Some(cache) = &self.cache else {
             return self.convert(payload, keyframe).map(Arc::from);
         };
@@ -88,13 +88,13 @@ impl AnnexB {
     }
 
     /// True once a valid sequence header was seen.
-    pub(crate) fn ready(&self) -> bool {
+    pub fn ready(&self) -> bool {
         self.nal_length_size != 0
     }
 
     /// Converts one AVCC access unit to Annex B; `None` if it is malformed or empty (a
     /// truncated length, too many NAL units) or no sequence header was seen yet.
-    pub(crate) fn convert(&self, avcc: &[u8], keyframe: bool) -> Option<Vec<u8>> {
+    pub fn convert(&self, avcc: &[u8], keyframe: bool) -> Option<Vec<u8>> {
         if !self.ready() {
             return None;
         }
@@ -158,7 +158,7 @@ impl Converted {
 /// str0m's packetizer takes (H.264 Annex B, and the other codecs' payloads), shared by its
 /// viewers: each frame is converted (and copied) once per stream, not once per viewer.
 #[derive(Debug, Default)]
-pub(crate) struct AnnexBCache {
+pub struct AnnexBCache {
     recent: Mutex<(usize, Vec<Converted>)>,
 }
 
@@ -169,7 +169,7 @@ impl AnnexBCache {
 
     /// The conversion of `payload` (with `keyframe`, `tag` and `params`, the other inputs
     /// of `convert`): another viewer's when it made the same one, else `convert`'s, kept.
-    pub(crate) fn shared(
+    pub fn shared(
         &self,
         payload: &Bytes,
         keyframe: bool,
@@ -209,13 +209,13 @@ impl AnnexBCache {
 /// cache, which goes with the last of them (entries are weak; dead ones are swept when a
 /// viewer joins, so the map never outgrows the streams being watched).
 #[derive(Debug, Default)]
-pub(crate) struct AnnexBCaches {
+pub struct AnnexBCaches {
     map: Mutex<HashMap<String, Weak<AnnexBCache>>>,
 }
 
 impl AnnexBCaches {
     /// The cache of `stream`, made if no viewer holds one.
-    pub(crate) fn get(&self, stream: &str) -> Arc<AnnexBCache> {
+    pub fn get(&self, stream: &str) -> Arc<AnnexBCache> {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = m.get(stream).and_then(Weak::upgrade) {
             return c;
@@ -228,7 +228,7 @@ impl AnnexBCaches {
 
     /// Streams with a live cache.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         m.values().filter(|w| w.strong_count() > 0).count()
     }
@@ -236,7 +236,7 @@ impl AnnexBCaches {
 
 /// The NAL units of an Annex B byte stream (3- or 4-byte start codes), without their start
 /// codes and trailing zero bytes; `None` if there are more than [`MAX_NAL_UNITS`].
-pub(crate) fn split_annexb(data: &[u8]) -> Option<Vec<&[u8]>> {
+pub fn split_annexb(data: &[u8]) -> Option<Vec<&[u8]>> {
     let mut units = Vec::new();
     // Start of the current NAL unit's payload, once a start code was seen.
     let mut start: Option<usize> = None;
@@ -276,7 +276,7 @@ fn push_unit<'a>(units: &mut Vec<&'a [u8]>, unit: Option<&'a [u8]>) -> Option<()
 /// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1) with one SPS and one PPS and
 /// 4-byte NAL lengths; `None` if a parameter set is too short or longer than
 /// [`MAX_PARAM_SET_BYTES`].
-pub(crate) fn config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
+pub fn config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
     if sps.len() < 4
         || pps.is_empty()
         || sps.len() > MAX_PARAM_SET_BYTES
@@ -299,19 +299,19 @@ pub(crate) fn config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
 
 /// One access unit converted for the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct AvccUnit {
+pub struct AvccUnit {
     /// A new configuration record, when the SPS/PPS appeared or changed with this unit: it
     /// goes to the hub as a sequence header before the coded frame.
-    pub(crate) config: Option<Vec<u8>>,
+    pub config: Option<Vec<u8>>,
     /// The coded slices with 4-byte lengths (parameter sets, AUD and SEI dropped).
-    pub(crate) data: Vec<u8>,
+    pub data: Vec<u8>,
     /// The unit contains an IDR slice.
-    pub(crate) keyframe: bool,
+    pub keyframe: bool,
 }
 
 /// Annex B (what str0m depacketizes from WebRTC) to AVCC for the hub.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Avcc {
+pub struct Avcc {
     sps: Option<Vec<u8>>,
     pps: Option<Vec<u8>>,
     /// The configuration record last handed out.
@@ -321,7 +321,7 @@ pub(crate) struct Avcc {
 impl Avcc {
     /// Converts one access unit. `None` when it is malformed (too big, too many NAL units),
     /// carries no slice, or no SPS/PPS were seen yet (a decoder could not use it).
-    pub(crate) fn convert(&mut self, annexb: &[u8]) -> Option<AvccUnit> {
+    pub fn convert(&mut self, annexb: &[u8]) -> Option<AvccUnit> {
         if annexb.len() > MAX_ACCESS_UNIT_BYTES {
             return None;
         }
@@ -361,6 +361,9 @@ impl Avcc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The committed demo clip (H.264 + AAC).
+    static DEMO_FLV: &[u8] = include_bytes!("../../../fixtures/demo.flv");
 
     /// AVCDecoderConfigurationRecord: version 1, profile 66, compat 0xC0, level 30,
     /// 4-byte lengths, one SPS `67 42 C0 1E`, one PPS `68 CE 3C 80`.
@@ -423,7 +426,7 @@ mod tests {
     fn demo_clip_converts_every_frame() {
         let mut a = AnnexB::default();
         let (mut keys, mut frames) = (0, 0);
-        for tag in flv::read_all_tags(crate::DEMO_FLV).unwrap() {
+        for tag in flv::read_all_tags(DEMO_FLV).unwrap() {
             let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap();
             if f.kind != media::MediaKind::Video {
                 continue;
@@ -520,7 +523,7 @@ mod tests {
             AnnexB::default().with_cache(caches.get("live/demo")),
         ];
         let mut n = 0;
-        for tag in flv::read_all_tags(crate::DEMO_FLV).unwrap() {
+        for tag in flv::read_all_tags(DEMO_FLV).unwrap() {
             let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap();
             if f.kind != media::MediaKind::Video {
                 continue;
@@ -628,7 +631,7 @@ mod tests {
         let mut back = Avcc::default();
         let mut record = None;
         let mut frames = 0;
-        for tag in flv::read_all_tags(crate::DEMO_FLV).unwrap() {
+        for tag in flv::read_all_tags(DEMO_FLV).unwrap() {
             let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap();
             if f.kind != media::MediaKind::Video {
                 continue;

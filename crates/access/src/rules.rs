@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
-use super::Action;
-use super::cidr::{Cidr, any_contains, parse_list};
-use super::config::{AuthConfig, AuthMode};
-use super::refusal::{Reason, Refusal};
-use crate::record::pattern_matches;
+use crate::Action;
+use config::cidr::{Cidr, any_contains, parse_list};
+use config::{AuthConfig, AuthMode};
+use crate::refusal::{Reason, Refusal};
+use crate::pattern::pattern_matches;
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -19,7 +19,7 @@ struct Rule {
 
 /// The rules of `[auth]`, with parsed CIDRs.
 #[derive(Debug, Clone)]
-pub(crate) struct Rules {
+pub struct Rules {
     publish: AuthMode,
     play: AuthMode,
     rules: Vec<Rule>,
@@ -27,7 +27,7 @@ pub(crate) struct Rules {
 
 impl Rules {
     /// Compiles `cfg` (validated: invalid CIDRs were refused there).
-    pub(crate) fn new(cfg: &AuthConfig) -> Self {
+    pub fn new(cfg: &AuthConfig) -> Self {
         Self {
             publish: cfg.publish,
             play: cfg.play,
@@ -47,7 +47,7 @@ impl Rules {
 
     /// The mode `action` on `key` (`app/stream`) needs, after the first matching rule's IP
     /// lists admitted `ip`. A `deny` mode is returned as a refusal.
-    pub(crate) fn decide(
+    pub fn decide(
         &self,
         action: Action,
         key: &str,
@@ -92,7 +92,7 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::config::AuthRule;
+    use config::AuthRule;
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())

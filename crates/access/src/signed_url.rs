@@ -4,30 +4,37 @@
 //!
 //! `<stream>` is the stream name without any extension (`live/cam1:1767225600` signs
 //! `/live/cam1.flv`, `/live/cam1/index.m3u8` and its segments, and `rtmp://host/live/cam1`).
-//! A signed URL allows both publishing and playing the stream until it expires.
+//!
+//! That signature allows playing only. Publishing needs a signature of
+//! `"publish:<app>/<stream>:<expires>"`: the action is part of what is signed, so the play
+//! URLs handed to every viewer (HLS playlists carry them into each URI) cannot publish.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::refusal::{Reason, Refusal};
+use crate::Action;
+use crate::refusal::{Reason, Refusal};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Longest hex signature accepted (SHA-256 is 64 hex digits).
 const SIGN_HEX_LEN: usize = 64;
 
-/// The string that is signed for `key` (`app/stream`) and `expires`.
-pub fn signed_string(key: &str, expires: u64) -> String {
-    format!("{key}:{expires}")
+/// The string that is signed for `action` on `key` (`app/stream`) until `expires`.
+pub fn signed_string(action: Action, key: &str, expires: u64) -> String {
+    match action {
+        Action::Play => format!("{key}:{expires}"),
+        Action::Publish => format!("publish:{key}:{expires}"),
+    }
 }
 
-/// The `sign` parameter for `key` valid until `expires` (unix seconds).
-pub fn sign(secret: &[u8], key: &str, expires: u64) -> String {
+/// The `sign` parameter for `action` on `key`, valid until `expires` (unix seconds).
+pub fn sign(secret: &[u8], action: Action, key: &str, expires: u64) -> String {
     // HMAC takes keys of any length.
     let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
         return String::new();
     };
-    mac.update(signed_string(key, expires).as_bytes());
+    mac.update(signed_string(action, key, expires).as_bytes());
     let tag = mac.finalize().into_bytes();
     let mut out = String::with_capacity(SIGN_HEX_LEN);
     for b in tag {
@@ -36,10 +43,11 @@ pub fn sign(secret: &[u8], key: &str, expires: u64) -> String {
     out
 }
 
-/// Checks `sign` (hex) and `expires` (decimal unix seconds) for `key` at `now_s`, comparing in
-/// constant time.
+/// Checks `sign` (hex) and `expires` (decimal unix seconds) for `action` on `key` at `now_s`,
+/// comparing in constant time.
 pub fn verify(
     secret: &[u8],
+    action: Action,
     key: &str,
     expires: &str,
     sign: &str,
@@ -60,7 +68,7 @@ pub fn verify(
     let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
         return Err(bad());
     };
-    mac.update(signed_string(key, expires_n).as_bytes());
+    mac.update(signed_string(action, key, expires_n).as_bytes());
     mac.verify_slice(&tag).map_err(|_| bad())?;
     if expires_n < now_s {
         return Err(Refusal::new(Reason::Expired, "the signed URL has expired"));
@@ -90,7 +98,7 @@ mod tests {
     fn known_answer() {
         // Computed independently: printf 'live/cam:1700000000' |
         //   openssl dgst -sha256 -hmac secret
-        let s = sign(b"secret", "live/cam", 1_700_000_000);
+        let s = sign(b"secret", Action::Play, "live/cam", 1_700_000_000);
         assert_eq!(s.len(), 64);
         assert_eq!(s, KNOWN);
     }
@@ -99,30 +107,30 @@ mod tests {
 
     #[test]
     fn verify_accepts_valid_and_refuses_tampered_or_expired() {
-        let s = sign(b"k", "live/a", 2000);
-        assert_eq!(verify(b"k", "live/a", "2000", &s, 1000), Ok(()));
+        let s = sign(b"k", Action::Play, "live/a", 2000);
+        assert_eq!(verify(b"k", Action::Play, "live/a", "2000", &s, 1000), Ok(()));
         assert_eq!(
-            verify(b"k", "live/a", "2000", &s.to_uppercase(), 1000),
+            verify(b"k", Action::Play, "live/a", "2000", &s.to_uppercase(), 1000),
             Ok(())
         );
         let r = |res: Result<(), Refusal>| res.unwrap_err().reason;
-        assert_eq!(r(verify(b"k", "live/a", "2000", &s, 2001)), Reason::Expired);
+        assert_eq!(r(verify(b"k", Action::Play, "live/a", "2000", &s, 2001)), Reason::Expired);
         assert_eq!(
-            r(verify(b"k", "live/b", "2000", &s, 1000)),
+            r(verify(b"k", Action::Play, "live/b", "2000", &s, 1000)),
             Reason::BadToken
         );
         assert_eq!(
-            r(verify(b"k", "live/a", "2001", &s, 1000)),
+            r(verify(b"k", Action::Play, "live/a", "2001", &s, 1000)),
             Reason::BadToken
         );
         assert_eq!(
-            r(verify(b"x", "live/a", "2000", &s, 1000)),
+            r(verify(b"x", Action::Play, "live/a", "2000", &s, 1000)),
             Reason::BadToken
         );
         let mut t = s.clone();
         t.replace_range(0..1, if s.starts_with('0') { "1" } else { "0" });
         assert_eq!(
-            r(verify(b"k", "live/a", "2000", &t, 1000)),
+            r(verify(b"k", Action::Play, "live/a", "2000", &t, 1000)),
             Reason::BadToken
         );
         for (e, g) in [
@@ -133,10 +141,36 @@ mod tests {
             ("2000", &s[..62]),
         ] {
             assert_eq!(
-                r(verify(b"k", "live/a", e, g, 0)),
+                r(verify(b"k", Action::Play, "live/a", e, g, 0)),
                 Reason::BadToken,
                 "{e} {g}"
             );
         }
+    }
+
+    /// A play signature (what playlists hand every viewer) never publishes, and a publish
+    /// signature is a different string.
+    #[test]
+    fn the_action_is_signed() {
+        let play = sign(b"k", Action::Play, "live/a", 2000);
+        let publish = sign(b"k", Action::Publish, "live/a", 2000);
+        assert_ne!(play, publish);
+        assert_eq!(verify(b"k", Action::Play, "live/a", "2000", &play, 1000), Ok(()));
+        assert_eq!(
+            verify(b"k", Action::Publish, "live/a", "2000", &play, 1000)
+                .unwrap_err()
+                .reason,
+            Reason::BadToken
+        );
+        assert_eq!(
+            verify(b"k", Action::Publish, "live/a", "2000", &publish, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            verify(b"k", Action::Play, "live/a", "2000", &publish, 1000)
+                .unwrap_err()
+                .reason,
+            Reason::BadToken
+        );
     }
 }

@@ -1,0 +1,113 @@
+//! `[limits]`: protective limits, and what values of them make sense.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+use crate::cidr::Cidr;
+
+/// Smallest `limits.http_max_header_bytes` (hyper's minimum read buffer).
+pub const MIN_HTTP_HEADER_BYTES: usize = 8192;
+/// Largest `limits.http_max_header_bytes` (a request head has no business being bigger).
+pub const MAX_HTTP_HEADER_BYTES: usize = 1024 * 1024;
+
+/// `[limits]`: protective limits; exceeding one refuses or closes that one session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most concurrent RTMP connections.
+    pub max_rtmp_connections: usize,
+    /// Most concurrent HTTP-FLV / WebSocket-FLV viewers.
+    pub max_http_viewers: usize,
+    /// Most live streams at once.
+    pub max_streams: usize,
+    /// Time (ms) a new RTMP connection has to finish the handshake and `connect`.
+    pub handshake_timeout_ms: u64,
+    /// Time (ms) without a byte read or written after which a connection is closed.
+    pub idle_timeout_ms: u64,
+    /// Largest RTMP message accepted (a declared length above it closes the connection).
+    pub max_message_len: u32,
+    /// Most chunk stream ids one RTMP connection may use.
+    pub max_chunk_streams: usize,
+    /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
+    /// a new connection is closed right after accept. 4096 keeps a small server well inside
+    /// common descriptor limits while serving thousands of viewers.
+    pub max_connections: usize,
+    /// Most open TCP connections from one client address (IPv6: one /64); one host cannot
+    /// take every slot. 64 covers a player that opens several connections, or a small NAT.
+    pub max_connections_per_ip: usize,
+    /// New connections one client address may open per second, on average (0 = no rate
+    /// limit): stops connect floods that churn handshakes without ever holding a slot.
+    pub connections_per_ip_per_second: u32,
+    /// Connections one client address may open at once before the per-second rate applies
+    /// (players and HLS clients open a few in a burst).
+    pub connections_per_ip_burst: u32,
+    /// Client addresses (CIDR blocks such as "10.0.0.0/8" or bare addresses) exempt from the
+    /// per-address limits (trusted proxies, monitoring); empty by default, so loopback is
+    /// limited too. The global `max_connections` still applies.
+    pub exempt: Vec<String>,
+    /// Most publishers at once in one app (`{app}/*`); 0 = unlimited. Unlimited by default:
+    /// one app usually carries every stream and `max_streams` already bounds the total.
+    pub max_publishers_per_app: usize,
+    /// Most viewers of one stream across RTMP, HTTP-FLV, WebSocket-FLV, HLS and WebRTC
+    /// (0 = unlimited): one popular stream cannot starve the others of bandwidth.
+    pub max_viewers_per_stream: usize,
+    /// Largest HTTP request head (request line and headers) in bytes; bigger gets 431. 16 KiB
+    /// fits any real browser or player request (at least 8192, hyper's minimum buffer).
+    pub http_max_header_bytes: usize,
+    /// Time (ms) an HTTP client has to send a whole request head (slowloris protection).
+    pub http_header_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_rtmp_connections: 10_000,
+            max_http_viewers: 10_000,
+            max_streams: 1024,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_message_len: 8 * 1024 * 1024,
+            max_chunk_streams: 64,
+            max_connections: 4096,
+            max_connections_per_ip: 64,
+            connections_per_ip_per_second: 50,
+            connections_per_ip_burst: 200,
+            exempt: Vec::new(),
+            max_publishers_per_app: 0,
+            max_viewers_per_stream: 1000,
+            http_max_header_bytes: 16 * 1024,
+            http_header_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks the connection-limit keys, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError(format!("limits.{key}: {why}")));
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be positive");
+        }
+        if self.max_connections_per_ip == 0 {
+            return bad("max_connections_per_ip", "must be positive");
+        }
+        if self.connections_per_ip_per_second != 0 && self.connections_per_ip_burst == 0 {
+            return bad(
+                "connections_per_ip_burst",
+                "must be positive when connections_per_ip_per_second is set",
+            );
+        }
+        if !(MIN_HTTP_HEADER_BYTES..=MAX_HTTP_HEADER_BYTES).contains(&self.http_max_header_bytes) {
+            return bad("http_max_header_bytes", "must be between 8192 and 1048576");
+        }
+        if !(100..=300_000).contains(&self.http_header_timeout_ms) {
+            return bad("http_header_timeout_ms", "must be between 100 and 300000");
+        }
+        if let Some(b) = self.exempt.iter().find(|b| b.parse::<Cidr>().is_err()) {
+            return Err(ConfigError(format!(
+                "limits.exempt: {b:?} is not an address or CIDR block"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+//! WebRTC media without the WebRTC stack: what crosses between the hub and RTP.
+//!
+//! The crate's rule: sans-IO and independent of the WebRTC engine (str0m lives in
+//! `server-webrtc`). It converts hub frames (FLV tag bodies) to the payloads an RTP
+//! packetizer takes for each codec ([`video_out`]: H.264 and H.265 as Annex B with their
+//! parameter sets, AV1 OBUs, VP8/VP9 frames) and depacketized access units back to hub
+//! frames ([`video_in`]), with the per-codec bitstream readers that needs; and it reads what
+//! clients send in SDP ([`sdp`]: offers; [`sdpfrag`]: trickle and ICE-restart fragments).
+//! All input is hostile: bounded, never panicking, fuzzed (`webrtc_video`, `whep_sdp`,
+//! `whep_sdpfrag`).
+#![forbid(unsafe_code)]
+
+pub mod av1;
+pub mod bits;
+pub mod h264;
+pub mod hevc;
+pub mod sdp;
+pub mod sdpfrag;
+pub mod video_in;
+pub mod video_out;
+pub mod vp;
