@@ -62,6 +62,26 @@ impl StreamName {
         Self::new(&decode_path_segment(app)?, &decode_path_segment(stream)?)
     }
 
+    /// A file path under an app (VOD: app `vod`; recordings are checked as their stream):
+    /// each component is checked as a part is, and they are joined with `/`, so
+    /// [`StreamName::stream`] is the whole relative path.
+    pub fn file_path<S: AsRef<str>>(app: &str, components: &[S]) -> Result<Self, NameError> {
+        check_part(app)?;
+        if components.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let mut key = String::from(app);
+        for c in components {
+            check_part(c.as_ref())?;
+            key.push('/');
+            key.push_str(c.as_ref());
+        }
+        Ok(Self {
+            key,
+            split: app.len(),
+        })
+    }
+
     /// From a hub key `app/stream` (the first `/` splits).
     pub fn from_key(key: &str) -> Result<Self, NameError> {
         let (app, stream) = key.split_once('/').ok_or(NameError::Path)?;
@@ -157,6 +177,20 @@ mod tests {
         assert_eq!(StreamName::from_key("live/x").unwrap().stream(), "x");
         assert_eq!(StreamName::from_key("live"), Err(NameError::Path));
         assert_eq!(StreamName::from_key("live/a/b"), Err(NameError::Path));
+    }
+
+    #[test]
+    fn file_paths() {
+        let n = StreamName::file_path("vod", &["dir", "a b.mp4"]).unwrap();
+        assert_eq!((n.app(), n.stream()), ("vod", "dir/a b.mp4"));
+        assert_eq!(
+            StreamName::file_path("vod", &["..", "x"]),
+            Err(NameError::Path)
+        );
+        assert_eq!(
+            StreamName::file_path::<&str>("vod", &[]),
+            Err(NameError::Empty)
+        );
     }
 
     #[test]

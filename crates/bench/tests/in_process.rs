@@ -25,12 +25,12 @@ fn opts(publish: String, play: String, players: usize) -> Opts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_and_http_flv_players_against_sluice() {
-    let mut cfg = sluice_server::Config::default();
+    let mut cfg = sluice::Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     // No WebRTC here: its default ports would collide with the WHEP test's server.
     cfg.webrtc.enabled = false;
-    let server = sluice_server::start(cfg).await.expect("server starts");
+    let server = sluice::start(cfg).await.expect("server starts");
     let rtmp = server.rtmp_addr();
     let http = server.http_addr();
 
@@ -101,12 +101,12 @@ async fn no_player_connected_is_an_error() {
 /// clip's bitrate, and every WHEP resource is deleted at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_viewers_against_sluice() {
-    let mut cfg = sluice_server::Config::default();
+    let mut cfg = sluice::Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.tcp_listen = String::new(); // no ICE-TCP: nothing bound on a fixed port
-    let server = sluice_server::start(cfg).await.expect("server starts");
+    let server = sluice::start(cfg).await.expect("server starts");
     let rtmp = server.rtmp_addr();
     let http = server.http_addr();
     let mut o = opts(

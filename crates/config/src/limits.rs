@@ -111,3 +111,37 @@ impl LimitsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_key() {
+        let ok = LimitsConfig::default();
+        assert!(ok.validate().is_ok());
+        type Edit = fn(&mut LimitsConfig);
+        let cases: [(Edit, &str); 5] = [
+            (|c| c.max_connections = 0, "limits.max_connections"),
+            (
+                |c| c.http_max_header_bytes = 100,
+                "limits.http_max_header_bytes",
+            ),
+            (
+                |c| c.http_header_timeout_ms = 1,
+                "limits.http_header_timeout_ms",
+            ),
+            (|c| c.exempt = vec!["10.0.0.0/33".into()], "limits.exempt"),
+            (
+                |c| c.connections_per_ip_burst = 0,
+                "connections_per_ip_burst",
+            ),
+        ];
+        for (edit, key) in cases {
+            let mut c = LimitsConfig::default();
+            edit(&mut c);
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+}

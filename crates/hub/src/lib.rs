@@ -27,6 +27,7 @@ mod gop;
 mod stream;
 mod subscriber;
 mod timeline;
+pub mod viewer;
 
 #[cfg(test)]
 mod tests;

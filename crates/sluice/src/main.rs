@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sluice_server::Config;
-use sluice_server::config::LogFormat;
+use sluice::Config;
+use sluice::configuration::LogFormat;
 
 /// How long shutdown waits for connections to say goodbye.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let server = sluice_server::start(cfg).await?;
+    let server = sluice::start(cfg).await?;
     if demo {
         server.start_demo()?;
         let (r, h) = (server.rtmp_addr(), server.http_addr());

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use sluice_server::auth::{AuthMode, AuthRule};
-use sluice_server::{Config, RunningServer};
+use sluice::configuration::{AuthMode, AuthRule};
+use sluice::{Config, RunningServer};
 
 fn now() -> u64 {
     SystemTime::now()

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-use sluice_server::SessionKind;
+use sluice::SessionKind;
 use tokio::process::Command;
 use tokio::time::Instant;
 
@@ -48,7 +48,7 @@ async fn console_files_are_served_with_etags() {
     assert!(body.contains("<title>Sluice console</title>"), "{body}");
     assert_eq!(
         body,
-        sluice_server::console_asset("index.html").unwrap().body
+        sluice::console_asset("index.html").unwrap().body
     );
 
     for (file, ctype) in [
@@ -61,7 +61,7 @@ async fn console_files_are_served_with_etags() {
         let r = get_with(addr, &path, &[]).await;
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.header("content-type"), Some(ctype), "{path}");
-        assert_eq!(r.text(), sluice_server::console_asset(file).unwrap().body);
+        assert_eq!(r.text(), sluice::console_asset(file).unwrap().body);
         let etag = r.header("etag").expect("etag").to_owned();
         // The same ETag back: 304 with no body.
         let r2 = get_with(addr, &path, &[("If-None-Match", etag.as_str())]).await;
@@ -85,9 +85,9 @@ async fn console_files_are_served_with_etags() {
 
 /// Waits (bounded) until the session list satisfies `pred`.
 async fn sessions_until(
-    server: &sluice_server::RunningServer,
+    server: &sluice::RunningServer,
     what: &str,
-    pred: impl Fn(&[std::sync::Arc<sluice_server::SessionEntry>]) -> bool,
+    pred: impl Fn(&[std::sync::Arc<sluice::SessionEntry>]) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

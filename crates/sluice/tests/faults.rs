@@ -20,7 +20,7 @@ use common::*;
 use futures_util::future::join_all;
 use media::{FrameRole, MediaKind};
 use rtmp::ClientEvent;
-use sluice_server::{Config, RunningServer};
+use sluice::{Config, RunningServer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::process::Command;
@@ -121,7 +121,7 @@ async fn assert_healthy(what: &str, server: &RunningServer, key: &str) {
 /// The test configuration with loopback exempt from the per-IP limits (`[limits]`): these
 /// tests open thousands of connections from 127.0.0.1 to exercise the server's robustness,
 /// not its connection limits (tests/limits.rs covers those).
-fn fault_config() -> sluice_server::Config {
+fn fault_config() -> sluice::Config {
     let mut cfg = test_config();
     cfg.limits.exempt = vec!["127.0.0.0/8".to_owned()];
     cfg

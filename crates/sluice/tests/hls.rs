@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sluice_server::config::HlsFormat;
+use sluice::configuration::HlsFormat;
 use tokio::time::Instant;
 
 /// A GET with a binary body and every header (the shared raw HTTP/1.1 client); `_limit`
@@ -19,7 +19,7 @@ async fn get(addr: SocketAddr, path: &str, _limit: Duration) -> common::RawHttpR
 const T: Duration = Duration::from_secs(15);
 
 /// Server with HLS on; `legacy` serves MPEG-TS.
-async fn server() -> sluice_server::RunningServer {
+async fn server() -> sluice::RunningServer {
     let mut cfg = common::test_config();
     cfg.hls.app_formats.insert("legacy".into(), HlsFormat::Ts);
     common::start(cfg).await

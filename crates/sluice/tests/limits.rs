@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use sluice_server::{ListenerKind, RunningServer, ViewerProtocol};
+use sluice::{ListenerKind, RunningServer, ViewerProtocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::Child;

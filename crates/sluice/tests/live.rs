@@ -11,7 +11,7 @@ use media::{FrameRole, MediaKind};
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
-fn urls(server: &sluice_server::RunningServer, key: &str) -> (String, String, String) {
+fn urls(server: &sluice::RunningServer, key: &str) -> (String, String, String) {
     (
         format!("rtmp://{}/{key}", server.rtmp_addr()),
         format!("http://{}/{key}.flv", server.http_addr()),
@@ -424,7 +424,7 @@ async fn missing_stream_is_a_clear_error() {
 
 /// Publishes the fixture under `cfg`, then decodes ~3 s over RTMP and HTTP-FLV at once and
 /// returns (frames decoded by both players, viewer writes the server made meanwhile).
-async fn decode_counting_writes(cfg: sluice_server::Config, key: &str) -> (usize, u64) {
+async fn decode_counting_writes(cfg: sluice::Config, key: &str) -> (usize, u64) {
     let server = start(cfg).await;
     let (rtmp, http, _) = urls(&server, key);
     let _publisher = publish(&rtmp, -1, &["-re"]);

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 /// Scrapes `/metrics` and parses the exposition into `series -> value`.
-async fn scrape(server: &sluice_server::RunningServer) -> HashMap<String, f64> {
+async fn scrape(server: &sluice::RunningServer) -> HashMap<String, f64> {
     let r = http_get(server.http_addr(), "/metrics").await;
     assert_eq!(r.status, 200);
     assert!(
@@ -36,7 +36,7 @@ async fn scrape(server: &sluice_server::RunningServer) -> HashMap<String, f64> {
 
 /// Scrapes `/metrics` and parses it with Python's `prometheus_client` (from the test venv
 /// that scripts/test.sh prepares): `{"types": {family: type}, "samples": {series: value}}`.
-async fn parse_with_prometheus_client(server: &sluice_server::RunningServer) -> serde_json::Value {
+async fn parse_with_prometheus_client(server: &sluice::RunningServer) -> serde_json::Value {
     use tokio::io::AsyncWriteExt;
     let text = http_get(server.http_addr(), "/metrics").await.body;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -80,7 +80,7 @@ fn get(m: &HashMap<String, f64>, series: &str) -> f64 {
 
 /// Polls the metrics until `pred` holds (bounded).
 async fn scrape_until(
-    server: &sluice_server::RunningServer,
+    server: &sluice::RunningServer,
     what: &str,
     pred: impl Fn(&HashMap<String, f64>) -> bool,
 ) -> HashMap<String, f64> {
@@ -174,7 +174,7 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str) {
 
 /// Fetches every documented path (path parameters filled from `key`) and checks the 200
 /// response against its schema; checks every served API route is documented.
-async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
+async fn check_openapi(server: &sluice::RunningServer, key: &str) {
     let r = http_get(server.http_addr(), "/api/v1/openapi.json").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "application/json");
@@ -187,7 +187,7 @@ async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
             assert_eq!(s["additionalProperties"], false, "{name} must be closed");
         }
     }
-    for route in sluice_server::API_ROUTES {
+    for route in sluice::API_ROUTES {
         assert!(paths.contains_key(route), "route {route} is not documented");
     }
     let (app, stream) = key.split_once('/').expect("app/stream");
@@ -218,7 +218,7 @@ async fn check_openapi(server: &sluice_server::RunningServer, key: &str) {
 /// A documented DELETE: 204 and 404 are documented, and a real call on a resource that does
 /// not exist answers the documented 404 with an Error body (204 is exercised by
 /// `api_lists_and_kicks_sessions`).
-async fn check_delete(server: &sluice_server::RunningServer, doc: &Value, path: &str, op: &Value) {
+async fn check_delete(server: &sluice::RunningServer, doc: &Value, path: &str, op: &Value) {
     let responses = op["responses"].as_object().expect("responses");
     assert!(
         responses.contains_key("204"),
@@ -553,7 +553,7 @@ async fn api_paginates_streams() {
 
 /// Polls `GET /api/v1/sessions` until `pred` holds (bounded); returns the items.
 async fn sessions_until(
-    server: &sluice_server::RunningServer,
+    server: &sluice::RunningServer,
     what: &str,
     pred: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{http_get, http_request};
-use sluice_server::config::RecordFormat;
+use sluice::configuration::RecordFormat;
 use tokio::time::Instant;
 
 /// Files under `dir` with extension `ext`, sorted by name.
@@ -204,7 +204,7 @@ async fn api_started_flv_recording_rotates_and_stops() {
 
 #[test]
 fn record_format_names_are_the_config_names() {
-    let cfg = sluice_server::Config::from_toml("[record]\nformat = \"flv\"\n").unwrap();
+    let cfg = sluice::Config::from_toml("[record]\nformat = \"flv\"\n").unwrap();
     assert_eq!(cfg.record.format, RecordFormat::Flv);
-    assert!(sluice_server::Config::from_toml("[record]\nformat = \"avi\"\n").is_err());
+    assert!(sluice::Config::from_toml("[record]\nformat = \"avi\"\n").is_err());
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use rustls_pki_types::{CertificateDer, ServerName};
-use sluice_server::{Config, RunningServer};
+use sluice::{Config, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -352,7 +352,7 @@ async fn bad_certificate_at_start_is_an_error_naming_the_file() {
     std::fs::write(&bad, b"this is not PEM").expect("write");
     let mut cfg = tls_config(&pki);
     cfg.tls.cert_file = bad;
-    let err = sluice_server::start(cfg)
+    let err = sluice::start(cfg)
         .await
         .err()
         .expect("start fails")
@@ -361,7 +361,7 @@ async fn bad_certificate_at_start_is_an_error_naming_the_file() {
 
     let mut cfg = tls_config(&pki);
     cfg.tls.key_file = pki.dir.join("no-such-key.pem");
-    let err = sluice_server::start(cfg)
+    let err = sluice::start(cfg)
         .await
         .err()
         .expect("start fails")

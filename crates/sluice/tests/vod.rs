@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::{RawHttpResponse, assert_fixture_probe, ffprobe, fixture, http_request_with};
-use sluice_server::config::UploadFrom;
+use sluice::configuration::UploadFrom;
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -36,7 +36,7 @@ impl Drop for TempDir {
 }
 
 /// A server serving `dir`, with `max_upload_bytes` and `upload_from`.
-async fn server(dir: &Path, max: u64, from: UploadFrom) -> sluice_server::RunningServer {
+async fn server(dir: &Path, max: u64, from: UploadFrom) -> sluice::RunningServer {
     let mut cfg = common::test_config();
     cfg.vod.dir = dir.to_owned();
     cfg.vod.max_upload_bytes = max;
@@ -356,7 +356,7 @@ async fn uploads_list_and_delete() {
     server.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
-async fn server_off(dir: &Path) -> sluice_server::RunningServer {
+async fn server_off(dir: &Path) -> sluice::RunningServer {
     server(dir, 1 << 20, UploadFrom::Off).await
 }
 

@@ -17,7 +17,7 @@ use common::*;
 use hmac::{Hmac, Mac};
 use media::MediaKind;
 use sha2::Sha256;
-use sluice_server::{Config, EventKind, RunningServer};
+use sluice::{Config, EventKind, RunningServer};
 use tokio::time::Instant;
 
 const SECRET: &str = "test-secret";
@@ -275,7 +275,7 @@ async fn session_events_reach_the_receiver_signed_and_in_order() {
 
     // The recorder's event goes out through the same queue.
     let hooks = server.webhooks().expect("webhooks on");
-    hooks.emit(sluice_server::WebhookEvent::record_segment(
+    hooks.emit(sluice::WebhookEvent::record_segment(
         key,
         "/rec/live/wh/1.flv",
         1234,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{http_get, http_request_with, publish, start, test_config, wait_live};
 use serde_json::Value;
-use sluice_server::RunningServer;
+use sluice::RunningServer;
 use support::{
     OFFER, blast_noise, chromium_script, post_offer, process_cpu_ms, stun_request, wait_sessions,
     whep_client,
@@ -520,10 +520,10 @@ async fn player_page_plays_in_headless_chromium() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_offers_go_through_access_control() {
     let mut cfg = test_config();
-    cfg.auth.rules.push(sluice_server::config::AuthRule {
+    cfg.auth.rules.push(sluice::configuration::AuthRule {
         pattern: "secure/*".into(),
-        publish: sluice_server::config::AuthMode::Deny,
-        play: sluice_server::config::AuthMode::Deny,
+        publish: sluice::configuration::AuthMode::Deny,
+        play: sluice::configuration::AuthMode::Deny,
         allow_ips: vec![],
         deny_ips: vec![],
     });

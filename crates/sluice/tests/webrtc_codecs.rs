@@ -46,7 +46,7 @@ async fn whip_codec_client(url: &str, seconds: f32, codec: &str) -> Value {
 }
 
 /// The stream's video codec once the hub knows it (audio may go live first), within 15 s.
-async fn wait_video(server: &sluice_server::RunningServer, key: &str) -> Codec {
+async fn wait_video(server: &sluice::RunningServer, key: &str) -> Codec {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(c) = server.hub().stream(key).and_then(|s| s.video_codec) {

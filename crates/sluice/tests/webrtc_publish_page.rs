@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{assert_monotonic, ffmpeg_decode, ffprobe, start, test_config, wait_live_within};
 use jsonwebtoken::{EncodingKey, Header, encode};
 use serde_json::Value;
-use sluice_server::Config;
-use sluice_server::auth::{AuthMode, AuthRule};
+use sluice::Config;
+use sluice::configuration::{AuthMode, AuthRule};
 use support::{chromium_script, wait_sessions, whip_client};
 
 const SECRET: &str = "publish-page-secret";

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// `GET /api/v1/server` as JSON.
-async fn server_info(server: &sluice_server::RunningServer) -> Value {
+async fn server_info(server: &sluice::RunningServer) -> Value {
     serde_json::from_str(&http_get(server.http_addr(), "/api/v1/server").await.body).unwrap()
 }
 

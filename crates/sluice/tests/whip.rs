@@ -139,10 +139,10 @@ async fn whip_stream_plays_over_rtmp_flv_and_whep_in_sync() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_refuses_second_publisher_bad_offers_and_denied_streams() {
     let mut cfg = test_config();
-    cfg.auth.rules.push(sluice_server::config::AuthRule {
+    cfg.auth.rules.push(sluice::configuration::AuthRule {
         pattern: "secure/*".into(),
-        publish: sluice_server::config::AuthMode::Deny,
-        play: sluice_server::config::AuthMode::Open,
+        publish: sluice::configuration::AuthMode::Deny,
+        play: sluice::configuration::AuthMode::Open,
         allow_ips: vec![],
         deny_ips: vec![],
     });

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use media::{FrameRole, MediaKind};
-use sluice_server::{Config, RunningServer};
+use sluice::{Config, RunningServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -49,7 +49,7 @@ pub fn temp_dir(what: &str) -> PathBuf {
 
 /// Starts an in-process server.
 pub async fn start(cfg: Config) -> RunningServer {
-    sluice_server::start(cfg).await.expect("server starts")
+    sluice::start(cfg).await.expect("server starts")
 }
 
 /// ffmpeg publishing the fixture in real time (looped `loops` extra times) to `url`.

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_server::RunningServer;
+use sluice::RunningServer;
 use tokio::process::Command;
 use tokio::time::Instant;
 

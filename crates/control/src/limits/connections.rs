@@ -1,0 +1,316 @@
+//! TCP connection admission: the global count, the per-address count and the per-address
+//! connection rate (a GCRA token bucket from `governor`, keyed by address).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use governor::clock::DefaultClock;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::{
+    LimitReason, Limits, ListenerKind, MAX_RATE_TRACKED_ADDRESSES, RATE_SWEEP_MIN_INTERVAL,
+};
+use crate::ControlError;
+use config::Cidr;
+use config::LimitsConfig;
+
+type RateTable = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>;
+
+/// The address a client is limited by: IPv4 as is (IPv4-mapped IPv6 as IPv4), IPv6 by its
+/// /64, since one host or customer usually owns a whole /64.
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None if v6.is_loopback() => ip,
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Connection counts and the per-address tables.
+pub struct ConnectionTable {
+    max: usize,
+    max_per_ip: usize,
+    exempt: Vec<Cidr>,
+    open: AtomicUsize,
+    per_listener: [AtomicUsize; 4],
+    /// Open connections per address key; an entry exists only while it is above zero, so
+    /// the map is bounded by `max` (checked first).
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    rate: Option<RateTable>,
+    last_sweep: Mutex<Option<Instant>>,
+}
+
+impl ConnectionTable {
+    pub fn new(cfg: &LimitsConfig) -> Result<Self, ControlError> {
+        let exempt = cfg
+            .exempt
+            .iter()
+            .map(|b| {
+                b.parse::<Cidr>().map_err(|_| {
+                    ControlError::Config(format!("limits.exempt: {b:?} is not a CIDR block"))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rate = match (
+            NonZeroU32::new(cfg.connections_per_ip_per_second),
+            NonZeroU32::new(cfg.connections_per_ip_burst),
+        ) {
+            (Some(per_s), Some(burst)) => Some(RateLimiter::hashmap(
+                Quota::per_second(per_s).allow_burst(burst),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            max: cfg.max_connections,
+            max_per_ip: cfg.max_connections_per_ip,
+            exempt,
+            open: AtomicUsize::new(0),
+            per_listener: Default::default(),
+            per_ip: Mutex::new(HashMap::new()),
+            rate,
+            last_sweep: Mutex::new(None),
+        })
+    }
+
+    fn per_ip(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_ip.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections open now on `listener`.
+    pub fn open(&self, listener: ListenerKind) -> usize {
+        self.per_listener[listener.index()].load(Ordering::Relaxed)
+    }
+
+    /// Connections open now on every listener.
+    #[cfg(test)]
+    pub fn open_total(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Addresses in the rate table.
+    pub fn tracked_addresses(&self) -> usize {
+        self.rate.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// Drops rate-table entries whose bucket is full again (indistinguishable from new).
+    pub fn sweep(&self) {
+        if let Some(r) = &self.rate {
+            r.retain_recent();
+            r.shrink_to_fit();
+        }
+    }
+
+    /// Admits a connection from `ip` on `listener`: the rate first (every attempt spends a
+    /// token), then the per-address count, then the global count. Exempt addresses skip the
+    /// per-address checks.
+    pub fn admit(
+        &self,
+        limits: &Arc<Limits>,
+        listener: ListenerKind,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<ConnectionPermit, LimitReason> {
+        let key = address_key(ip);
+        let exempt = self.exempt.iter().any(|c| c.contains(ip));
+        if !exempt {
+            self.check_rate(key, now)?;
+        }
+        let mut per_ip = if exempt { None } else { Some(self.per_ip()) };
+        if let Some(m) = &per_ip
+            && m.get(&key).copied().unwrap_or(0) >= self.max_per_ip
+        {
+            return Err(LimitReason::PerIpConnections);
+        }
+        let max = self.max;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| LimitReason::MaxConnections)?;
+        if let Some(m) = &mut per_ip {
+            *m.entry(key).or_insert(0) += 1;
+        }
+        self.per_listener[listener.index()].fetch_add(1, Ordering::Relaxed);
+        Ok(ConnectionPermit {
+            limits: Arc::clone(limits),
+            listener,
+            key: (!exempt).then_some(key),
+        })
+    }
+
+    fn check_rate(&self, key: IpAddr, now: Instant) -> Result<(), LimitReason> {
+        let Some(rate) = &self.rate else {
+            return Ok(());
+        };
+        if rate.len() >= MAX_RATE_TRACKED_ADDRESSES {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| now.saturating_duration_since(t) >= RATE_SWEEP_MIN_INTERVAL) {
+                *last = Some(now);
+                rate.retain_recent();
+            }
+            if rate.len() >= MAX_RATE_TRACKED_ADDRESSES {
+                return Err(LimitReason::IpTableFull);
+            }
+        }
+        rate.check_key(&key).map_err(|_| LimitReason::PerIpRate)
+    }
+
+    fn release(&self, listener: ListenerKind, key: Option<IpAddr>) {
+        let dec = |a: &AtomicUsize| {
+            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        };
+        dec(&self.open);
+        dec(&self.per_listener[listener.index()]);
+        if let Some(key) = key {
+            let mut m = self.per_ip();
+            if let Some(n) = m.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&key);
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn addresses_open(&self) -> usize {
+        self.per_ip().len()
+    }
+}
+
+/// One admitted TCP connection: counted (globally, per listener, per address) until dropped.
+pub struct ConnectionPermit {
+    limits: Arc<Limits>,
+    listener: ListenerKind,
+    /// The address key counted, `None` for an exempt address.
+    key: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for ConnectionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPermit")
+            .field("listener", &self.listener)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.limits.connections.release(self.listener, self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(edit: impl FnOnce(&mut LimitsConfig)) -> Arc<Limits> {
+        let mut cfg = LimitsConfig::default();
+        edit(&mut cfg);
+        Limits::new(&cfg).expect("valid")
+    }
+
+    fn admit(l: &Arc<Limits>, ip: &str) -> Result<ConnectionPermit, LimitReason> {
+        let ip: IpAddr = ip.parse().expect("ip");
+        l.connections
+            .admit(l, ListenerKind::Rtmp, ip, Instant::now())
+    }
+
+    #[test]
+    fn per_ip_limit_counts_each_address_and_frees_on_drop() {
+        let l = limits(|c| {
+            c.max_connections_per_ip = 2;
+            c.connections_per_ip_per_second = 0;
+        });
+        let a = admit(&l, "10.0.0.1").expect("first");
+        let _b = admit(&l, "10.0.0.1").expect("second");
+        assert_eq!(
+            admit(&l, "10.0.0.1").unwrap_err(),
+            LimitReason::PerIpConnections
+        );
+        let _other = admit(&l, "10.0.0.2").expect("another address");
+        assert_eq!(l.connections.open_total(), 3);
+        assert_eq!(l.connections.open(ListenerKind::Rtmp), 3);
+        drop(a);
+        let _c = admit(&l, "10.0.0.1").expect("slot freed");
+        assert_eq!(l.connections.open_total(), 3);
+        // IPv4-mapped IPv6 is the same client.
+        assert_eq!(
+            admit(&l, "::ffff:10.0.0.1").unwrap_err(),
+            LimitReason::PerIpConnections
+        );
+    }
+
+    #[test]
+    fn global_limit_applies_to_exempt_addresses_too() {
+        let l = limits(|c| {
+            c.max_connections = 3;
+            c.max_connections_per_ip = 1;
+            c.connections_per_ip_burst = 1;
+            c.exempt = vec!["127.0.0.0/8".into()];
+        });
+        let held: Vec<_> = (0..3)
+            .map(|_| admit(&l, "127.0.0.1").expect("exempt from per-ip and rate"))
+            .collect();
+        assert_eq!(
+            admit(&l, "127.0.0.1").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        assert_eq!(l.connections.addresses_open(), 0, "exempt not tracked");
+        drop(held);
+        assert_eq!(l.connections.open_total(), 0);
+        let _ok = admit(&l, "10.1.1.1").expect("free again");
+    }
+
+    #[test]
+    fn rate_limit_refuses_beyond_the_burst() {
+        let l = limits(|c| {
+            c.connections_per_ip_per_second = 1;
+            c.connections_per_ip_burst = 3;
+        });
+        for _ in 0..3 {
+            drop(admit(&l, "192.0.2.7").expect("within burst"));
+        }
+        assert_eq!(admit(&l, "192.0.2.7").unwrap_err(), LimitReason::PerIpRate);
+        // Another address has its own bucket.
+        assert!(admit(&l, "192.0.2.8").is_ok());
+        assert_eq!(l.connections.tracked_addresses(), 2);
+        assert_eq!(l.connections.open_total(), 0);
+    }
+
+    #[test]
+    fn refused_connections_leave_no_count_behind() {
+        let l = limits(|c| {
+            c.max_connections = 1;
+            c.connections_per_ip_per_second = 0;
+        });
+        let _a = admit(&l, "10.0.0.1").expect("first");
+        assert_eq!(
+            admit(&l, "10.0.0.2").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        assert_eq!(l.connections.open_total(), 1);
+        assert_eq!(l.connections.addresses_open(), 1);
+    }
+
+    #[test]
+    fn ipv6_clients_are_limited_by_their_64() {
+        let a = address_key("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = address_key("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let c = address_key("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a, "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        let lo: IpAddr = "::1".parse().unwrap();
+        assert_eq!(address_key(lo), lo);
+    }
+}

@@ -1,0 +1,44 @@
+//! The plain-HTTP accept loop: each connection is admitted by the connection limits right
+//! after accept, then served by the same hyper connection code as HTTPS (which applies
+//! `limits.http_max_header_bytes` and `limits.http_header_timeout_ms`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use control::ListenerKind;
+
+use crate::Shared;
+
+/// Accepts plain-HTTP connections until shutdown; each runs in a task of the server's
+/// tracker, holding its connection permit.
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, app: Router) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.ctl.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and similar: back off briefly rather than spin.
+                tracing::warn!(error = %e, "http accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(permit) = control::limits::on_accept(&shared.ctl, ListenerKind::Http, peer) else {
+            drop(sock);
+            continue;
+        };
+        let _ = sock.set_nodelay(true);
+        let (conn_shared, app) = (shared.clone(), app.clone());
+        shared.ctl.tracker.spawn(async move {
+            crate::https::connection(&conn_shared, TokioIo::new(sock), peer, app).await;
+            drop(permit);
+        });
+    }
+}

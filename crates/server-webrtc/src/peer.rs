@@ -1,0 +1,426 @@
+//! One WHEP viewer: a task that owns its `Rtc` (no lock around it) and drives it per str0m's
+//! contract: every mutation (datagram, timeout, media write, candidate) is followed by
+//! draining `poll_output` until `Output::Timeout`.
+//!
+//! The peer ends (and frees everything: routes, resource, counters, API entry, transcoder
+//! share) on DELETE or kick, when ICE disconnects, when nothing arrives from the viewer for
+//! `webrtc.ice_timeout_ms` (which also bounds the time to connect), when the stream ends, or
+//! at shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use hub::{Subscriber, TryRecv};
+use media::Frame;
+use str0m::bwe::BweKind;
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Frequency, MediaTime, Mid, Pt};
+use str0m::net::Receive;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::audio::{AudioGuard, OpusFrame};
+use super::quality::PeerQuality;
+use rtp::video_out::VideoOut;
+use super::{Datagram, PeerCmd, WebRtc};
+use crate::Shared;
+use control::counters::ViewerGuard;
+use control::sessions::SessionGuard;
+
+/// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,
+/// a panic inside str0m included.
+pub(crate) struct Cleanup {
+    pub(crate) wr: Arc<WebRtc>,
+    pub(crate) id: u64,
+    pub(crate) ufrag: String,
+    pub(crate) resource: String,
+    pub(crate) stream: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        self.wr
+            .forget(self.id, &self.ufrag, &self.resource, &self.stream);
+        self.wr.stats.peers.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a peer task owns.
+pub(crate) struct Peer {
+    pub(crate) cleanup: Cleanup,
+    pub(crate) rtc: Rtc,
+    pub(crate) stream: String,
+    pub(crate) sub: Subscriber,
+    pub(crate) audio: Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
+    pub(crate) rx: mpsc::Receiver<Datagram>,
+    pub(crate) cmd: mpsc::Receiver<PeerCmd>,
+    pub(crate) kick: CancellationToken,
+    pub(crate) viewer: ViewerGuard,
+    pub(crate) session: SessionGuard,
+}
+
+/// What the drain loop learnt.
+#[derive(Debug, Default)]
+struct State {
+    video: Option<(Mid, Pt)>,
+    /// The codec negotiated for `video`.
+    video_codec: Option<RtcCodec>,
+    audio: Option<(Mid, Pt)>,
+    connected: bool,
+    disconnected: bool,
+    /// Wallclock of hub time `.1` (ms): ties both tracks' Sender Reports to one timeline.
+    epoch: Option<(Instant, u64)>,
+    sent: usize,
+    quality: PeerQuality,
+}
+
+impl State {
+    fn wallclock(&mut self, ms: u64) -> Instant {
+        let (at, base) = *self.epoch.get_or_insert((Instant::now(), ms));
+        if ms >= base {
+            at + Duration::from_millis(ms - base)
+        } else {
+            at.checked_sub(Duration::from_millis(base - ms))
+                .unwrap_or(at)
+        }
+    }
+}
+
+/// Most queued datagrams, hub frames or Opus packets taken in one wake besides the one
+/// that woke the peer: what is ready is handled together (one str0m timeout and one drain
+/// for all of it) while a flood still yields to the other branches and tasks.
+pub const MAX_BATCH: usize = 32;
+/// Most rounds of "str0m's timeout is already due: give it and drain again" in one wake
+/// (str0m asks for an immediate timeout after a write, to packetize it).
+pub const MAX_SETTLE_ROUNDS: usize = 4;
+
+/// Runs the peer until it ends, then frees everything it held.
+pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
+    let ice_timeout = Duration::from_millis(shared.ctl.config.webrtc.ice_timeout_ms);
+    let mut st = State::default();
+    // Video conversions (H.264 Annex B, the other codecs' bytes) are shared with the
+    // stream's other viewers.
+    let mut annexb = VideoOut::default().with_cache(wr.annexb.get(&p.stream));
+    let mut last_rx = Instant::now();
+    // ICE and DTLS must both complete within one ice_timeout of the answer.
+    let connect_by = last_rx + ice_timeout;
+    let mut next = settle(&mut p, &wr, &mut st);
+    // The cancellation futures and the timer live as long as the peer: each wake polls
+    // them, instead of registering (and on drop unregistering) new ones every time.
+    let kicked = p.kick.clone().cancelled_owned();
+    tokio::pin!(kicked);
+    let stopping = shared.ctl.shutdown.clone().cancelled_owned();
+    tokio::pin!(stopping);
+    // One timer for the peer's life, moved only when the wake time changes (not a new
+    // timer entry per wake).
+    let sleep = tokio::time::sleep_until(next.into());
+    tokio::pin!(sleep);
+    loop {
+        if st.disconnected || !p.rtc.is_alive() {
+            break;
+        }
+        let silent_until = last_rx + ice_timeout;
+        let mut wake = next.min(silent_until);
+        if !st.connected {
+            wake = wake.min(connect_by);
+        }
+        let wake = tokio::time::Instant::from_std(wake);
+        if sleep.deadline() != wake {
+            sleep.as_mut().reset(wake);
+        }
+        let connected = st.connected;
+        let has_audio = st.audio.is_some() && p.audio.is_some();
+        tokio::select! {
+            biased;
+            () = &mut kicked => break,
+            () = &mut stopping => break,
+            d = p.rx.recv() => {
+                let Some(d) = d else { break };
+                last_rx = Instant::now();
+                receive(&mut p.rtc, &wr, d);
+                for _ in 0..MAX_BATCH {
+                    let Ok(d) = p.rx.try_recv() else { break };
+                    receive(&mut p.rtc, &wr, d);
+                }
+            }
+            c = p.cmd.recv() => match c {
+                Some(PeerCmd::AddCandidate(line)) => add_candidate(&mut p.rtc, &line),
+                Some(PeerCmd::IceRestart(r)) => super::restart::apply(&mut p.rtc, r),
+                None => break,
+            },
+            f = p.sub.recv(), if connected => {
+                let Some(f) = f else { break };
+                let live = p.sub.backlog() == 0;
+                let t0 = Instant::now();
+                let video = write_video(&mut p.rtc, &mut st, &mut annexb, &f);
+                let more = write_ready(&mut p, &mut st, &mut annexb);
+                if more.ended {
+                    break;
+                }
+                if video || more.wrote {
+                    next = packetize(&mut p, &wr, &mut st);
+                    if video && live {
+                        wr.stats.latency(t0.elapsed().as_micros() as u64);
+                    }
+                }
+                continue;
+            }
+            a = recv_audio(&mut p.audio), if connected && has_audio => {
+                match a {
+                    Ok(pkt) => write_audio(&mut p.rtc, &mut st, &pkt),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => p.audio = None,
+                }
+                if write_ready(&mut p, &mut st, &mut annexb).ended {
+                    break;
+                }
+                next = packetize(&mut p, &wr, &mut st);
+                continue;
+            }
+            () = &mut sleep => {
+                if !timeout(&mut p.rtc, &p.stream, silent_until, st.connected, connect_by) {
+                    break;
+                }
+            }
+        }
+        next = settle(&mut p, &wr, &mut st);
+    }
+    p.rtc.disconnect();
+    let _ = drain(&mut p, &wr, &mut st);
+    drop(p.cleanup);
+    tracing::info!(stream = %p.stream, bytes = st.sent, "webrtc peer closed");
+}
+
+/// What [`write_ready`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pumped {
+    /// Something was written to a track.
+    wrote: bool,
+    /// The stream ended: the peer must close.
+    ended: bool,
+}
+
+/// Writes the hub frames and Opus packets that are ready now, without waiting (at most
+/// [`MAX_BATCH`] of each), so one wake and one drain serve all of them: the hub's audio
+/// frame and the Opus packet made from it, or a burst after a stall, no longer cost one
+/// wake each. Only once connected, as the select's guards have it.
+fn write_ready(p: &mut Peer, st: &mut State, annexb: &mut VideoOut) -> Pumped {
+    let mut out = Pumped::default();
+    if !st.connected {
+        return out;
+    }
+    for _ in 0..MAX_BATCH {
+        match p.sub.try_recv() {
+            TryRecv::Frame(f) => out.wrote |= write_video(&mut p.rtc, st, annexb, &f),
+            TryRecv::Empty => break,
+            TryRecv::Ended => {
+                out.ended = true;
+                return out;
+            }
+        }
+    }
+    if st.audio.is_none() {
+        return out;
+    }
+    for _ in 0..MAX_BATCH {
+        let Some((rx, _)) = p.audio.as_mut() else {
+            break;
+        };
+        match rx.try_recv() {
+            Ok(pkt) => {
+                write_audio(&mut p.rtc, st, &pkt);
+                out.wrote = true;
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(broadcast::error::TryRecvError::Empty) => break,
+            Err(broadcast::error::TryRecvError::Closed) => p.audio = None,
+        }
+    }
+    out
+}
+
+/// After media writes: str0m packetizes what was written on its next timeout, which it
+/// asks for at once, so give it now (sparing the drain that would only learn that) and
+/// settle. Returns when str0m wants to be woken next.
+fn packetize(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    let _ = p.rtc.handle_input(Input::Timeout(Instant::now()));
+    settle(p, wr, st)
+}
+
+/// Drains str0m's output and, while the timeout it asks for is already due (it packetizes
+/// written media on a timeout), gives it that timeout and drains again, at most
+/// [`MAX_SETTLE_ROUNDS`] times: what a wake wrote leaves in the same wake, not one timer
+/// wake later. Returns when str0m wants to be woken next.
+fn settle(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    let mut next = drain(p, wr, st);
+    for _ in 0..MAX_SETTLE_ROUNDS {
+        if st.disconnected {
+            break;
+        }
+        let now = Instant::now();
+        if next > now {
+            break;
+        }
+        let _ = p.rtc.handle_input(Input::Timeout(now));
+        next = drain(p, wr, st);
+    }
+    next
+}
+
+/// Feeds one datagram to `rtc`; what str0m refuses is counted as dropped.
+pub(crate) fn receive(rtc: &mut Rtc, wr: &WebRtc, d: Datagram) {
+    let Ok(contents) = d.data.as_slice().try_into() else {
+        wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    let input = Input::Receive(
+        d.at,
+        Receive {
+            proto: d.proto,
+            source: d.source,
+            destination: d.destination,
+            contents,
+        },
+    );
+    if rtc.handle_input(input).is_err() {
+        wr.stats.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds a trickled remote candidate (`a=candidate:...` or `candidate:...`).
+pub(crate) fn add_candidate(rtc: &mut Rtc, line: &str) {
+    let line = line.trim_start_matches("a=");
+    match Candidate::from_sdp_string(line) {
+        Ok(c) => rtc.add_remote_candidate(c),
+        Err(e) => tracing::debug!("webrtc trickle candidate ignored: {e}"),
+    }
+}
+
+/// The timer fired: false when the peer must close (silent past `silent_until`, or not
+/// connected by `connect_by`), else str0m gets its timeout.
+pub(crate) fn timeout(
+    rtc: &mut Rtc,
+    stream: &str,
+    silent_until: Instant,
+    connected: bool,
+    connect_by: Instant,
+) -> bool {
+    let now = Instant::now();
+    if now >= silent_until {
+        tracing::info!(%stream, "webrtc peer timed out (no traffic)");
+        return false;
+    }
+    if !connected && now >= connect_by {
+        tracing::info!(%stream, "webrtc peer timed out (ICE/DTLS never completed)");
+        return false;
+    }
+    let _ = rtc.handle_input(Input::Timeout(now));
+    true
+}
+
+async fn recv_audio(
+    a: &mut Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
+) -> Result<OpusFrame, broadcast::error::RecvError> {
+    match a {
+        Some((rx, _)) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Drains `poll_output` until a timeout, sending transmits and handling events; returns
+/// when str0m wants to be woken next.
+fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
+    loop {
+        match p.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return t,
+            Ok(Output::Transmit(t)) => {
+                st.quality.on_transmit(&t.contents);
+                if let Some(n) = wr.send(&t) {
+                    p.viewer.sent(n);
+                    p.session.bytes(n);
+                    st.sent += n;
+                }
+            }
+            Ok(Output::Event(e)) => event(p, wr, st, e),
+            Err(e) => {
+                tracing::debug!("webrtc peer error: {e}");
+                st.disconnected = true;
+                return Instant::now() + Duration::from_secs(1);
+            }
+        }
+    }
+}
+
+fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
+    match e {
+        Event::MediaAdded(m) => {
+            let Some(w) = p.rtc.writer(m.mid) else { return };
+            let pt = w.payload_params().find_map(|pp| {
+                let spec = pp.spec();
+                let ok = spec.codec == RtcCodec::Opus || crate::codecs::usable(&spec);
+                ok.then_some((spec.codec, pp.pt()))
+            });
+            if let Some((_, pt)) = pt {
+                st.quality.media_pt(*pt);
+            }
+            match pt {
+                Some((RtcCodec::Opus, pt)) => st.audio = Some((m.mid, pt)),
+                Some((codec, pt)) => {
+                    st.video = Some((m.mid, pt));
+                    st.video_codec = Some(codec);
+                }
+                None => {}
+            }
+        }
+        Event::Connected => {
+            st.connected = true;
+            wr.stats.connected.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(stream = %p.stream, "webrtc peer connected");
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            st.disconnected = true;
+        }
+        // Pass-through: nothing to re-encode; the next keyframe comes with the GOP.
+        Event::KeyframeRequest(_) => tracing::trace!("webrtc keyframe request ignored"),
+        Event::PeerStats(s) => {
+            st.quality.on_peer(&s, &wr.stats.quality, &p.stream);
+            p.session.set_detail(st.quality.to_json());
+        }
+        Event::MediaEgressStats(s) => {
+            st.quality.on_egress(&s, &wr.stats.quality);
+            p.session.set_detail(st.quality.to_json());
+        }
+        Event::EgressBitrateEstimate(
+            BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+        ) => st.quality.set_estimate(estimate.as_u64()),
+        _ => {}
+    }
+}
+
+/// Writes one hub frame to the video track; true if something was written.
+fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut VideoOut, f: &Frame) -> bool {
+    let Some(data) = annexb.convert(st.video_codec.and_then(crate::codecs::hub_codec), f) else {
+        return false;
+    };
+    let Some((mid, pt)) = st.video else {
+        return false;
+    };
+    let pts = f.dts.saturating_add_signed(i64::from(f.cts));
+    let wallclock = st.wallclock(pts);
+    let time = MediaTime::new(pts.saturating_mul(90), Frequency::NINETY_KHZ);
+    let Some(w) = rtc.writer(mid) else {
+        return false;
+    };
+    w.write(pt, wallclock, time, data).is_ok()
+}
+
+fn write_audio(rtc: &mut Rtc, st: &mut State, pkt: &OpusFrame) {
+    let Some((mid, pt)) = st.audio else { return };
+    let wallclock = st.wallclock(pkt.dts_ms);
+    let time = MediaTime::new(pkt.dts_ms.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
+    if let Some(w) = rtc.writer(mid) {
+        let _ = w.write(pt, wallclock, time, Arc::clone(&pkt.data));
+    }
+}
