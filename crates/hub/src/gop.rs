@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use media::{Frame, FrameRole, MediaKind};
 
+use crate::stream::{PUBLISHED, TrackId};
+
 /// For audio-only streams the cache keeps a sliding window of this duration.
 pub const AUDIO_ONLY_WINDOW_MS: u64 = 1_000;
 
@@ -17,11 +19,17 @@ pub(crate) struct GopLimits {
 }
 
 /// From the latest video keyframe on, every coded audio and video frame; for audio-only
-/// streams, the last [`AUDIO_ONLY_WINDOW_MS`] of audio.
+/// streams, the last [`AUDIO_ONLY_WINDOW_MS`] of audio. Frames of every track (published and
+/// derived) share the cache and its limits; each entry says which track it belongs to.
+///
+/// A derived track runs behind the published ones (it is made from them), so its frames
+/// arrive after newer published frames: a derived frame older than the GOP's keyframe is not
+/// cached, and the audio-only window is measured against the newest frame cached (frames
+/// already outside it are not cached).
 #[derive(Debug)]
 pub(crate) struct GopCache {
     limits: GopLimits,
-    frames: VecDeque<Arc<Frame>>,
+    frames: VecDeque<(TrackId, Arc<Frame>)>,
     bytes: usize,
     /// True once any video frame (or video header) has been seen.
     has_video: bool,
@@ -32,6 +40,8 @@ pub(crate) struct GopCache {
     /// Dts of the last video keyframe and the interval to the one before it.
     last_keyframe: Option<u64>,
     keyframe_interval: Option<u64>,
+    /// Largest dts cached since the last clear.
+    newest: u64,
 }
 
 impl GopCache {
@@ -46,6 +56,7 @@ impl GopCache {
             overflows: 0,
             last_keyframe: None,
             keyframe_interval: None,
+            newest: 0,
         }
     }
 
@@ -61,9 +72,9 @@ impl GopCache {
         self.has_video && !self.started
     }
 
-    /// Cached frames in order.
-    pub(crate) fn frames(&self) -> impl Iterator<Item = &Arc<Frame>> {
-        self.frames.iter()
+    /// Cached frames in order, with their tracks.
+    pub(crate) fn frames(&self) -> impl Iterator<Item = (TrackId, &Arc<Frame>)> {
+        self.frames.iter().map(|(t, f)| (*t, f))
     }
 
     /// Number of cached frames.
@@ -91,10 +102,11 @@ impl GopCache {
         self.frames.clear();
         self.bytes = 0;
         self.started = false;
+        self.newest = 0;
     }
 
-    /// Offers a (normalised) frame to the cache.
-    pub(crate) fn push(&mut self, frame: &Arc<Frame>) {
+    /// Offers a (normalised) frame of `track` to the cache.
+    pub(crate) fn push(&mut self, track: TrackId, frame: &Arc<Frame>) {
         if frame.kind == MediaKind::Video && !self.has_video {
             // The stream turned out to carry video: drop the audio-only window.
             self.has_video = true;
@@ -113,8 +125,16 @@ impl GopCache {
         } else if self.has_video && !self.started {
             return;
         }
+        if self.has_video {
+            if track != PUBLISHED && self.last_keyframe.is_some_and(|k| frame.dts < k) {
+                return;
+            }
+        } else if frame.dts.saturating_add(self.audio_window()) < self.newest {
+            return;
+        }
+        self.newest = self.newest.max(frame.dts);
         self.bytes = self.bytes.saturating_add(frame.body.len());
-        self.frames.push_back(Arc::clone(frame));
+        self.frames.push_back((track, Arc::clone(frame)));
         if self.has_video {
             if self.over_limit() {
                 self.overflows += 1;
@@ -132,9 +152,20 @@ impl GopCache {
 
     fn duration(&self) -> u64 {
         match (self.frames.front(), self.frames.back()) {
-            (Some(a), Some(b)) => b.dts.saturating_sub(a.dts),
+            (Some((_, a)), Some((_, b))) => b.dts.saturating_sub(a.dts),
             _ => 0,
         }
+    }
+
+    /// Audio-only: from the oldest frame to the newest.
+    fn audio_span(&self) -> u64 {
+        self.frames
+            .front()
+            .map_or(0, |(_, f)| self.newest.saturating_sub(f.dts))
+    }
+
+    fn audio_window(&self) -> u64 {
+        AUDIO_ONLY_WINDOW_MS.min(self.limits.max_duration_ms)
     }
 
     fn over_limit(&self) -> bool {
@@ -145,13 +176,13 @@ impl GopCache {
 
     /// Audio-only: slide the window (by duration and by the frame/byte limits).
     fn trim_audio_window(&mut self) {
-        let window = AUDIO_ONLY_WINDOW_MS.min(self.limits.max_duration_ms);
+        let window = self.audio_window();
         while self.frames.len() > 1
-            && (self.duration() > window
+            && (self.audio_span() > window
                 || self.frames.len() > self.limits.max_frames
                 || self.bytes > self.limits.max_bytes)
         {
-            if let Some(f) = self.frames.pop_front() {
+            if let Some((_, f)) = self.frames.pop_front() {
                 self.bytes = self.bytes.saturating_sub(f.body.len());
             }
         }
@@ -197,63 +228,101 @@ mod tests {
     #[test]
     fn starts_on_keyframe_and_resets() {
         let mut g = GopCache::new(limits());
-        g.push(&f(MediaKind::Video, false, 0, 10));
+        g.push(0, &f(MediaKind::Video, false, 0, 10));
         assert_eq!(g.len(), 0);
         assert!(g.needs_keyframe());
-        g.push(&f(MediaKind::Video, true, 40, 10));
-        g.push(&f(MediaKind::Audio, false, 50, 5));
-        g.push(&f(MediaKind::Video, false, 80, 10));
+        g.push(0, &f(MediaKind::Video, true, 40, 10));
+        g.push(0, &f(MediaKind::Audio, false, 50, 5));
+        g.push(0, &f(MediaKind::Video, false, 80, 10));
         assert_eq!(g.len(), 3);
         assert_eq!(g.bytes(), 25);
-        g.push(&f(MediaKind::Video, true, 120, 10));
+        g.push(0, &f(MediaKind::Video, true, 120, 10));
         assert_eq!(g.len(), 1);
         assert_eq!(g.keyframe_interval(), Some(80));
-        assert!(g.frames().next().is_some_and(|x| x.is_video_keyframe()));
+        assert!(
+            g.frames()
+                .next()
+                .is_some_and(|(_, x)| x.is_video_keyframe())
+        );
     }
 
     #[test]
     fn frame_limit_clears() {
         let mut g = GopCache::new(limits());
-        g.push(&f(MediaKind::Video, true, 0, 1));
+        g.push(0, &f(MediaKind::Video, true, 0, 1));
         for i in 1..=10 {
-            g.push(&f(MediaKind::Video, false, i, 1));
+            g.push(0, &f(MediaKind::Video, false, i, 1));
         }
         assert_eq!(g.len(), 0);
         assert_eq!(g.overflows(), 1);
         assert!(g.needs_keyframe());
         // Frames before the next keyframe are not cached.
-        g.push(&f(MediaKind::Video, false, 20, 1));
+        g.push(0, &f(MediaKind::Video, false, 20, 1));
         assert_eq!(g.len(), 0);
-        g.push(&f(MediaKind::Video, true, 30, 1));
+        g.push(0, &f(MediaKind::Video, true, 30, 1));
         assert_eq!(g.len(), 1);
     }
 
     #[test]
     fn byte_and_duration_limits_clear() {
         let mut g = GopCache::new(limits());
-        g.push(&f(MediaKind::Video, true, 0, 600));
-        g.push(&f(MediaKind::Video, false, 40, 600));
+        g.push(0, &f(MediaKind::Video, true, 0, 600));
+        g.push(0, &f(MediaKind::Video, false, 40, 600));
         assert_eq!((g.len(), g.overflows()), (0, 1));
-        g.push(&f(MediaKind::Video, true, 100, 1));
-        g.push(&f(MediaKind::Video, false, 1_101, 1));
+        g.push(0, &f(MediaKind::Video, true, 100, 1));
+        g.push(0, &f(MediaKind::Video, false, 1_101, 1));
         assert_eq!((g.len(), g.overflows()), (0, 2));
+    }
+
+    #[test]
+    fn derived_frames_older_than_the_gop_or_window_are_not_cached() {
+        let mut g = GopCache::new(limits());
+        g.push(0, &f(MediaKind::Video, true, 1_000, 1));
+        g.push(1, &f(MediaKind::Audio, false, 990, 1)); // derived, made before the keyframe
+        g.push(0, &f(MediaKind::Audio, false, 990, 1)); // published audio a bit behind: kept
+        g.push(1, &f(MediaKind::Audio, false, 1_000, 1));
+        let cached: Vec<(TrackId, u64)> = g.frames().map(|(t, x)| (t, x.dts)).collect();
+        assert_eq!(cached, vec![(0, 1_000), (0, 990), (1, 1_000)]);
+
+        let mut g = GopCache::new(limits());
+        for i in 0..5 {
+            g.push(0, &f(MediaKind::Audio, false, 2_000 + i * 200, 1));
+        }
+        // A derived frame far behind: outside the window already.
+        g.push(1, &f(MediaKind::Audio, false, 1_500, 1));
+        g.push(1, &f(MediaKind::Audio, false, 2_100, 1));
+        let cached: Vec<(TrackId, u64)> = g.frames().map(|(t, x)| (t, x.dts)).collect();
+        assert_eq!(
+            cached,
+            vec![
+                (0, 2_000),
+                (0, 2_200),
+                (0, 2_400),
+                (0, 2_600),
+                (0, 2_800),
+                (1, 2_100)
+            ]
+        );
+        // The window slides against the newest frame, whatever the order.
+        g.push(0, &f(MediaKind::Audio, false, 3_150, 1));
+        assert_eq!(g.frames().next().map(|(_, x)| x.dts), Some(2_200));
     }
 
     #[test]
     fn audio_only_window() {
         let mut g = GopCache::new(limits());
         for i in 0..100 {
-            g.push(&f(MediaKind::Audio, false, i * 23, 4));
+            g.push(0, &f(MediaKind::Audio, false, i * 23, 4));
         }
         assert!(!g.has_video());
         assert!(!g.needs_keyframe());
-        let first = g.frames().next().map(|x| x.dts).unwrap_or(0);
-        let last = g.frames().last().map(|x| x.dts).unwrap_or(0);
+        let first = g.frames().next().map(|(_, x)| x.dts).unwrap_or(0);
+        let last = g.frames().last().map(|(_, x)| x.dts).unwrap_or(0);
         assert!(last - first <= AUDIO_ONLY_WINDOW_MS);
         assert!(g.len() <= 10, "frame limit applies to the window too");
         assert_eq!(last, 99 * 23);
         // Video appears: the audio window goes, the cache waits for a keyframe.
-        g.push(&f(MediaKind::Video, false, 3000, 4));
+        g.push(0, &f(MediaKind::Video, false, 3000, 4));
         assert_eq!(g.len(), 0);
         assert!(g.needs_keyframe());
     }

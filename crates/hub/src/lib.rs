@@ -21,8 +21,36 @@
 //! GOP and then live frames with no gap and no duplicate. Viewers never take it per frame: the
 //! fan-out is a bounded `tokio::sync::broadcast` ring of `Arc`s, one cursor per viewer, so the
 //! publisher never waits and memory per stream is bounded whatever viewers do.
+//!
+//! Two more things hang off the hub:
+//! - **Lifecycle events** ([`Hub::events`], [`HubEvent`]): published, publisher left,
+//!   unpublished, codec changed, for consumers that act once per stream (HLS, recording,
+//!   webhooks) instead of being called by every ingest. See [`events`] for the order and lag
+//!   contract.
+//! - **Derived tracks** ([`Hub::subscribe_with`], [`Hub::register_transform`]): a stream
+//!   carries its tracks as published; a subscriber that wants another audio codec gets a
+//!   track the hub derives once per stream with a registered [`Transform`]. See [`derived`].
+//!
+//! ```no_run
+//! # async fn demo(hub: std::sync::Arc<hub::Hub>) {
+//! use hub::{HubEvent, RecvError};
+//! let mut events = hub.events();
+//! loop {
+//!     match events.recv().await {
+//!         Ok(HubEvent::Published { key, resumed: false, .. }) => { /* start the HLS muxer */ let _ = key; }
+//!         Ok(HubEvent::Unpublished { key, .. }) => { /* stop it */ let _ = key; }
+//!         Ok(_) => {}
+//!         // Missed events: rebuild the picture from the registry, then carry on.
+//!         Err(RecvError::Lagged(_)) => { let _streams = hub.streams(); }
+//!         Err(RecvError::Closed) => break, // the hub shut down
+//!     }
+//! }
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
+pub mod derived;
+pub mod events;
 mod gop;
 mod stream;
 mod subscriber;
@@ -34,11 +62,17 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use media::{Codec, Frame};
+use tokio::sync::broadcast;
 
+pub use derived::{
+    DERIVED_LINGER, DerivedTrackSnapshot, MAX_CONSECUTIVE_TRANSFORM_ERRORS, Transform,
+    TransformError, TransformFactory, Want,
+};
+pub use events::{EVENT_CAPACITY, EndReason, Events, HubEvent, RecvError, TryRecvError};
 pub use gop::AUDIO_ONLY_WINDOW_MS;
 pub use subscriber::{Subscriber, TryRecv};
 pub use timeline::{MAX_BACKWARD_JITTER_MS, MAX_STEP_MS, MAX_TIMESTAMP_GAP_MS};
@@ -165,6 +199,56 @@ pub struct StreamSnapshot {
     pub video_codec: Option<Codec>,
     /// Last audio codec seen.
     pub audio_codec: Option<Codec>,
+    /// Derived tracks running now.
+    pub derived_tracks: Vec<DerivedTrackSnapshot>,
+}
+
+/// What streams share with the hub: the event channel and the registered transforms.
+pub(crate) struct Core {
+    /// `None` after shutdown (receivers then see the channel closed).
+    events: Mutex<Option<broadcast::Sender<HubEvent>>>,
+    transforms: RwLock<HashMap<(Codec, Codec), TransformFactory>>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let transforms: Vec<(Codec, Codec)> = self
+            .transforms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        f.debug_struct("Core")
+            .field("transforms", &transforms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Sends an event to every receiver; never waits (a full channel drops the oldest event
+    /// for a lagging receiver, which is told so).
+    pub(crate) fn emit(&self, event: HubEvent) {
+        tracing::trace!(?event, "hub event");
+        if let Some(tx) = self
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            // An error only means nobody listens right now.
+            let _ = tx.send(event);
+        }
+    }
+
+    /// The factory of the transform `from` -> `to`, if registered.
+    pub(crate) fn transform(&self, from: Codec, to: Codec) -> Option<TransformFactory> {
+        self.transforms
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(from, to))
+            .cloned()
+    }
 }
 
 /// The registry of streams. Shared as `Arc<Hub>`; the registry lock is taken only by
@@ -174,6 +258,7 @@ pub struct Hub {
     cfg: HubConfig,
     streams: Mutex<HashMap<Arc<str>, Arc<Stream>>>,
     shut_down: AtomicBool,
+    core: Arc<Core>,
 }
 
 impl Hub {
@@ -183,7 +268,48 @@ impl Hub {
             cfg,
             streams: Mutex::new(HashMap::new()),
             shut_down: AtomicBool::new(false),
+            core: Arc::new(Core {
+                events: Mutex::new(Some(broadcast::channel(EVENT_CAPACITY).0)),
+                transforms: RwLock::new(HashMap::new()),
+            }),
         })
+    }
+
+    /// A receiver of the hub's lifecycle events from now on (see [`events`] for their order
+    /// and what to do on [`RecvError::Lagged`]). After shutdown it is closed.
+    pub fn events(&self) -> Events {
+        match self
+            .core
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// Registers the engine factory that derives `to` audio from `from` audio (replacing an
+    /// earlier one for the pair; `from == to` is ignored). Register at startup: derived
+    /// tracks started before keep the factory they started with.
+    ///
+    /// The factory runs in the derived track's task, once per source configuration: with the
+    /// source's sequence header, or `None` if the source has none. An error (or a panic)
+    /// makes the track unusable for that configuration: its subscribers get the published
+    /// audio.
+    pub fn register_transform<F>(&self, from: Codec, to: Codec, factory: F)
+    where
+        F: Fn(Option<&Frame>) -> Result<Box<dyn Transform>, TransformError> + Send + Sync + 'static,
+    {
+        if from == to {
+            return;
+        }
+        self.core
+            .transforms
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((from, to), Arc::new(factory));
     }
 
     /// The configuration in use.
@@ -222,7 +348,7 @@ impl Hub {
                     key: key.to_owned(),
                 });
             }
-            Stream::take_over(&mut st, &stream.stats, info);
+            stream.take_over(&mut st, info);
             let epoch = st.epoch;
             drop(st);
             tracing::info!(
@@ -246,8 +372,16 @@ impl Hub {
             max_duration_ms: self.cfg.gop_max_duration_ms,
         };
         let ring = self.cfg.ring_capacity.clamp(1, MAX_RING_CAPACITY);
-        let stream = Arc::new(Stream::new(key, info, ring, limits));
+        let event = HubEvent::Published {
+            key: Arc::from(key),
+            protocol: info.protocol,
+            remote: info.remote.clone(),
+            resumed: false,
+        };
+        let stream = Arc::new(Stream::new(key, info, ring, limits, Arc::clone(&self.core)));
         reg.insert(Arc::clone(&stream.key), Arc::clone(&stream));
+        // Under the registry lock: ordered after the previous stream's `Unpublished`.
+        self.core.emit(event);
         tracing::info!(key, "stream published");
         Ok(Publisher {
             hub: Arc::clone(self),
@@ -256,15 +390,24 @@ impl Hub {
         })
     }
 
-    /// Subscribes to `key` (live or in its grace period). The subscriber first gets the
-    /// metadata, sequence headers and cached GOP, then live frames.
+    /// Subscribes to `key` (live or in its grace period) with every track as published. The
+    /// subscriber first gets the metadata, sequence headers and cached GOP, then live frames.
     pub fn subscribe(&self, key: &str) -> Result<Subscriber, HubError> {
+        self.subscribe_with(key, Want::AS_PUBLISHED)
+    }
+
+    /// Subscribes to `key` asking for what `want` says, e.g. `Want::audio(Codec::Aac)` for an
+    /// FLV viewer. If the stream publishes another audio codec and a transform to the wanted
+    /// one is registered, the subscriber gets the stream's derived track in that codec
+    /// (started now if it is the first to want it; it has no audio until the engine's first
+    /// output). Otherwise it gets the published audio: compare the frames' `codec`.
+    pub fn subscribe_with(&self, key: &str, want: Want) -> Result<Subscriber, HubError> {
         let not_found = || HubError::NotFound {
             key: key.to_owned(),
         };
         let stream = self.registry().get(key).cloned().ok_or_else(not_found)?;
-        let join = stream.join().ok_or_else(not_found)?;
-        Ok(Subscriber::new(stream, join))
+        let join = stream.join(want).ok_or_else(not_found)?;
+        Ok(Subscriber::new(stream, join, want))
     }
 
     /// Snapshots of every stream.
@@ -279,17 +422,21 @@ impl Hub {
         Some(stream.snapshot())
     }
 
-    /// Ends every stream (subscribers get their buffered frames, then `None`) and refuses
-    /// further publishes.
+    /// Ends every stream (subscribers get their buffered frames, then `None`; each stream
+    /// sends [`HubEvent::Unpublished`]), refuses further publishes, and closes the event
+    /// channel.
     pub fn shutdown(&self) {
-        let drained: Vec<Arc<Stream>> = {
-            let mut reg = self.registry();
-            self.shut_down.store(true, Ordering::Release);
-            reg.drain().map(|(_, s)| s).collect()
-        };
-        for s in drained {
-            s.end();
+        let mut reg = self.registry();
+        self.shut_down.store(true, Ordering::Release);
+        for (_, s) in reg.drain() {
+            s.end(EndReason::Shutdown);
         }
+        self.core
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(reg);
         tracing::info!("hub shut down");
     }
 
@@ -298,10 +445,13 @@ impl Hub {
     /// publisher still attached has its frames ignored. Returns false if there was no such
     /// stream.
     pub fn end_stream(&self, key: &str) -> bool {
-        let Some(stream) = self.registry().remove(key) else {
+        let mut reg = self.registry();
+        let Some(stream) = reg.remove(key) else {
             return false;
         };
-        stream.end();
+        // Under the registry lock: `Unpublished` precedes a new publish's `Published`.
+        stream.end(EndReason::Ended);
+        drop(reg);
         tracing::info!(key, "stream ended on request");
         true
     }
@@ -314,10 +464,11 @@ impl Hub {
             return;
         }
         drop(st);
-        stream.end();
         if reg.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
             reg.remove(&stream.key);
         }
+        stream.end(EndReason::GraceExpired);
+        drop(reg);
         tracing::info!(key = %stream.key, "stream ended: publisher did not come back");
     }
 }
@@ -356,6 +507,10 @@ impl Drop for Publisher {
             }
             st.publisher = None;
             st.epoch += 1;
+            // Under the stream lock: after every frame and event of this publisher.
+            self.stream.emit(HubEvent::PublisherLeft {
+                key: Arc::clone(&self.stream.key),
+            });
             st.epoch
         };
         let grace = self.hub.cfg.publisher_grace_ms;

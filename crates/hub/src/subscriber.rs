@@ -7,7 +7,8 @@ use std::sync::atomic::Ordering;
 use media::{Frame, FrameRole, MediaKind};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
-use crate::stream::{Item, Join, Stream};
+use crate::derived::Want;
+use crate::stream::{Context, Item, Join, Stream, TrackId};
 
 /// Result of [`Subscriber::try_recv`].
 #[derive(Debug, Clone)]
@@ -31,6 +32,13 @@ pub enum TryRecv {
 /// every frame up to the next video keyframe (audio-only streams: the next audio frame), then
 /// gets the current metadata and sequence headers again, then that keyframe; the skipped frames
 /// are counted in [`Subscriber::dropped`] and in the stream's snapshot.
+///
+/// Audio: the subscriber follows one audio track, chosen by its [`Want`] (see
+/// [`crate::Hub::subscribe_with`]): the published one, or a derived one in the wanted codec.
+/// It never sees frames of the other audio tracks. When the choice changes (the published
+/// codec changed, a derived track became usable or stopped), the new track's sequence header
+/// comes first, then its frames. Checking a frame costs a pointer comparison (has the
+/// stream's context changed?) and a track comparison for audio.
 #[derive(Debug)]
 pub struct Subscriber {
     stream: Arc<Stream>,
@@ -43,11 +51,15 @@ pub struct Subscriber {
     dropped: u64,
     ended: bool,
     ring_capacity: usize,
+    want: Want,
+    /// The stream context last seen, and the audio track chosen from it.
+    ctx: Arc<Context>,
+    audio_track: TrackId,
 }
 
 impl Subscriber {
     /// Wraps a join of `stream`.
-    pub(crate) fn new(stream: Arc<Stream>, join: Join) -> Self {
+    pub(crate) fn new(stream: Arc<Stream>, join: Join, want: Want) -> Self {
         Self {
             stream,
             video_started: join.initial.iter().any(|f| f.is_video_keyframe()),
@@ -57,6 +69,9 @@ impl Subscriber {
             dropped: 0,
             ended: false,
             ring_capacity: join.ring_capacity,
+            want,
+            ctx: join.ctx,
+            audio_track: join.audio_track,
         }
     }
 
@@ -104,7 +119,8 @@ impl Subscriber {
         }
     }
 
-    /// Frames this subscriber skipped because it fell behind.
+    /// Frames this subscriber skipped because it fell behind (ring entries: frames of audio
+    /// tracks it does not follow count too while it is behind).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -116,6 +132,11 @@ impl Subscriber {
             .stats
             .publisher_connects
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What this subscriber asked for.
+    pub fn want(&self) -> Want {
+        self.want
     }
 
     /// The stream key.
@@ -141,11 +162,51 @@ impl Subscriber {
         self.resync = true;
     }
 
-    /// Applies the subscriber's skipping rules to one ring entry.
+    /// Applies the subscriber's track choice and skipping rules to one ring entry.
+    #[inline]
     fn handle(&mut self, item: Item) -> Option<Arc<Frame>> {
+        if !Arc::ptr_eq(&item.ctx, &self.ctx) {
+            self.context_changed(&item);
+        }
         let frame = item.frame;
+        if frame.kind == MediaKind::Audio && item.track != self.audio_track {
+            return None;
+        }
+        if !self.pending.is_empty() {
+            // A header of a newly chosen track goes first.
+            let f = self.deliver(frame, &item.ctx)?;
+            self.pending.push_back(f);
+            return self.pending.pop_front();
+        }
+        self.deliver(frame, &item.ctx)
+    }
+
+    /// Takes a new context: re-chooses the audio track and, if it changed, queues the new
+    /// track's header (unless the entry itself is that header, or a resync will send it).
+    #[cold]
+    #[inline(never)]
+    fn context_changed(&mut self, item: &Item) {
+        self.ctx = Arc::clone(&item.ctx);
+        let track = self.ctx.select(self.want);
+        if track == self.audio_track {
+            return;
+        }
+        self.audio_track = track;
         if self.resync {
-            let resume = if item.ctx.has_video {
+            return;
+        }
+        if let Some(h) = self.ctx.audio_header_of(track)
+            && !Arc::ptr_eq(h, &item.frame)
+        {
+            self.pending.push_back(Arc::clone(h));
+        }
+    }
+
+    /// The resync and keyframe rules for a frame of a track this subscriber follows.
+    #[inline]
+    fn deliver(&mut self, frame: Arc<Frame>, ctx: &Context) -> Option<Arc<Frame>> {
+        if self.resync {
+            let resume = if ctx.has_video {
                 frame.is_video_keyframe()
             } else {
                 frame.kind == MediaKind::Audio && frame.role == FrameRole::Coded
@@ -156,7 +217,7 @@ impl Subscriber {
             }
             self.resync = false;
             self.video_started |= frame.is_video_keyframe();
-            self.pending.extend(item.ctx.headers());
+            self.pending.extend(ctx.headers(self.audio_track));
             self.pending.push_back(frame);
             return self.pending.pop_front();
         }
@@ -172,9 +233,6 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.stream
-            .stats
-            .subscribers
-            .fetch_sub(1, Ordering::Relaxed);
+        self.stream.leave(self.want);
     }
 }

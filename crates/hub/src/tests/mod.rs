@@ -9,6 +9,8 @@ use media::{Codec, Frame, FrameRole, MediaKind};
 use crate::*;
 
 mod concurrency;
+mod derived;
+mod events;
 
 /// Builds a frame whose FLV body carries a marker (the id) so tests can follow it.
 /// Video bodies start like an AVC tag (0x17 key / 0x27 inter), audio like AAC (0xAF).
