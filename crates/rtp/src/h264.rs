@@ -42,20 +42,17 @@ pub struct AnnexB {
 impl AnnexB {
     /// Takes an AVCDecoderConfigurationRecord; false (state unchanged) if it is malformed.
     pub fn set_config(&mut self, record: &Bytes) -> bool {
-        let Ok(rec) = flv::codec::parse_avc_decoder_config(record) else {
+        let Ok(rec) = media::avc::parse_avc_decoder_config(record) else {
             return false;
         };
         let size = usize::from(rec.nal_length_size);
         if !matches!(size, 1 | 2 | 4) {
             return false;
         }
-        let mut params =
-            Vec::with_capacity(rec.sps.len() + 8 + rec.pps.as_ref().map_or(0, |p| p.len()));
-        params.extend_from_slice(&START_CODE);
-        params.extend_from_slice(&rec.sps);
-        if let Some(pps) = &rec.pps {
+        let mut params = Vec::new();
+        for set in rec.parameter_sets() {
             params.extend_from_slice(&START_CODE);
-            params.extend_from_slice(pps);
+            params.extend_from_slice(set);
         }
         self.nal_length_size = size;
         self.params = params.into();
@@ -567,7 +564,7 @@ mod tests {
     fn config_record_matches_the_spec_layout_and_parses() {
         let rec = config_record(&[0x67, 0x42, 0xC0, 0x1E], &[0x68, 0xCE, 0x3C, 0x80]).unwrap();
         assert_eq!(rec, RECORD);
-        let parsed = flv::codec::parse_avc_decoder_config(&Bytes::from(rec)).unwrap();
+        let parsed = media::avc::parse_avc_decoder_config(&Bytes::from(rec)).unwrap();
         assert_eq!(parsed.nal_length_size, 4);
         assert!(config_record(&[0x67, 0x42], &[0x68]).is_none(), "short SPS");
         assert!(config_record(&[0x67; MAX_PARAM_SET_BYTES + 1], &[0x68]).is_none());
@@ -652,8 +649,8 @@ mod tests {
             assert_eq!(u.data, want, "frame {frames}");
             if frames == 0 {
                 let rec =
-                    flv::codec::parse_avc_decoder_config(&Bytes::from(u.config.unwrap())).unwrap();
-                let orig = flv::codec::parse_avc_decoder_config(record.as_ref().unwrap()).unwrap();
+                    media::avc::parse_avc_decoder_config(&Bytes::from(u.config.unwrap())).unwrap();
+                let orig = media::avc::parse_avc_decoder_config(record.as_ref().unwrap()).unwrap();
                 assert_eq!((rec.sps, rec.pps), (orig.sps, orig.pps));
             } else {
                 assert!(u.config.is_none());

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::bits::Bits;
 use crate::h264::{MAX_ACCESS_UNIT_BYTES, MAX_NAL_UNITS, MAX_PARAM_SET_BYTES, split_annexb};
-use flv::codec::unescape_rbsp as rbsp;
+use media::rbsp::unescape_rbsp as rbsp;
 
 /// NAL unit types (H.265 Table 7-1).
 const NAL_VPS: u8 = 32;

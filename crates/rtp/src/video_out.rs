@@ -171,11 +171,7 @@ mod tests {
         ));
         assert_eq!(out.convert(Some(Codec::Av1), &bad), None);
         // H.264 without a sequence header yet: nothing.
-        let avc = frame(crate::video_in::avc_body(
-            true,
-            1,
-            &[0, 0, 0, 1, 0x65],
-        ));
+        let avc = frame(crate::video_in::avc_body(true, 1, &[0, 0, 0, 1, 0x65]));
         assert_eq!(out.convert(Some(Codec::H264), &avc), None);
     }
 
@@ -187,11 +183,7 @@ mod tests {
         let mut own = VideoOut::default();
         for (fourcc, rtc, payload) in [
             (FOURCC_VP08, Codec::Vp8, vec![0x50, 1, 2]),
-            (
-                FOURCC_AV01,
-                Codec::Av1,
-                vec![0x12, 0x00, 0x32, 0x01, 0xCC],
-            ),
+            (FOURCC_AV01, Codec::Av1, vec![0x12, 0x00, 0x32, 0x01, 0xCC]),
         ] {
             let f = frame(ex_video_body(
                 fourcc,
