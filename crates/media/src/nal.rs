@@ -20,10 +20,16 @@ pub const MAX_PARAMETER_SETS: usize = 16;
 /// The 4-byte Annex B start code.
 pub const START_CODE: [u8; 4] = [0, 0, 0, 1];
 
-/// Splits a length-prefixed payload (`length_size`-byte big-endian lengths, 1 to 4) into its
-/// NAL units; empty ones are skipped. Every length prefix must lie inside the payload and
+/// Splits a length-prefixed payload (`length_size`-byte big-endian lengths, 1 to 4; other
+/// sizes are an error) into its NAL units; empty ones are skipped. Every length prefix must lie inside the payload and
 /// every NAL unit must end inside it; more than [`MAX_NAL_UNITS`] is an error.
 pub fn split_length_prefixed(payload: &[u8], length_size: u8) -> Result<Vec<&[u8]>, MediaError> {
+    if !(1..=4).contains(&length_size) {
+        return Err(MediaError::InvalidCodecConfig {
+            what: "NAL unit length size",
+            reason: "not 1 to 4 bytes",
+        });
+    }
     let size = usize::from(length_size);
     let mut nals = Vec::new();
     let mut pos = 0;
@@ -129,6 +135,9 @@ mod tests {
             [&[8, 9][..]]
         );
         assert_eq!(split_length_prefixed(&[], 4).unwrap(), Vec::<&[u8]>::new());
+        // A length size of 0 would never advance; 5 and more are not NAL length sizes.
+        assert!(split_length_prefixed(&[0, 0, 0, 1, 0x41], 0).is_err());
+        assert!(split_length_prefixed(&[0, 0, 0, 0, 1, 0x41], 5).is_err());
     }
 
     #[test]

@@ -6,14 +6,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use media::av1::{OBU_TEMPORAL_DELIMITER, obus};
 use media::{Codec, Frame, FrameRole, MediaKind};
 
-use crate::av1;
 use crate::h264::{AnnexB, AnnexBCache};
 use crate::hevc::HevcAnnexB;
-
-/// OBU_TEMPORAL_DELIMITER.
-const OBU_TEMPORAL_DELIMITER: u8 = 2;
 
 /// [`AnnexBCache`] tags of the codecs other than H.264 (whose tag is its NAL length size,
 /// 1 to 4): H.265 adds its NAL length size to [`TAG_H265`].
@@ -81,9 +78,8 @@ impl VideoOut {
                 })
             }
             Codec::Av1 => shared(&self.cache, &payload, key, TAG_AV1, &self.no_params, || {
-                let obus = av1::obus(&payload)?;
                 let mut out = Vec::with_capacity(payload.len());
-                for o in obus {
+                for o in obus(&payload).ok()? {
                     if o.obu_type != OBU_TEMPORAL_DELIMITER {
                         out.extend_from_slice(o.bytes);
                     }
