@@ -63,13 +63,11 @@ impl AnnexB {
     /// takes: taken from the stream's cache when another viewer converted the same payload
     /// with the same parameter sets, else converted and put there.
     pub fn convert_shared(&self, payload: &Bytes, keyframe: bool) -> Option<Arc<[u8]>> {
-        let Some(cache) = &self.cache else {
-            return self.convert(payload, keyframe).map(Arc::from);
-        };
         if !self.ready() {
             return None;
         }
-        cache.shared(
+        AnnexBCache::shared(
+            self.cache.as_deref(),
             payload,
             keyframe,
             self.nal_length_size,
@@ -171,16 +169,20 @@ impl AnnexBCache {
     }
 
     /// The conversion of `payload` (with `keyframe`, `tag` and `params`, the other inputs
-    /// of `convert`): another viewer's when it made the same one, else `convert`'s, kept.
+    /// of `convert`) through the stream's `cache`: another viewer's when it made the same
+    /// one, else `convert`'s, kept. Without a cache, `convert`'s (the viewer's own).
     pub fn shared(
-        &self,
+        cache: Option<&Self>,
         payload: &Bytes,
         keyframe: bool,
         tag: usize,
         params: &Arc<[u8]>,
         convert: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<Arc<[u8]>> {
-        if let Some(hit) = self
+        let Some(cache) = cache else {
+            return convert().map(Arc::from);
+        };
+        if let Some(hit) = cache
             .lock()
             .1
             .iter()
@@ -196,7 +198,7 @@ impl AnnexBCache {
             params: Arc::clone(params),
             out: out.clone(),
         };
-        let mut g = self.lock();
+        let mut g = cache.lock();
         let (next, recent) = &mut *g;
         if recent.len() < ANNEXB_CACHE_FRAMES {
             recent.push(c);

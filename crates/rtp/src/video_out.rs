@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use media::av1::{OBU_TEMPORAL_DELIMITER, obus};
 use media::{Codec, Frame, FrameRole, MediaKind};
 
@@ -73,45 +72,47 @@ impl VideoOut {
             Codec::H265 => {
                 let (size, params) = self.hevc.inputs();
                 let hevc = &self.hevc;
-                shared(&self.cache, &payload, key, TAG_H265 + size, params, || {
-                    hevc.convert(&payload, key)
-                })
+                AnnexBCache::shared(
+                    self.cache.as_deref(),
+                    &payload,
+                    key,
+                    TAG_H265 + size,
+                    params,
+                    || hevc.convert(&payload, key),
+                )
             }
-            Codec::Av1 => shared(&self.cache, &payload, key, TAG_AV1, &self.no_params, || {
-                let mut out = Vec::with_capacity(payload.len());
-                for o in obus(&payload).ok()? {
-                    if o.obu_type != OBU_TEMPORAL_DELIMITER {
-                        out.extend_from_slice(o.bytes);
+            Codec::Av1 => AnnexBCache::shared(
+                self.cache.as_deref(),
+                &payload,
+                key,
+                TAG_AV1,
+                &self.no_params,
+                || {
+                    let mut out = Vec::with_capacity(payload.len());
+                    for o in obus(&payload).ok()? {
+                        if o.obu_type != OBU_TEMPORAL_DELIMITER {
+                            out.extend_from_slice(o.bytes);
+                        }
                     }
-                }
-                (!out.is_empty()).then_some(out)
-            }),
+                    (!out.is_empty()).then_some(out)
+                },
+            ),
             codec => {
                 let tag = if codec == Codec::Vp9 {
                     TAG_VP9
                 } else {
                     TAG_VP8
                 };
-                shared(&self.cache, &payload, key, tag, &self.no_params, || {
-                    Some(payload.to_vec())
-                })
+                AnnexBCache::shared(
+                    self.cache.as_deref(),
+                    &payload,
+                    key,
+                    tag,
+                    &self.no_params,
+                    || Some(payload.to_vec()),
+                )
             }
         }
-    }
-}
-
-/// `convert`'s output through the stream's cache when there is one, else this viewer's own.
-fn shared(
-    cache: &Option<Arc<AnnexBCache>>,
-    payload: &Bytes,
-    keyframe: bool,
-    tag: usize,
-    params: &Arc<[u8]>,
-    convert: impl FnOnce() -> Option<Vec<u8>>,
-) -> Option<Arc<[u8]>> {
-    match cache {
-        Some(c) => c.shared(payload, keyframe, tag, params, convert),
-        None => convert().map(Arc::from),
     }
 }
 
@@ -122,7 +123,7 @@ mod tests {
     use super::*;
 
     fn frame(body: Vec<u8>) -> Frame {
-        flv::frame_from_tag(flv::mux::TAG_VIDEO, 0, Bytes::from(body)).unwrap()
+        flv::frame_from_tag(flv::mux::TAG_VIDEO, 0, bytes::Bytes::from(body)).unwrap()
     }
 
     #[test]

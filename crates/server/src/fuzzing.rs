@@ -1,6 +1,8 @@
 //! Thin wrappers that expose the crate-private parsers of hostile input to the cargo-fuzz
 //! targets in `fuzz/` (and nothing else): WHEP offer checks, the STUN username routing of the
-//! shared UDP socket, WHIP's per-codec video parsers, and the auth parsers (queries, signed URLs, CIDRs, rule patterns, JWTs).
+//! shared UDP socket, and the auth parsers (queries, signed URLs, CIDRs, rule patterns, JWTs).
+//! (WHIP's per-codec video parsers are sans-IO in `rtp` and `media`: the webrtc_video target
+//! calls them directly.)
 //! Not a stable API: hidden from the docs, it changes with the code it wraps.
 
 use std::net::{IpAddr, SocketAddr};
@@ -23,51 +25,6 @@ pub const FUZZ_PEER_QUEUE: usize = 8;
 pub fn whep_offer(sdp: &str) -> (bool, String) {
     let usable = crate::webrtc::sdp::check_offer(sdp).is_ok();
     (usable, crate::webrtc::whep::remote_ufrag(sdp))
-}
-
-/// WHIP ingest's per-codec parsers on one depacketized frame and WHEP's conversion of what
-/// they made: the first byte picks the codec (H.264, H.265, AV1, VP9, VP8 by its value mod
-/// 5), the rest is the frame, fed as contiguous and after loss; every FLV body made goes
-/// back through `flv::frame_from_tag` and the WHEP converter, and the record parsers see the
-/// raw bytes too. Returns the bytes made.
-pub fn webrtc_video(data: &[u8]) -> usize {
-    use crate::webrtc::{av1, hevc, video_in, video_out, vp};
-    use str0m::format::Codec as RtcCodec;
-    let Some((&pick, frame)) = data.split_first() else {
-        return 0;
-    };
-    let (codec, rtc) = match pick % 5 {
-        0 => (media::Codec::H264, RtcCodec::H264),
-        1 => (media::Codec::H265, RtcCodec::H265),
-        2 => (media::Codec::Av1, RtcCodec::Av1),
-        3 => (media::Codec::Vp9, RtcCodec::Vp9),
-        _ => (media::Codec::Vp8, RtcCodec::Vp8),
-    };
-    let mut made = 0;
-    let Some(mut v) = video_in::VideoIn::new(codec) else {
-        return 0;
-    };
-    let mut out = video_out::VideoOut::default();
-    for contiguous in [true, false, true] {
-        let (unit, _) = v.accept(frame, contiguous);
-        let Some(u) = unit else { continue };
-        for body in u.header.into_iter().chain(std::iter::once(u.frame)) {
-            made += body.len();
-            if let Ok(f) = flv::frame_from_tag(flv::TAG_VIDEO, 0, bytes::Bytes::from(body)) {
-                made += out.convert(Some(rtc), &f).map_or(0, |d| d.len());
-            }
-        }
-    }
-    made += usize::from(vp::vp8_keyframe(frame).is_some());
-    made += usize::from(vp::vp9_keyframe(frame).is_some());
-    made += usize::from(av1::parse_sequence_header(frame).is_some());
-    made += av1::obus(frame).map_or(0, |o| o.len());
-    made += usize::from(hevc::parse_sps(frame).is_some());
-    let mut annexb = hevc::HevcAnnexB::default();
-    if annexb.set_config(frame) {
-        made += annexb.convert(frame, true).map_or(0, |d| d.len());
-    }
-    made
 }
 
 /// A WHEP/WHIP `PATCH` body (trickle or ICE restart, RFC 8840 fragment) as the resource
