@@ -36,7 +36,7 @@ pub const ANNEXB_CACHE_FRAMES: usize = 4;
 pub struct AnnexB {
     /// Bytes of the NAL length prefix (1, 2 or 4).
     nal_length_size: usize,
-    /// `00 00 00 01 SPS 00 00 00 01 PPS`, put before each keyframe.
+    /// A start code and each SPS and PPS of the record, put before each keyframe.
     params: Arc<[u8]>,
     /// The stream's shared conversions (`None`: each conversion is this viewer's own).
     cache: Option<Arc<AnnexBCache>>,
