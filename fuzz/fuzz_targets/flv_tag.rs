@@ -1,4 +1,5 @@
-//! Arbitrary bytes as an FLV tag body of every tag type, and through the codec parsers.
+//! Arbitrary bytes as an FLV tag body of every tag type, and through the codec parsers an
+//! FLV sequence header feeds (media's avcC, H.264 SPS and AudioSpecificConfig).
 #![no_main]
 
 use bytes::Bytes;
@@ -14,11 +15,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = frame.pts();
         }
     }
-    if let Ok(record) = flv::codec::parse_avc_decoder_config(&body) {
+    if let Ok(record) = media::avc::parse_avc_decoder_config(&body) {
         let _ = record.parse_sps();
     }
-    let _ = flv::codec::parse_sps(data);
-    if let Ok(asc) = flv::codec::parse_audio_specific_config(data) {
+    let _ = media::avc::parse_sps(data);
+    if let Ok(asc) = media::aac::parse_audio_specific_config(data) {
         let _ = asc.channels();
     }
 });

@@ -123,7 +123,7 @@ impl StreamCounters {
         }
         match (frame.kind, frame.codec) {
             (MediaKind::Video, Codec::H264) => {
-                let Ok(rec) = flv::codec::parse_avc_decoder_config(&frame.payload()) else {
+                let Ok(rec) = media::avc::parse_avc_decoder_config(&frame.payload()) else {
                     return;
                 };
                 if let Ok(sps) = rec.parse_sps() {
@@ -132,7 +132,7 @@ impl StreamCounters {
                 }
             }
             (MediaKind::Audio, Codec::Aac) => {
-                if let Ok(asc) = flv::codec::parse_audio_specific_config(&frame.payload()) {
+                if let Ok(asc) = media::aac::parse_audio_specific_config(&frame.payload()) {
                     self.sample_rate.store(asc.sample_rate, Ordering::Relaxed);
                     let ch = asc.channels().map_or(0, u32::from);
                     self.channels.store(ch, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-/// Everything that can go wrong while reading FLV data or parsing codec parameters.
+/// Everything that can go wrong while reading FLV data.
 ///
 /// Every variant describes hostile or corrupt input; none of them is a bug in this crate.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,14 +76,5 @@ pub enum FlvError {
         what: &'static str,
         /// The value found.
         value: u8,
-    },
-    /// A codec configuration record (AVC decoder configuration record, SPS, AudioSpecificConfig)
-    /// is malformed.
-    #[error("invalid {what}: {reason}")]
-    InvalidCodecConfig {
-        /// Which structure.
-        what: &'static str,
-        /// What is wrong with it.
-        reason: &'static str,
     },
 }

@@ -1,8 +1,9 @@
 //! The demo fixture (fixtures/demo.flv, made by fixtures/make-demo.sh) parsed end to end.
 
+use media::aac::parse_audio_specific_config;
+use media::avc::parse_avc_decoder_config;
 use media::{Codec, Frame, FrameRole, MediaKind};
 
-use crate::codec::{parse_audio_specific_config, parse_avc_decoder_config};
 use crate::{FlvReader, frame_from_tag, read_all_tags};
 
 const DEMO: &[u8] = include_bytes!("../../../fixtures/demo.flv");

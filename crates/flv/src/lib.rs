@@ -4,15 +4,15 @@
 //! * [`reader`]: [`FlvReader`], a push-bytes / pull-tags demuxer, and [`read_all_tags`].
 //! * [`frame_from_tag`]: an FLV tag body (or RTMP audio/video/data message) to a
 //!   [`media::Frame`]; the header mapping is documented in [`video`] and [`audio`].
-//! * [`codec`]: small parsers for stream info: AVC decoder configuration record and SPS
-//!   (profile, level, width, height), AAC AudioSpecificConfig (object type, rate, channels).
+//!
+//! Codec payloads (decoder configuration records, SPS, AudioSpecificConfig, ...) are not
+//! parsed here: the `media` crate's codec modules do that for every container.
 //!
 //! Nothing here does IO or reads a clock; every length from the wire is checked against a
 //! named limit before use, and no input can make the crate panic.
 #![forbid(unsafe_code)]
 
 pub mod audio;
-pub mod codec;
 mod error;
 mod frame;
 pub mod mux;

@@ -1,10 +1,13 @@
 //! [`TrackConfig`]: one track's codec configuration, built from a hub sequence header.
 
 use bytes::Bytes;
+use media::aac::parse_audio_specific_config;
+use media::avc::parse_avc_decoder_config;
+use media::hevc::parse_hevc_decoder_config;
+use media::opus::{OPUS_RATE, OpusHead};
 use media::{Codec, Frame, FrameRole, MediaKind};
 
-use crate::opus::{OPUS_RATE, OpusHead};
-use crate::{Fmp4Error, hevc};
+use crate::Fmp4Error;
 
 /// The longest codec configuration record accepted (avcC, hvcC, AudioSpecificConfig,
 /// OpusHead). Real records are a few hundred bytes; 64 KiB leaves room for many parameter
@@ -73,31 +76,25 @@ impl TrackConfig {
     }
 
     fn avc(record: Bytes) -> Result<Self, Fmp4Error> {
-        let invalid = |e: flv::FlvError| Fmp4Error::InvalidConfig {
-            what: "AVCDecoderConfigurationRecord",
-            reason: e.to_string(),
-        };
-        let avcc = flv::codec::parse_avc_decoder_config(&record).map_err(invalid)?;
-        let sps = avcc.parse_sps().map_err(invalid)?;
+        let avcc = parse_avc_decoder_config(&record)?;
+        let sps = avcc.parse_sps()?;
         Ok(Self::video(
             Codec::H264,
             sps.width,
             sps.height,
-            format!(
-                "avc1.{:02x}{:02x}{:02x}",
-                avcc.profile, avcc.compatibility, avcc.level
-            ),
+            avcc.codec_string(),
             record,
         ))
     }
 
     fn hevc(record: Bytes) -> Result<Self, Fmp4Error> {
-        let info = hevc::parse_hvcc(&record)?;
+        let hvcc = parse_hevc_decoder_config(&record)?;
+        let sps = hvcc.parse_sps()?;
         Ok(Self::video(
             Codec::H265,
-            info.width,
-            info.height,
-            info.codec_string,
+            sps.width,
+            sps.height,
+            hvcc.codec_string(),
             record,
         ))
     }
@@ -118,18 +115,7 @@ impl TrackConfig {
     }
 
     fn aac(asc: Bytes) -> Result<Self, Fmp4Error> {
-        let parsed = flv::codec::parse_audio_specific_config(&asc).map_err(|e| {
-            Fmp4Error::InvalidConfig {
-                what: "AudioSpecificConfig",
-                reason: e.to_string(),
-            }
-        })?;
-        if parsed.sample_rate == 0 {
-            return Err(Fmp4Error::InvalidConfig {
-                what: "AudioSpecificConfig",
-                reason: "sample rate 0".to_owned(),
-            });
-        }
+        let parsed = parse_audio_specific_config(&asc)?;
         // Channel configuration 0 (program config element) is rare; assume stereo.
         let channels = parsed.channels().unwrap_or(2);
         Ok(Self::audio(
@@ -177,7 +163,7 @@ impl TrackConfig {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use media::WireCache;
+    use media::{MediaError, WireCache};
 
     /// A sequence header frame whose body is exactly the payload.
     pub(crate) fn header(kind: MediaKind, codec: Codec, payload: &[u8]) -> Frame {
@@ -248,10 +234,10 @@ pub(crate) mod tests {
 
     #[test]
     fn hevc_from_hvcc() {
-        let hvcc = crate::hevc::tests::main_hvcc();
+        let hvcc = media::fixtures::hevc_record(1280, 720);
         let t = TrackConfig::from_sequence_header(&header(MediaKind::Video, Codec::H265, &hvcc))
             .unwrap();
-        assert_eq!(t.codec_string, "hvc1.1.6.L93.B0");
+        assert_eq!(t.codec_string, "hvc1.1.6.L93.90");
         assert_eq!((t.width, t.height), (1280, 720));
     }
 
@@ -290,11 +276,31 @@ pub(crate) mod tests {
         ));
         assert!(matches!(
             bad(MediaKind::Video, Codec::H264, &[1, 2]),
-            Fmp4Error::InvalidConfig { .. }
+            Fmp4Error::Codec(MediaError::InvalidCodecConfig {
+                what: "AVC decoder configuration record",
+                ..
+            })
+        ));
+        // An hvcC record (version 1, 2-byte lengths) without any array.
+        let mut no_sps = vec![1u8; 22];
+        no_sps.push(0);
+        assert!(matches!(
+            bad(MediaKind::Video, Codec::H265, &no_sps),
+            Fmp4Error::Codec(MediaError::InvalidCodecConfig {
+                what: "HEVC decoder configuration record",
+                reason: "no SPS"
+            })
         ));
         assert!(matches!(
             bad(MediaKind::Audio, Codec::Aac, &[]),
-            Fmp4Error::InvalidConfig { .. }
+            Fmp4Error::Codec(MediaError::InvalidCodecConfig { .. })
+        ));
+        assert!(matches!(
+            bad(MediaKind::Audio, Codec::Opus, b"OpusHead\x01\x00"),
+            Fmp4Error::Codec(MediaError::InvalidCodecConfig {
+                what: "OpusHead",
+                ..
+            })
         ));
         assert!(matches!(
             bad(

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use media::{Codec, MediaKind};
+use media::{Codec, MediaError, MediaKind};
 
 /// Everything that can go wrong while turning hub frames into fMP4.
 ///
@@ -23,14 +23,10 @@ pub enum Fmp4Error {
         /// The frame's role, as text.
         role: &'static str,
     },
-    /// A codec configuration record could not be parsed.
-    #[error("invalid {what}: {reason}")]
-    InvalidConfig {
-        /// Which record (avcC, hvcC, AudioSpecificConfig, OpusHead, ...).
-        what: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A codec configuration record (avcC, hvcC, AudioSpecificConfig, OpusHead) or an Opus
+    /// packet's TOC could not be read.
+    #[error(transparent)]
+    Codec(#[from] MediaError),
     /// A codec configuration record is longer than [`crate::MAX_CONFIG_SIZE`].
     #[error("{what} of {len} bytes exceeds the limit of {max}")]
     ConfigTooLarge {
@@ -73,11 +69,5 @@ pub enum Fmp4Error {
         samples: usize,
         /// Bytes buffered.
         bytes: usize,
-    },
-    /// An Opus packet whose TOC (RFC 6716 section 3.1) cannot be read.
-    #[error("invalid Opus packet: {reason}")]
-    InvalidOpusPacket {
-        /// What is wrong with it.
-        reason: &'static str,
     },
 }

@@ -18,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use media::{Codec, Frame, FrameRole, MediaKind};
 
 use crate::config::VIDEO_TIMESCALE;
-use crate::opus::opus_packet_duration;
 use crate::{Fmp4Error, Sample, TrackConfig, TrackFragment, write_fragment, write_init_segment};
+use media::opus::opus_packet_duration;
 
 /// Most samples (all tracks, the held video sample included) buffered between flushes: about
 /// 40 s of 25 fps video with 48 kHz AAC. Beyond it `push` fails with

@@ -357,7 +357,7 @@ fn errors() {
     bad_header.dts = 5;
     assert!(matches!(
         f.push(&bad_header).unwrap_err(),
-        Fmp4Error::InvalidConfig { .. }
+        Fmp4Error::Codec(media::MediaError::InvalidCodecConfig { .. })
     ));
 }
 
@@ -391,7 +391,7 @@ fn opus_durations_from_toc() {
     f.push(&opus(60, &[0x08])).unwrap(); // SILK 20 ms... config 1
     assert!(matches!(
         f.push(&opus(80, &[0xFB])).unwrap_err(),
-        Fmp4Error::InvalidOpusPacket { .. }
+        Fmp4Error::Codec(media::MediaError::InvalidOpusPacket { .. })
     ));
     let t = trafs(&f.flush(None).unwrap());
     assert_eq!(durations(&t[0]), [960, 1920, 960]);

@@ -378,7 +378,7 @@ mod tests {
 
     #[test]
     fn hevc_and_opus_entries() {
-        let hvcc = crate::hevc::tests::main_hvcc();
+        let hvcc = media::fixtures::hevc_record(1280, 720);
         let tracks = vec![
             TrackConfig::from_sequence_header(&header(MediaKind::Video, Codec::H265, &hvcc))
                 .unwrap(),

@@ -1,7 +1,8 @@
 //! Fragmented MP4 (CMAF) muxer for LL-HLS parts, segments and recordings (sans-IO).
 //!
 //! * [`TrackConfig`]: a track's codec configuration from a hub sequence header (H.264 avcC,
-//!   H.265 hvcC, AAC AudioSpecificConfig, Opus `OpusHead`), with the RFC 6381 codec string.
+//!   H.265 hvcC, AAC AudioSpecificConfig, Opus `OpusHead`, all parsed by `media`'s codec
+//!   modules), with the RFC 6381 codec string.
 //! * [`write_init_segment`]: `ftyp` + `moov` for a set of tracks.
 //! * [`write_fragment`]: one `moof` + `mdat` from per-track [`Sample`]s.
 //! * [`Fragmenter`]: hub [`media::Frame`]s in, timed [`Fragment`]s out (see its module docs
@@ -17,9 +18,7 @@ mod config;
 mod error;
 mod fragment;
 mod fragmenter;
-mod hevc;
 mod init;
-mod opus;
 
 pub use config::{MAX_CONFIG_SIZE, TrackConfig, VIDEO_TIMESCALE};
 pub use error::Fmp4Error;
@@ -31,4 +30,3 @@ pub use fragmenter::{
     MAX_BUFFERED_SAMPLES, MAX_SAMPLE_SIZE, Pushed,
 };
 pub use init::write_init_segment;
-pub use opus::{MAX_OPUS_PACKET_SAMPLES, OPUS_RATE, opus_packet_duration};

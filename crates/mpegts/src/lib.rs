@@ -3,16 +3,18 @@
 //! [`TsMuxer`] turns hub [`media::Frame`]s into 188-byte transport stream packets: one
 //! program with a PAT ([`psi`]), a PMT on [`PMT_PID`], H.264/H.265 video on [`VIDEO_PID`]
 //! (Annex B with access unit delimiters and in-band parameter sets, [`video`]) and AAC audio
-//! on [`AUDIO_PID`] (ADTS, [`adts`]). Each frame becomes one PES packet ([`pes`]) split into
-//! transport packets ([`packet`]) with continuity counters, PCR and random access flags.
+//! on [`AUDIO_PID`] (ADTS, [`media::aac::AdtsConfig`]). Each frame becomes one PES packet
+//! ([`pes`]) split into transport packets ([`packet`]) with continuity counters, PCR and
+//! random access flags. Decoder configuration records, NAL unit framing and ADTS headers
+//! come from the `media` crate's codec modules.
 //!
 //! Nothing here does IO or reads a clock: timestamps come from the frames (milliseconds,
 //! converted to 90 kHz and masked to 33 bits). Every length from the input is checked before
-//! use and no input can make the crate panic; the limits are [`MAX_NAL_UNITS`],
-//! [`MAX_PARAMETER_SETS`] and [`MAX_AAC_FRAME_LEN`].
+//! use and no input can make the crate panic; the limits are media's
+//! [`media::nal::MAX_NAL_UNITS`], [`media::nal::MAX_PARAMETER_SETS`] and
+//! [`media::aac::MAX_AAC_FRAME_LEN`].
 #![forbid(unsafe_code)]
 
-pub mod adts;
 pub mod crc;
 mod error;
 mod muxer;
@@ -21,7 +23,6 @@ pub mod pes;
 pub mod psi;
 pub mod video;
 
-pub use adts::{AdtsConfig, MAX_AAC_FRAME_LEN};
 pub use crc::crc32_mpeg2;
 pub use error::TsError;
 pub use muxer::{
@@ -29,7 +30,6 @@ pub use muxer::{
     TS_TIMESTAMP_OFFSET_90K, TsMuxer,
 };
 pub use packet::TS_PACKET_LEN;
-pub use video::{MAX_NAL_UNITS, MAX_PARAMETER_SETS};
 
 /// PID of the program association table.
 pub const PAT_PID: u16 = 0x0000;

@@ -1,9 +1,9 @@
 //! [`TsMuxer`]: hub frames in, 188-byte transport stream packets out.
 
 use bytes::BytesMut;
+use media::aac::AdtsConfig;
 use media::{Codec, Frame, FrameRole, MediaKind};
 
-use crate::adts::AdtsConfig;
 use crate::packet::{
     ContinuityCounter, FirstPacketFlags, TIMESTAMP_MASK, write_pes_packets, write_section_packet,
 };

@@ -1,7 +1,8 @@
 //! [`TsMuxer`] on hand-built frames: tables, PES layout, timestamps, errors.
 
 use bytes::{Bytes, BytesMut};
-use media::{Codec, Frame, FrameRole, MediaKind, WireCache};
+use media::aac::MAX_AAC_FRAME_LEN;
+use media::{Codec, Frame, FrameRole, MediaError, MediaKind, WireCache};
 
 use crate::packet::TIMESTAMP_MASK;
 use crate::pes::decode_timestamp;
@@ -325,15 +326,15 @@ fn errors_and_ignored_frames() {
     // Truncated AVCC: error, nothing written, counters untouched.
     assert!(matches!(
         m.push(&video(0, 0, true, &[0, 0, 0, 9, 0x65, 1]), &mut out),
-        Err(TsError::BadNalLength {
+        Err(TsError::Codec(MediaError::BadNalLength {
             offset: 0,
             len: 9,
             payload_len: 6
-        })
+        }))
     ));
     assert!(matches!(
-        m.push(&audio(0, &vec![0; crate::MAX_AAC_FRAME_LEN + 1]), &mut out),
-        Err(TsError::AacFrameTooLarge { .. })
+        m.push(&audio(0, &vec![0; MAX_AAC_FRAME_LEN + 1]), &mut out),
+        Err(TsError::Codec(MediaError::AacFrameTooLarge { .. }))
     ));
     // A bad sequence header is an error and keeps the old configuration.
     let bad = frame(
@@ -347,7 +348,7 @@ fn errors_and_ignored_frames() {
     );
     assert!(matches!(
         m.push(&bad, &mut out),
-        Err(TsError::InvalidConfig { .. })
+        Err(TsError::Codec(MediaError::InvalidCodecConfig { .. }))
     ));
     assert!(m.has_video());
     // Frames that produce nothing.

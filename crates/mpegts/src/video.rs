@@ -1,39 +1,17 @@
-//! H.264/H.265 decoder configuration records and AVCC (length-prefixed) to Annex B.
+//! H.264/H.265 coded frames, AVCC (length-prefixed) to Annex B with access unit delimiters
+//! and in-band parameter sets. The decoder configuration records are parsed by
+//! [`media::avc`] and [`media::hevc`].
 
 use bytes::Bytes;
-use media::Codec;
+use media::nal::{START_CODE, split_length_prefixed};
+use media::{Codec, avc, hevc};
 
 use crate::TsError;
 
-/// Most parameter sets (VPS + SPS + PPS) kept from one decoder configuration record.
-/// Real streams carry one to three; more are ignored rather than stored without bound.
-pub const MAX_PARAMETER_SETS: usize = 16;
-/// Most NAL units accepted in one coded frame (slices, SEI, ...); real frames carry a few.
-pub const MAX_NAL_UNITS: usize = 1024;
-/// The Annex B start code written before every NAL unit.
-pub const START_CODE: [u8; 4] = [0, 0, 0, 1];
 /// H.264 access unit delimiter: NAL type 9, primary_pic_type 7 (any slice type).
 pub const H264_AUD: [u8; 2] = [0x09, 0xF0];
 /// H.265 access unit delimiter: NAL type 35, layer 0, TemporalId 0, pic_type 2 (any).
 pub const H265_AUD: [u8; 3] = [0x46, 0x01, 0x50];
-
-/// H.264 NAL unit types used here.
-mod h264 {
-    pub const IDR: u8 = 5;
-    pub const SPS: u8 = 7;
-    pub const PPS: u8 = 8;
-    pub const AUD: u8 = 9;
-}
-
-/// H.265 NAL unit types used here.
-mod h265 {
-    pub const IRAP_FIRST: u8 = 16;
-    pub const IRAP_LAST: u8 = 23;
-    pub const VPS: u8 = 32;
-    pub const SPS: u8 = 33;
-    pub const PPS: u8 = 34;
-    pub const AUD: u8 = 35;
-}
 
 /// What the muxer keeps from a video sequence header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,173 +24,27 @@ pub struct VideoConfig {
     pub parameter_sets: Vec<Bytes>,
 }
 
-/// A bounds-checked reader over a configuration record.
-struct Reader<'a> {
-    data: &'a Bytes,
-    pos: usize,
-    what: &'static str,
-}
-
-impl Reader<'_> {
-    fn truncated(&self) -> TsError {
-        TsError::InvalidConfig {
-            what: self.what,
-            reason: "truncated",
-        }
-    }
-
-    fn take(&mut self, n: usize) -> Result<Bytes, TsError> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.truncated())?;
-        if end > self.data.len() {
-            return Err(self.truncated());
-        }
-        let out = self.data.slice(self.pos..end);
-        self.pos = end;
-        Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, TsError> {
-        let b = self.take(1)?;
-        b.first().copied().ok_or_else(|| self.truncated())
-    }
-
-    fn u16(&mut self) -> Result<u16, TsError> {
-        Ok(u16::from(self.u8()?) << 8 | u16::from(self.u8()?))
-    }
-
-    /// `count` NAL units each with a 16-bit length, kept in `sets` up to the limit.
-    fn nal_list(
-        &mut self,
-        count: usize,
-        sets: &mut Vec<(u8, Bytes)>,
-        nal_type: impl Fn(&[u8]) -> u8,
-    ) -> Result<(), TsError> {
-        for _ in 0..count {
-            let len = usize::from(self.u16()?);
-            let nal = self.take(len)?;
-            if !nal.is_empty() && sets.len() < MAX_PARAMETER_SETS {
-                sets.push((nal_type(&nal), nal));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// NAL unit type of an H.264 NAL unit (0 for an empty slice).
-fn h264_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1F)
-}
-
-/// NAL unit type of an H.265 NAL unit (0 for an empty slice).
-fn h265_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| (b >> 1) & 0x3F)
-}
-
-fn length_size(byte: u8, what: &'static str) -> Result<u8, TsError> {
-    match (byte & 0x03) + 1 {
-        3 => Err(TsError::InvalidConfig {
-            what,
-            reason: "NAL length size 3 is not allowed",
-        }),
-        n => Ok(n),
-    }
-}
-
-/// Parses an AVCDecoderConfigurationRecord, keeping every SPS and PPS (up to
-/// [`MAX_PARAMETER_SETS`]).
+/// The muxer's view of an AVCDecoderConfigurationRecord: its SPS and PPS (at most
+/// [`media::nal::MAX_PARAMETER_SETS`]) and NAL length size.
 pub fn parse_avcc(record: &Bytes) -> Result<VideoConfig, TsError> {
-    const WHAT: &str = "AVC decoder configuration record";
-    let mut r = Reader {
-        data: record,
-        pos: 0,
-        what: WHAT,
-    };
-    let header = r.take(6)?;
-    let nal_length_size = length_size(header.get(4).copied().unwrap_or(0), WHAT)?;
-    let sps_count = usize::from(header.get(5).copied().unwrap_or(0) & 0x1F);
-    let mut sets = Vec::new();
-    r.nal_list(sps_count, &mut sets, h264_type)?;
-    // The PPS list is optional in practice (some encoders send PPS in band only).
-    if let Ok(pps_count) = r.u8() {
-        r.nal_list(usize::from(pps_count), &mut sets, h264_type)?;
-    }
-    let parameter_sets = ordered(sets, &[h264::SPS, h264::PPS]);
+    let c = avc::parse_avc_decoder_config(record)?;
     Ok(VideoConfig {
         codec: Codec::H264,
-        nal_length_size,
-        parameter_sets,
+        nal_length_size: c.nal_length_size,
+        parameter_sets: c.parameter_sets().cloned().collect(),
     })
 }
 
-/// Parses an HEVCDecoderConfigurationRecord, keeping the VPS, SPS and PPS arrays (up to
-/// [`MAX_PARAMETER_SETS`] in all); other arrays (SEI) are skipped.
+/// The muxer's view of an HEVCDecoderConfigurationRecord: its VPS, SPS and PPS (at most
+/// [`media::nal::MAX_PARAMETER_SETS`]; other arrays such as SEI are skipped) and NAL length
+/// size.
 pub fn parse_hvcc(record: &Bytes) -> Result<VideoConfig, TsError> {
-    const WHAT: &str = "HEVC decoder configuration record";
-    let mut r = Reader {
-        data: record,
-        pos: 0,
-        what: WHAT,
-    };
-    let header = r.take(23)?;
-    let nal_length_size = length_size(header.get(21).copied().unwrap_or(0), WHAT)?;
-    let arrays = header.get(22).copied().unwrap_or(0);
-    let mut sets = Vec::new();
-    for _ in 0..arrays {
-        let _array_type = r.u8()?;
-        let count = usize::from(r.u16()?);
-        r.nal_list(count, &mut sets, h265_type)?;
-    }
-    let parameter_sets = ordered(sets, &[h265::VPS, h265::SPS, h265::PPS]);
+    let c = hevc::parse_hevc_decoder_config(record)?;
     Ok(VideoConfig {
         codec: Codec::H265,
-        nal_length_size,
-        parameter_sets,
+        nal_length_size: c.nal_length_size,
+        parameter_sets: c.parameter_sets().cloned().collect(),
     })
-}
-
-/// Keeps the NAL units whose type is in `order`, sorted by that order (stable).
-fn ordered(sets: Vec<(u8, Bytes)>, order: &[u8]) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(sets.len());
-    for &t in order {
-        out.extend(
-            sets.iter()
-                .filter(|(ty, _)| *ty == t)
-                .map(|(_, nal)| nal.clone()),
-        );
-    }
-    out
-}
-
-/// Splits an AVCC payload into its NAL units (empty ones are skipped). Every length prefix
-/// must lie inside the payload and every NAL unit must end inside it.
-pub fn split_avcc(payload: &[u8], length_size: u8) -> Result<Vec<&[u8]>, TsError> {
-    let size = usize::from(length_size);
-    let mut nals = Vec::new();
-    let mut pos = 0;
-    while pos < payload.len() {
-        let bad = |len| TsError::BadNalLength {
-            offset: pos,
-            len,
-            payload_len: payload.len(),
-        };
-        let prefix = payload.get(pos..pos + size).ok_or(bad(0))?;
-        let len = prefix
-            .iter()
-            .fold(0usize, |acc, &b| acc << 8 | usize::from(b));
-        let start = pos + size;
-        let nal = start
-            .checked_add(len)
-            .and_then(|end| payload.get(start..end))
-            .ok_or(bad(len))?;
-        if !nal.is_empty() {
-            if nals.len() == MAX_NAL_UNITS {
-                return Err(TsError::TooManyNalUnits { max: MAX_NAL_UNITS });
-            }
-            nals.push(nal);
-        }
-        pos = start + len;
-    }
-    Ok(nals)
 }
 
 /// Converts one coded frame to an Annex B access unit appended to `out`.
@@ -228,19 +60,29 @@ pub fn avcc_to_annexb(
     keyframe: bool,
     out: &mut Vec<u8>,
 ) -> Result<bool, TsError> {
-    let nals = split_avcc(payload, config.nal_length_size)?;
-    let hevc = config.codec == Codec::H265;
-    let nal_type = if hevc { h265_type } else { h264_type };
-    let (aud_type, param_types): (u8, &[u8]) = if hevc {
-        (h265::AUD, &[h265::VPS, h265::SPS, h265::PPS])
+    let nals = split_length_prefixed(payload, config.nal_length_size)?;
+    let is_hevc = config.codec == Codec::H265;
+    // split_length_prefixed never returns an empty NAL unit; 0 stands for none.
+    let nal_type = |nal: &[u8]| {
+        if is_hevc {
+            hevc::nal_type(nal).unwrap_or(0)
+        } else {
+            avc::nal_type(nal).unwrap_or(0)
+        }
+    };
+    let (aud_type, param_types): (u8, &[u8]) = if is_hevc {
+        (
+            hevc::NAL_AUD,
+            &[hevc::NAL_VPS, hevc::NAL_SPS, hevc::NAL_PPS],
+        )
     } else {
-        (h264::AUD, &[h264::SPS, h264::PPS])
+        (avc::NAL_AUD, &[avc::NAL_SPS, avc::NAL_PPS])
     };
     let is_irap = |t: u8| {
-        if hevc {
-            (h265::IRAP_FIRST..=h265::IRAP_LAST).contains(&t)
+        if is_hevc {
+            hevc::is_irap(t)
         } else {
-            t == h264::IDR
+            t == avc::NAL_IDR
         }
     };
     let random_access = keyframe || nals.iter().any(|n| is_irap(nal_type(n)));
@@ -255,7 +97,7 @@ pub fn avcc_to_annexb(
             out.extend_from_slice(first);
             rest = nals.get(1..).unwrap_or(&[]);
         }
-        _ if hevc => out.extend_from_slice(&H265_AUD),
+        _ if is_hevc => out.extend_from_slice(&H265_AUD),
         _ => out.extend_from_slice(&H264_AUD),
     }
     if random_access && !has_params {
@@ -273,6 +115,9 @@ pub fn avcc_to_annexb(
 
 #[cfg(test)]
 mod tests {
+    use media::MediaError;
+    use media::fixtures::{HEVC_PPS, HEVC_VPS, hevc_record, hevc_sps};
+
     use super::*;
 
     /// avcC: version 1, Main@3.0, length size 4, one SPS (67 4D 00 1E), one PPS (68 EE 3C 80).
@@ -286,7 +131,7 @@ mod tests {
     }
 
     #[test]
-    fn avcc_record() {
+    fn avcc_record_keeps_sps_and_pps() {
         let c = avc_config();
         assert_eq!(c.codec, Codec::H264);
         assert_eq!(c.nal_length_size, 4);
@@ -294,24 +139,6 @@ mod tests {
             c.parameter_sets,
             [&[0x67, 0x4D, 0x00, 0x1E][..], &[0x68, 0xEE, 0x3C, 0x80][..]]
         );
-        // Without the PPS list the record is still valid.
-        let c = parse_avcc(&Bytes::copy_from_slice(&AVCC[..12])).unwrap();
-        assert_eq!(c.parameter_sets.len(), 1);
-        for end in [0, 5, 8, 11, 14, 18] {
-            assert!(
-                matches!(
-                    parse_avcc(&Bytes::copy_from_slice(&AVCC[..end])),
-                    Err(TsError::InvalidConfig {
-                        reason: "truncated",
-                        ..
-                    })
-                ),
-                "end {end}"
-            );
-        }
-        let mut bad = AVCC.to_vec();
-        bad[4] = 0xFE; // length size 3
-        assert!(parse_avcc(&Bytes::from(bad)).is_err());
     }
 
     #[test]
@@ -373,101 +200,49 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             avcc_to_annexb(&c, &payload, false, &mut out),
-            Err(TsError::BadNalLength {
+            Err(TsError::Codec(MediaError::BadNalLength {
                 offset: 6,
                 len: 5,
                 payload_len: 13
-            })
+            }))
         );
         assert!(out.is_empty(), "nothing written on error");
-        // A truncated prefix.
-        assert_eq!(
-            split_avcc(&[0, 0, 0, 1, 0x41, 0, 0], 4),
-            Err(TsError::BadNalLength {
-                offset: 5,
-                len: 0,
-                payload_len: 7
-            })
-        );
-        // A prefix near usize::MAX cannot overflow.
-        assert!(split_avcc(&[0xFF; 8], 4).is_err());
-        // 2-byte and 1-byte prefixes.
-        assert_eq!(split_avcc(&[0, 1, 7, 0, 0], 2).unwrap(), [&[7][..]]);
-        assert_eq!(split_avcc(&[2, 8, 9, 0], 1).unwrap(), [&[8, 9][..]]);
-    }
-
-    #[test]
-    fn too_many_nal_units() {
-        let payload: Vec<u8> = (0..=MAX_NAL_UNITS).flat_map(|_| [1, 0x41]).collect();
-        assert_eq!(
-            split_avcc(&payload, 1),
-            Err(TsError::TooManyNalUnits { max: MAX_NAL_UNITS })
-        );
-        assert_eq!(split_avcc(&payload[2..], 1).unwrap().len(), MAX_NAL_UNITS);
-    }
-
-    /// hvcC with 23 header bytes (length size 4) and arrays PPS, VPS, SEI, SPS (out of order).
-    fn hvcc() -> Bytes {
-        let mut r = vec![0x01; 21];
-        r.push(0xF3); // lengthSizeMinusOne 3
-        r.push(4); // numOfArrays
-        for (ty, nal) in [
-            (34u8, &[0x44, 0x01, 0xC1][..]),
-            (32, &[0x40, 0x01, 0x0C]),
-            (39, &[0x4E, 0x01, 0x05]),
-            (33, &[0x42, 0x01, 0x01]),
-        ] {
-            r.push(0x80 | ty);
-            r.extend_from_slice(&[0, 1, 0, nal.len() as u8]);
-            r.extend_from_slice(nal);
-        }
-        Bytes::from(r)
     }
 
     #[test]
     fn hevc_record_and_keyframe() {
-        let c = parse_hvcc(&hvcc()).unwrap();
+        let sps = hevc_sps(640, 360, None);
+        let full = Bytes::from(hevc_record(640, 360));
+        let c = parse_hvcc(&full).unwrap();
         assert_eq!((c.codec, c.nal_length_size), (Codec::H265, 4));
-        assert_eq!(
-            c.parameter_sets,
-            [
-                &[0x40, 0x01, 0x0C][..],
-                &[0x42, 0x01, 0x01],
-                &[0x44, 0x01, 0xC1]
-            ]
-        );
+        assert_eq!(c.parameter_sets, [HEVC_VPS, &sps, HEVC_PPS]);
         // IDR_W_RADL (19): header 0x26 0x01.
-        let payload = [0, 0, 0, 3, 0x26, 0x01, 0xAF];
+        let idr = [0x26, 0x01, 0xAF];
         let mut out = Vec::new();
-        assert!(avcc_to_annexb(&c, &payload, false, &mut out).unwrap());
-        assert_eq!(
-            out,
-            [
-                0, 0, 0, 1, 0x46, 0x01, 0x50, // AUD
-                0, 0, 0, 1, 0x40, 0x01, 0x0C, // VPS
-                0, 0, 0, 1, 0x42, 0x01, 0x01, // SPS
-                0, 0, 0, 1, 0x44, 0x01, 0xC1, // PPS
-                0, 0, 0, 1, 0x26, 0x01, 0xAF,
-            ]
-        );
+        assert!(avcc_to_annexb(&c, &[0, 0, 0, 3, 0x26, 0x01, 0xAF], false, &mut out).unwrap());
+        let mut want = H265_AUD.to_vec();
+        for nal in [HEVC_VPS, &sps, HEVC_PPS, &idr] {
+            want.extend_from_slice(&START_CODE);
+            want.extend_from_slice(nal);
+        }
+        assert_eq!(&out[..4], &START_CODE);
+        assert_eq!(&out[4..], &want[..]);
         // TRAIL_R (1): AUD only.
         let mut out = Vec::new();
         assert!(!avcc_to_annexb(&c, &[0, 0, 0, 2, 0x02, 0x01], false, &mut out).unwrap());
         assert_eq!(out, [0, 0, 0, 1, 0x46, 0x01, 0x50, 0, 0, 0, 1, 0x02, 0x01]);
         // Truncated records are errors.
-        let full = hvcc();
         for end in [0, 22, 23, 26, 30] {
-            assert!(parse_hvcc(&full.slice(..end)).is_err(), "end {end}");
+            assert!(
+                matches!(
+                    parse_hvcc(&full.slice(..end)),
+                    Err(TsError::Codec(MediaError::InvalidCodecConfig {
+                        reason: "truncated",
+                        ..
+                    }))
+                ),
+                "end {end}"
+            );
         }
-    }
-
-    #[test]
-    fn parameter_set_limit() {
-        let mut r = vec![0x01, 0x4D, 0x00, 0x1E, 0xFF, 0xFF]; // 31 SPS
-        for _ in 0..31 {
-            r.extend_from_slice(&[0, 2, 0x67, 0x00]);
-        }
-        let c = parse_avcc(&Bytes::from(r)).unwrap();
-        assert_eq!(c.parameter_sets.len(), MAX_PARAMETER_SETS);
     }
 }

@@ -7,14 +7,19 @@
 //!   stream, and every viewer hands str0m the same `Arc<[u8]>`.
 //! - [`Avcc`] (WHIP): the Annex B access units str0m depacketizes to hub AVCC (4-byte
 //!   lengths), with an AVCDecoderConfigurationRecord built from the in-band SPS/PPS.
+//!
+//! The record formats, NAL unit types and NAL unit framing are `media`'s ([`media::avc`],
+//! [`media::nal`], which also bounds the NAL units of one access unit); what is here is
+//! WebRTC's policy: parameter sets before every keyframe one way, a record from the in-band
+//! parameter sets the other way. [`crate::hevc`] applies the same policy to H.265 with the
+//! shared pieces below.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
-
-/// Most NAL units taken from one access unit (a hostile frame cannot make us loop long).
-pub const MAX_NAL_UNITS: usize = 256;
+use media::avc::{self, NAL_AUD, NAL_IDR, NAL_PPS, NAL_SPS};
+use media::nal::{START_CODE, split_annexb, split_length_prefixed};
 
 /// Largest Annex B access unit converted for the hub (a 4K intra frame fits easily).
 pub const MAX_ACCESS_UNIT_BYTES: usize = 4 * 1024 * 1024;
@@ -26,14 +31,12 @@ pub const MAX_PARAM_SET_BYTES: usize = 1024;
 /// within one wake of each other, a few frames cover one lagging a little.
 pub const ANNEXB_CACHE_FRAMES: usize = 4;
 
-const START_CODE: [u8; 4] = [0, 0, 0, 1];
-
 /// Parameter sets of the current sequence header.
 #[derive(Debug, Clone, Default)]
 pub struct AnnexB {
     /// Bytes of the NAL length prefix (1, 2 or 4).
     nal_length_size: usize,
-    /// `00 00 00 01 SPS 00 00 00 01 PPS`, put before each keyframe.
+    /// A start code and each SPS and PPS of the record, put before each keyframe.
     params: Arc<[u8]>,
     /// The stream's shared conversions (`None`: each conversion is this viewer's own).
     cache: Option<Arc<AnnexBCache>>,
@@ -42,23 +45,11 @@ pub struct AnnexB {
 impl AnnexB {
     /// Takes an AVCDecoderConfigurationRecord; false (state unchanged) if it is malformed.
     pub fn set_config(&mut self, record: &Bytes) -> bool {
-        let Ok(rec) = flv::codec::parse_avc_decoder_config(record) else {
+        let Ok(rec) = avc::parse_avc_decoder_config(record) else {
             return false;
         };
-        let size = usize::from(rec.nal_length_size);
-        if !matches!(size, 1 | 2 | 4) {
-            return false;
-        }
-        let mut params =
-            Vec::with_capacity(rec.sps.len() + 8 + rec.pps.as_ref().map_or(0, |p| p.len()));
-        params.extend_from_slice(&START_CODE);
-        params.extend_from_slice(&rec.sps);
-        if let Some(pps) = &rec.pps {
-            params.extend_from_slice(&START_CODE);
-            params.extend_from_slice(pps);
-        }
-        self.nal_length_size = size;
-        self.params = params.into();
+        self.nal_length_size = usize::from(rec.nal_length_size);
+        self.params = annexb_params(rec.parameter_sets());
         true
     }
 
@@ -72,13 +63,11 @@ impl AnnexB {
     /// takes: taken from the stream's cache when another viewer converted the same payload
     /// with the same parameter sets, else converted and put there.
     pub fn convert_shared(&self, payload: &Bytes, keyframe: bool) -> Option<Arc<[u8]>> {
-        let Some(cache) = &self.cache else {
-            return self.convert(payload, keyframe).map(Arc::from);
-        };
         if !self.ready() {
             return None;
         }
-        cache.shared(
+        AnnexBCache::shared(
+            self.cache.as_deref(),
             payload,
             keyframe,
             self.nal_length_size,
@@ -98,35 +87,47 @@ impl AnnexB {
         if !self.ready() {
             return None;
         }
-        let mut out = Vec::with_capacity(avcc.len() + self.params.len() + 16);
-        if keyframe {
-            out.extend_from_slice(&self.params);
-        }
-        let mut rest = avcc;
-        let mut n = 0;
-        while !rest.is_empty() {
-            n += 1;
-            if n > MAX_NAL_UNITS {
-                return None;
-            }
-            let (len_bytes, tail) = rest.split_at_checked(self.nal_length_size)?;
-            let len = len_bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-            let (nal, tail) = tail.split_at_checked(len)?;
-            rest = tail;
-            let Some(&header) = nal.first() else {
-                continue;
-            };
-            // Parameter sets and AUDs in band are dropped: ours go before each keyframe.
-            if keyframe && matches!(header & 0x1f, 7..=9) {
-                continue;
-            }
-            out.extend_from_slice(&START_CODE);
-            out.extend_from_slice(nal);
-        }
-        (out.len() > if keyframe { self.params.len() } else { 0 }).then_some(out)
+        // Parameter sets and AUDs in band are dropped: ours go before each keyframe.
+        to_annexb(avcc, self.nal_length_size, keyframe, &self.params, |nal| {
+            matches!(avc::nal_type(nal), Some(NAL_SPS..=NAL_AUD))
+        })
     }
+}
+
+/// Start code + each parameter set, in order: what goes before each keyframe.
+pub(crate) fn annexb_params<'a>(sets: impl Iterator<Item = &'a Bytes>) -> Arc<[u8]> {
+    let mut params = Vec::new();
+    for set in sets {
+        params.extend_from_slice(&START_CODE);
+        params.extend_from_slice(set);
+    }
+    params.into()
+}
+
+/// Length-prefixed NAL units to an Annex B access unit, with `params` (start codes and
+/// parameter sets) in front of a keyframe and the keyframe's own parameter sets and AUDs
+/// (`in_band`) dropped. `None` if a length is malformed, there are too many NAL units, or
+/// nothing but `params` would be sent.
+pub(crate) fn to_annexb(
+    data: &[u8],
+    nal_length_size: usize,
+    keyframe: bool,
+    params: &[u8],
+    in_band: impl Fn(&[u8]) -> bool,
+) -> Option<Vec<u8>> {
+    let nals = split_length_prefixed(data, u8::try_from(nal_length_size).ok()?).ok()?;
+    let mut out = Vec::with_capacity(data.len() + params.len() + 16);
+    if keyframe {
+        out.extend_from_slice(params);
+    }
+    for nal in nals {
+        if keyframe && in_band(nal) {
+            continue;
+        }
+        out.extend_from_slice(&START_CODE);
+        out.extend_from_slice(nal);
+    }
+    (out.len() > if keyframe { params.len() } else { 0 }).then_some(out)
 }
 
 /// One conversion: its inputs (the payload held, so its address names these bytes while
@@ -168,16 +169,20 @@ impl AnnexBCache {
     }
 
     /// The conversion of `payload` (with `keyframe`, `tag` and `params`, the other inputs
-    /// of `convert`): another viewer's when it made the same one, else `convert`'s, kept.
+    /// of `convert`) through the stream's `cache`: another viewer's when it made the same
+    /// one, else `convert`'s, kept. Without a cache, `convert`'s (the viewer's own).
     pub fn shared(
-        &self,
+        cache: Option<&Self>,
         payload: &Bytes,
         keyframe: bool,
         tag: usize,
         params: &Arc<[u8]>,
         convert: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<Arc<[u8]>> {
-        if let Some(hit) = self
+        let Some(cache) = cache else {
+            return convert().map(Arc::from);
+        };
+        if let Some(hit) = cache
             .lock()
             .1
             .iter()
@@ -193,7 +198,7 @@ impl AnnexBCache {
             params: Arc::clone(params),
             out: out.clone(),
         };
-        let mut g = self.lock();
+        let mut g = cache.lock();
         let (next, recent) = &mut *g;
         if recent.len() < ANNEXB_CACHE_FRAMES {
             recent.push(c);
@@ -228,121 +233,92 @@ impl AnnexBCaches {
 
     /// Streams with a live cache.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn live(&self) -> usize {
         let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         m.values().filter(|w| w.strong_count() > 0).count()
     }
 }
 
-/// The NAL units of an Annex B byte stream (3- or 4-byte start codes), without their start
-/// codes and trailing zero bytes; `None` if there are more than [`MAX_NAL_UNITS`].
-pub fn split_annexb(data: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut units = Vec::new();
-    // Start of the current NAL unit's payload, once a start code was seen.
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    while let Some(w) = data.get(i..i + 3) {
-        if w == [0, 0, 1] {
-            if let Some(s) = start {
-                push_unit(&mut units, data.get(s..i))?;
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    if let Some(s) = start {
-        push_unit(&mut units, data.get(s..))?;
-    }
-    Some(units)
-}
-
-/// Adds one NAL unit (trailing zeros, i.e. the next 4-byte start code's first byte, cut).
-fn push_unit<'a>(units: &mut Vec<&'a [u8]>, unit: Option<&'a [u8]>) -> Option<()> {
-    let unit = unit.unwrap_or_default();
-    let end = unit.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1);
-    let unit = unit.get(..end).unwrap_or_default();
-    if unit.is_empty() {
-        return Some(());
-    }
-    if units.len() >= MAX_NAL_UNITS {
-        return None;
-    }
-    units.push(unit);
-    Some(())
-}
-
-/// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1) with one SPS and one PPS and
-/// 4-byte NAL lengths; `None` if a parameter set is too short or longer than
-/// [`MAX_PARAM_SET_BYTES`].
-pub fn config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
-    if sps.len() < 4
-        || pps.is_empty()
-        || sps.len() > MAX_PARAM_SET_BYTES
-        || pps.len() > MAX_PARAM_SET_BYTES
-    {
-        return None;
-    }
-    let (profile, compat, level) = (*sps.get(1)?, *sps.get(2)?, *sps.get(3)?);
-    let mut r = Vec::with_capacity(11 + sps.len() + pps.len());
-    // version 1, profile, compatibility, level, 6 reserved bits + lengthSizeMinusOne = 3,
-    // 3 reserved bits + one SPS.
-    r.extend_from_slice(&[1, profile, compat, level, 0xFF, 0xE1]);
-    r.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
-    r.extend_from_slice(sps);
-    r.push(1);
-    r.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
-    r.extend_from_slice(pps);
-    Some(r)
-}
-
-/// One access unit converted for the hub.
+/// One access unit converted for the hub (by [`Avcc`], or [`crate::hevc::Hvcc`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvccUnit {
-    /// A new configuration record, when the SPS/PPS appeared or changed with this unit: it
-    /// goes to the hub as a sequence header before the coded frame.
+    /// A new configuration record, when the parameter sets appeared or changed with this
+    /// unit: it goes to the hub as a sequence header before the coded frame.
     pub config: Option<Vec<u8>>,
     /// The coded slices with 4-byte lengths (parameter sets, AUD and SEI dropped).
     pub data: Vec<u8>,
-    /// The unit contains an IDR slice.
+    /// The unit contains a random access picture (H.264 IDR, H.265 IRAP).
     pub keyframe: bool,
 }
 
-/// Annex B (what str0m depacketizes from WebRTC) to AVCC for the hub.
-#[derive(Debug, Clone, Default)]
-pub struct Avcc {
-    sps: Option<Vec<u8>>,
-    pps: Option<Vec<u8>>,
-    /// The configuration record last handed out.
+/// What a WHIP converter does with one NAL unit of an Annex B access unit.
+pub(crate) enum InBand {
+    /// Remember it as parameter set number `n` of the record.
+    ParamSet(usize),
+    /// Keep it in the coded frame; `key`: a random access picture.
+    Slice {
+        /// The NAL unit is a random access picture.
+        key: bool,
+    },
+    /// Drop it (AUD, SEI, end of sequence, filler, ...: not needed by players).
+    Drop,
+}
+
+/// The in-band parameter sets (`N` of them: SPS and PPS, or VPS, SPS and PPS) a WHIP
+/// converter has seen, and the configuration record it last handed out.
+#[derive(Debug, Clone)]
+pub(crate) struct ParamSets<const N: usize> {
+    sets: [Option<Vec<u8>>; N],
     config: Option<Vec<u8>>,
 }
 
-impl Avcc {
-    /// Converts one access unit. `None` when it is malformed (too big, too many NAL units),
-    /// carries no slice, or no SPS/PPS were seen yet (a decoder could not use it).
-    pub fn convert(&mut self, annexb: &[u8]) -> Option<AvccUnit> {
+impl<const N: usize> Default for ParamSets<N> {
+    fn default() -> Self {
+        Self {
+            sets: std::array::from_fn(|_| None),
+            config: None,
+        }
+    }
+}
+
+impl<const N: usize> ParamSets<N> {
+    /// Converts one Annex B access unit: each NAL unit as `classify` says, parameter sets
+    /// up to [`MAX_PARAM_SET_BYTES`] remembered, slices kept with 4-byte lengths, and the
+    /// record `record` makes from all `N` parameter sets handed out when it changed. `None`
+    /// when the unit is malformed (too big, too many NAL units), carries no slice, or not all
+    /// parameter sets were seen yet (a decoder could not use it).
+    pub(crate) fn convert(
+        &mut self,
+        annexb: &[u8],
+        classify: impl Fn(&[u8]) -> InBand,
+        record: impl FnOnce(&[&[u8]]) -> Option<Vec<u8>>,
+    ) -> Option<AvccUnit> {
         if annexb.len() > MAX_ACCESS_UNIT_BYTES {
             return None;
         }
-        let units = split_annexb(annexb)?;
         let mut data = Vec::with_capacity(annexb.len() + 4);
         let mut keyframe = false;
-        for nal in units {
-            let Some(&header) = nal.first() else { continue };
-            match header & 0x1f {
-                7 if nal.len() <= MAX_PARAM_SET_BYTES => self.sps = Some(nal.to_vec()),
-                8 if nal.len() <= MAX_PARAM_SET_BYTES => self.pps = Some(nal.to_vec()),
-                t @ 1..=5 => {
-                    keyframe |= t == 5;
+        for nal in split_annexb(annexb).ok()? {
+            match classify(nal) {
+                InBand::ParamSet(n) if nal.len() <= MAX_PARAM_SET_BYTES => {
+                    if let Some(set) = self.sets.get_mut(n) {
+                        *set = Some(nal.to_vec());
+                    }
+                }
+                InBand::Slice { key } => {
+                    keyframe |= key;
                     data.extend_from_slice(&u32::try_from(nal.len()).ok()?.to_be_bytes());
                     data.extend_from_slice(nal);
                 }
-                // AUD, SEI, end of sequence/stream, filler, ...: not needed by players.
-                _ => {}
+                InBand::ParamSet(_) | InBand::Drop => {}
             }
         }
-        let record = config_record(self.sps.as_deref()?, self.pps.as_deref()?)?;
+        let sets: Vec<&[u8]> = self
+            .sets
+            .iter()
+            .map(Option::as_deref)
+            .collect::<Option<_>>()?;
+        let record = record(&sets)?;
         if data.is_empty() {
             return None;
         }
@@ -355,6 +331,33 @@ impl Avcc {
             data,
             keyframe,
         })
+    }
+}
+
+/// Annex B (what str0m depacketizes from WebRTC) to AVCC for the hub.
+#[derive(Debug, Clone, Default)]
+pub struct Avcc {
+    /// SPS and PPS.
+    sets: ParamSets<2>,
+}
+
+impl Avcc {
+    /// Converts one access unit. `None` when it is malformed (too big, too many NAL units),
+    /// carries no slice, or no SPS/PPS were seen yet (a decoder could not use it).
+    pub fn convert(&mut self, annexb: &[u8]) -> Option<AvccUnit> {
+        self.sets.convert(
+            annexb,
+            |nal| match avc::nal_type(nal) {
+                Some(NAL_SPS) => InBand::ParamSet(0),
+                Some(NAL_PPS) => InBand::ParamSet(1),
+                Some(t @ 1..=NAL_IDR) => InBand::Slice { key: t == NAL_IDR },
+                _ => InBand::Drop,
+            },
+            |sets| match sets {
+                [sps, pps] => avc::decoder_config_record(sps, pps),
+                _ => None,
+            },
+        )
     }
 }
 
@@ -413,9 +416,10 @@ mod tests {
                 .is_none(),
             "no config"
         );
-        let many: Vec<u8> = std::iter::repeat_n([0u8, 0, 0, 1, 0x41], MAX_NAL_UNITS + 1)
-            .flatten()
-            .collect();
+        let many: Vec<u8> =
+            std::iter::repeat_n([0u8, 0, 0, 1, 0x41], media::nal::MAX_NAL_UNITS + 1)
+                .flatten()
+                .collect();
         assert!(a.convert(&many, false).is_none(), "too many NAL units");
         let mut b = AnnexB::default();
         assert!(!b.set_config(&Bytes::from_static(&[1, 66])));
@@ -503,14 +507,14 @@ mod tests {
         let cache = caches.get("live/a");
         assert_eq!(cache.lock().1.len(), ANNEXB_CACHE_FRAMES);
         let b = annexb().with_cache(caches.get("live/b"));
-        assert_eq!(caches.len(), 2);
+        assert_eq!(caches.live(), 2);
         drop((a, cache));
-        assert_eq!(caches.len(), 1, "live/a went with its last viewer");
+        assert_eq!(caches.live(), 1, "live/a went with its last viewer");
         // A new viewer of live/a gets a fresh cache; the dead entry is swept.
         let _c = annexb().with_cache(caches.get("live/a"));
         assert_eq!(caches.map.lock().unwrap().len(), 2);
         drop(b);
-        assert_eq!(caches.len(), 1);
+        assert_eq!(caches.live(), 1);
     }
 
     /// Every frame of the demo clip, shared or not, converts to the same bytes.
@@ -546,31 +550,6 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 100);
-    }
-
-    #[test]
-    fn annexb_splits_on_three_and_four_byte_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x67, 0x42, 0, 0, 1, 0x68, 0xCE, 0, 0, 0, 1, 0x65, 0x88, 0,
-        ];
-        let units = split_annexb(&data).unwrap();
-        assert_eq!(units, vec![&[0x67, 0x42][..], &[0x68, 0xCE], &[0x65, 0x88]]);
-        assert_eq!(split_annexb(&[1, 2, 3]).unwrap(), Vec::<&[u8]>::new());
-        assert_eq!(split_annexb(&[]).unwrap(), Vec::<&[u8]>::new());
-        let many: Vec<u8> = std::iter::repeat_n([0u8, 0, 1, 0x41], MAX_NAL_UNITS + 1)
-            .flatten()
-            .collect();
-        assert!(split_annexb(&many).is_none(), "too many NAL units");
-    }
-
-    #[test]
-    fn config_record_matches_the_spec_layout_and_parses() {
-        let rec = config_record(&[0x67, 0x42, 0xC0, 0x1E], &[0x68, 0xCE, 0x3C, 0x80]).unwrap();
-        assert_eq!(rec, RECORD);
-        let parsed = flv::codec::parse_avc_decoder_config(&Bytes::from(rec)).unwrap();
-        assert_eq!(parsed.nal_length_size, 4);
-        assert!(config_record(&[0x67, 0x42], &[0x68]).is_none(), "short SPS");
-        assert!(config_record(&[0x67; MAX_PARAM_SET_BYTES + 1], &[0x68]).is_none());
     }
 
     #[test]
@@ -651,9 +630,8 @@ mod tests {
             let want: Vec<u8> = slices_of(&f.payload());
             assert_eq!(u.data, want, "frame {frames}");
             if frames == 0 {
-                let rec =
-                    flv::codec::parse_avc_decoder_config(&Bytes::from(u.config.unwrap())).unwrap();
-                let orig = flv::codec::parse_avc_decoder_config(record.as_ref().unwrap()).unwrap();
+                let rec = avc::parse_avc_decoder_config(&Bytes::from(u.config.unwrap())).unwrap();
+                let orig = avc::parse_avc_decoder_config(record.as_ref().unwrap()).unwrap();
                 assert_eq!((rec.sps, rec.pps), (orig.sps, orig.pps));
             } else {
                 assert!(u.config.is_none());

@@ -58,16 +58,10 @@ impl OfferMedia {
     }
 }
 
-/// A codec's name as players and people know it (for error messages and logs).
+/// A codec's name as players and people know it (for error messages and logs):
+/// [`Codec::name`], kept here for the WHEP/WHIP handlers that call it by this name.
 pub fn codec_name(codec: Codec) -> String {
-    match codec {
-        Codec::H264 => "H.264".to_owned(),
-        Codec::H265 => "H.265".to_owned(),
-        Codec::Av1 => "AV1".to_owned(),
-        Codec::Vp9 => "VP9".to_owned(),
-        Codec::Vp8 => "VP8".to_owned(),
-        other => format!("{other:?}"),
-    }
+    codec.name().into_owned()
 }
 
 /// Scans an offer; `Err(reason)` when it is not an SDP offer or has nothing we can send.
@@ -187,6 +181,7 @@ mod tests {
         let m = check_offer(audio).unwrap();
         assert_eq!((m.pick_video(), m.has_video), (None, false));
         assert_eq!(codec_name(Codec::Vp9), "VP9");
+        assert_eq!(codec_name(Codec::Aac), "AAC");
     }
 
     #[test]

@@ -128,7 +128,6 @@ pub fn answer_fragment(
     out
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

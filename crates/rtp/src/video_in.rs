@@ -15,11 +15,11 @@ use flv::video::{
     ExVideoPacket, FOURCC_AV01, FOURCC_HVC1, FOURCC_VP08, FOURCC_VP09, ex_video_body,
 };
 use media::Codec;
+use media::vp::{VpInfo, vp8_keyframe, vp9_keyframe};
 
 use crate::av1::Av1In;
 use crate::h264::{Avcc, MAX_ACCESS_UNIT_BYTES};
 use crate::hevc::Hvcc;
-use crate::vp::{VpInfo, vp8_keyframe, vp9_keyframe};
 
 /// One frame for the hub: FLV video tag bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct VideoUnit {
     pub header: Option<Vec<u8>>,
     /// The coded frame's tag.
     pub frame: Vec<u8>,
+    /// The frame is a keyframe (H.264 IDR, H.265 IRAP, AV1 with a sequence header, VP8/VP9
+    /// key frame): a viewer can start decoding at it.
     pub keyframe: bool,
 }
 
@@ -226,7 +228,7 @@ mod tests {
         assert_eq!(&h[..5], &[0x90, b'v', b'p', b'0', b'8']);
         let hf = frame(&h);
         assert_eq!((hf.codec, hf.role), (Codec::Vp8, FrameRole::SequenceHeader));
-        assert_eq!(hf.payload().len(), crate::vp::VPCC_LEN);
+        assert_eq!(hf.payload().len(), media::vp::VPCC_LEN);
         let f = frame(&u.frame);
         assert_eq!(
             (f.codec, f.role, f.keyframe),
@@ -246,7 +248,7 @@ mod tests {
     #[test]
     fn av1_and_h265_units_parse_back() {
         let mut v = VideoIn::new(Codec::Av1).unwrap();
-        let mut tu = crate::av1::tests::sequence_header_obu();
+        let mut tu = media::fixtures::av1_sequence_header_obu();
         tu.extend_from_slice(&[0x32, 0x01, 0xCC]);
         let u = v.accept(&tu, true).0.unwrap();
         let h = frame(&u.header.unwrap());
@@ -256,9 +258,9 @@ mod tests {
         assert_eq!((f.codec, f.keyframe), (Codec::Av1, true));
         assert_eq!(f.payload().as_ref(), tu.as_slice());
 
-        use crate::hevc::tests::{PPS, VPS, sps};
+        use media::fixtures::{HEVC_PPS as PPS, HEVC_VPS as VPS, hevc_sps};
         let mut v = VideoIn::new(Codec::H265).unwrap();
-        let sps = sps();
+        let sps = hevc_sps(640, 360, None);
         let mut au = Vec::new();
         for n in [VPS, &sps, PPS, &[0x26, 0x01, 0xAF]] {
             au.extend_from_slice(&[0, 0, 0, 1]);

@@ -5,15 +5,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use media::av1::{OBU_TEMPORAL_DELIMITER, obus};
 use media::{Codec, Frame, FrameRole, MediaKind};
 
-use crate::av1;
 use crate::h264::{AnnexB, AnnexBCache};
 use crate::hevc::HevcAnnexB;
-
-/// OBU_TEMPORAL_DELIMITER.
-const OBU_TEMPORAL_DELIMITER: u8 = 2;
 
 /// [`AnnexBCache`] tags of the codecs other than H.264 (whose tag is its NAL length size,
 /// 1 to 4): H.265 adds its NAL length size to [`TAG_H265`].
@@ -76,46 +72,47 @@ impl VideoOut {
             Codec::H265 => {
                 let (size, params) = self.hevc.inputs();
                 let hevc = &self.hevc;
-                shared(&self.cache, &payload, key, TAG_H265 + size, params, || {
-                    hevc.convert(&payload, key)
-                })
+                AnnexBCache::shared(
+                    self.cache.as_deref(),
+                    &payload,
+                    key,
+                    TAG_H265 + size,
+                    params,
+                    || hevc.convert(&payload, key),
+                )
             }
-            Codec::Av1 => shared(&self.cache, &payload, key, TAG_AV1, &self.no_params, || {
-                let obus = av1::obus(&payload)?;
-                let mut out = Vec::with_capacity(payload.len());
-                for o in obus {
-                    if o.obu_type != OBU_TEMPORAL_DELIMITER {
-                        out.extend_from_slice(o.bytes);
+            Codec::Av1 => AnnexBCache::shared(
+                self.cache.as_deref(),
+                &payload,
+                key,
+                TAG_AV1,
+                &self.no_params,
+                || {
+                    let mut out = Vec::with_capacity(payload.len());
+                    for o in obus(&payload).ok()? {
+                        if o.obu_type != OBU_TEMPORAL_DELIMITER {
+                            out.extend_from_slice(o.bytes);
+                        }
                     }
-                }
-                (!out.is_empty()).then_some(out)
-            }),
+                    (!out.is_empty()).then_some(out)
+                },
+            ),
             codec => {
                 let tag = if codec == Codec::Vp9 {
                     TAG_VP9
                 } else {
                     TAG_VP8
                 };
-                shared(&self.cache, &payload, key, tag, &self.no_params, || {
-                    Some(payload.to_vec())
-                })
+                AnnexBCache::shared(
+                    self.cache.as_deref(),
+                    &payload,
+                    key,
+                    tag,
+                    &self.no_params,
+                    || Some(payload.to_vec()),
+                )
             }
         }
-    }
-}
-
-/// `convert`'s output through the stream's cache when there is one, else this viewer's own.
-fn shared(
-    cache: &Option<Arc<AnnexBCache>>,
-    payload: &Bytes,
-    keyframe: bool,
-    tag: usize,
-    params: &Arc<[u8]>,
-    convert: impl FnOnce() -> Option<Vec<u8>>,
-) -> Option<Arc<[u8]>> {
-    match cache {
-        Some(c) => c.shared(payload, keyframe, tag, params, convert),
-        None => convert().map(Arc::from),
     }
 }
 
@@ -126,7 +123,7 @@ mod tests {
     use super::*;
 
     fn frame(body: Vec<u8>) -> Frame {
-        flv::frame_from_tag(flv::mux::TAG_VIDEO, 0, Bytes::from(body)).unwrap()
+        flv::frame_from_tag(flv::mux::TAG_VIDEO, 0, bytes::Bytes::from(body)).unwrap()
     }
 
     #[test]
@@ -171,11 +168,7 @@ mod tests {
         ));
         assert_eq!(out.convert(Some(Codec::Av1), &bad), None);
         // H.264 without a sequence header yet: nothing.
-        let avc = frame(crate::video_in::avc_body(
-            true,
-            1,
-            &[0, 0, 0, 1, 0x65],
-        ));
+        let avc = frame(crate::video_in::avc_body(true, 1, &[0, 0, 0, 1, 0x65]));
         assert_eq!(out.convert(Some(Codec::H264), &avc), None);
     }
 
@@ -187,11 +180,7 @@ mod tests {
         let mut own = VideoOut::default();
         for (fourcc, rtc, payload) in [
             (FOURCC_VP08, Codec::Vp8, vec![0x50, 1, 2]),
-            (
-                FOURCC_AV01,
-                Codec::Av1,
-                vec![0x12, 0x00, 0x32, 0x01, 0xCC],
-            ),
+            (FOURCC_AV01, Codec::Av1, vec![0x12, 0x00, 0x32, 0x01, 0xCC]),
         ] {
             let f = frame(ex_video_body(
                 fourcc,

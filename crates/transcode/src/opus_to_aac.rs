@@ -21,8 +21,9 @@ use crate::{AAC_FRAME_SAMPLES, MAX_CHANNELS, MAX_GAP_MS, MAX_OPUS_PACKET_BYTES, 
 
 /// Output sample rate (the Opus decoder's and the AAC encoder's): no resampling.
 const RATE: u64 = 48_000;
-/// Longest Opus packet (RFC 6716: 120 ms) in samples per channel at 48 kHz.
-pub const MAX_OPUS_PACKET_SAMPLES: usize = 5_760;
+/// Longest Opus packet (RFC 6716: 120 ms) in samples per channel at 48 kHz
+/// ([`media::opus::MAX_OPUS_PACKET_SAMPLES`] as a buffer length).
+pub const MAX_OPUS_PACKET_SAMPLES: usize = media::opus::MAX_OPUS_PACKET_SAMPLES as usize;
 /// The longest input gap concealed with libopus's PLC instead of resetting: lost packets on a
 /// WebRTC path are short (tens of ms) and concealing keeps AAC continuous; beyond a second
 /// the publisher paused and a new timeline is the truthful answer.

@@ -383,10 +383,7 @@ mod tests {
 
     #[test]
     fn every_standard_aac_rate_fits_the_bank_limit() {
-        for rate in [
-            96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025,
-            8_000, 7_350,
-        ] {
+        for rate in media::aac::SAMPLE_RATES {
             let r = Resampler::new(rate, 48_000, 2).unwrap();
             assert!(r.bank.len() <= MAX_RESAMPLER_COEFFS);
         }

@@ -17,10 +17,7 @@ use crate::{
 
 /// The 13 rates of the AAC sampling-frequency-index table (ISO/IEC 14496-3 1.6.3.4). Explicit
 /// 24-bit rates are refused: they would need an arbitrary (possibly huge) resampler.
-const AAC_SAMPLE_RATES: [u32; 13] = [
-    96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000,
-    7_350,
-];
+const AAC_SAMPLE_RATES: [u32; 13] = media::aac::SAMPLE_RATES;
 
 /// Bytes of a rejected config kept in [`TranscodeError::InvalidConfig`].
 const MAX_ASC_IN_ERROR: usize = 16;

@@ -1,13 +1,28 @@
-//! AVC decoder configuration record and sequence parameter set.
+//! H.264 / AVC: NAL unit types, the AVCDecoderConfigurationRecord (`avcC`, ISO/IEC 14496-15
+//! 5.3.3) both ways, and the sequence parameter set (ITU-T H.264 7.3.2.1.1) up to the frame
+//! cropping fields: profile, level, chroma format, bit depth, width and height.
 
 use bytes::Bytes;
 
-use super::bits::{BitReader, unescape_rbsp};
-use crate::FlvError;
-use crate::frame::Cursor;
+use crate::MediaError;
+use crate::bits::BitReader;
+use crate::nal::{MAX_PARAMETER_SETS, MAX_SPS_LEN};
+use crate::rbsp::unescape_rbsp;
+use crate::record::{Reader, nal_length_size};
 
-/// Largest SPS NAL unit [`parse_sps`] accepts (the record's length field is 16 bits).
-pub const MAX_SPS_LEN: usize = 65_535;
+/// NAL unit type of an IDR slice (H.264 Table 7-1).
+pub const NAL_IDR: u8 = 5;
+/// NAL unit type of a sequence parameter set.
+pub const NAL_SPS: u8 = 7;
+/// NAL unit type of a picture parameter set.
+pub const NAL_PPS: u8 = 8;
+/// NAL unit type of an access unit delimiter.
+pub const NAL_AUD: u8 = 9;
+
+/// The NAL unit type of an H.264 NAL unit (`None` for an empty slice).
+pub fn nal_type(nal: &[u8]) -> Option<u8> {
+    nal.first().map(|h| h & 0x1F)
+}
 
 /// What an AVCDecoderConfigurationRecord says, with zero-copy parameter sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,24 +35,39 @@ pub struct AvcDecoderConfig {
     pub level: u8,
     /// Bytes per NAL unit length prefix in coded frames (1, 2 or 4).
     pub nal_length_size: u8,
-    /// The first SPS NAL unit (with its NAL header byte).
-    pub sps: Bytes,
-    /// The first PPS NAL unit, if any.
-    pub pps: Option<Bytes>,
+    /// The SPS NAL units (with their NAL header byte), in record order; never empty.
+    pub sps: Vec<Bytes>,
+    /// The PPS NAL units, in record order (the list is optional in practice: some encoders
+    /// send the PPS in band only). SPS and PPS together are at most [`MAX_PARAMETER_SETS`].
+    pub pps: Vec<Bytes>,
 }
 
 impl AvcDecoderConfig {
-    /// Parses [`sps`](Self::sps).
-    pub fn parse_sps(&self) -> Result<Sps, FlvError> {
-        parse_sps(&self.sps)
+    /// Parses the first SPS.
+    pub fn parse_sps(&self) -> Result<Sps, MediaError> {
+        parse_sps(self.sps.first().map_or(&[][..], |s| s.as_ref()))
+    }
+
+    /// The RFC 6381 codec string, e.g. `avc1.4d401e` (profile, compatibility, level in hex).
+    pub fn codec_string(&self) -> String {
+        format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            self.profile, self.compatibility, self.level
+        )
+    }
+
+    /// Every parameter set in decoding order: the SPS, then the PPS.
+    pub fn parameter_sets(&self) -> impl Iterator<Item = &Bytes> {
+        self.sps.iter().chain(&self.pps)
     }
 }
 
-/// Parses an AVCDecoderConfigurationRecord (the AVC sequence header payload).
-pub fn parse_avc_decoder_config(record: &Bytes) -> Result<AvcDecoderConfig, FlvError> {
-    const WHAT: &str = "AVC decoder configuration record";
-    let invalid = |reason| FlvError::InvalidCodecConfig { what: WHAT, reason };
-    let mut c = Cursor::new(record);
+/// Parses an AVCDecoderConfigurationRecord (the AVC sequence header payload). It must be
+/// version 1 with at least one non-empty SPS; empty parameter sets are skipped, and
+/// parameter sets past [`MAX_PARAMETER_SETS`] are ignored. Trailing bytes (the high profiles'
+/// chroma and bit depth extension) are ignored.
+pub fn parse_avc_decoder_config(record: &Bytes) -> Result<AvcDecoderConfig, MediaError> {
+    let mut r = Reader::new(record, "AVC decoder configuration record");
     let [
         version,
         profile,
@@ -45,30 +75,30 @@ pub fn parse_avc_decoder_config(record: &Bytes) -> Result<AvcDecoderConfig, FlvE
         level,
         length_size,
         sps_count,
-    ] = c.array(WHAT)?;
+    ] = r.array()?;
     if version != 1 {
-        return Err(invalid("configurationVersion is not 1"));
+        return Err(r.invalid("configurationVersion is not 1"));
     }
-    let nal_length_size = (length_size & 0x03) + 1;
-    if nal_length_size == 3 {
-        return Err(invalid("NAL length size 3 is not allowed"));
-    }
-    let mut first_sps = None;
+    let nal_length_size = nal_length_size(length_size, "AVC decoder configuration record")?;
+    let (mut sps, mut pps) = (Vec::new(), Vec::new());
+    let mut kept = 0;
     for _ in 0..(sps_count & 0x1F) {
-        let len = usize::from(c.u16(WHAT)?);
-        let start = c.pos();
-        c.take(len, WHAT)?;
-        first_sps.get_or_insert_with(|| record.slice(start..start + len));
+        let nal = r.nal()?;
+        if !nal.is_empty() && kept < MAX_PARAMETER_SETS {
+            sps.push(nal);
+            kept += 1;
+        }
     }
-    let sps = first_sps.ok_or(invalid("no SPS"))?;
-    // The PPS list is optional in practice (some encoders send it in band).
-    let mut pps = None;
-    if let Ok(pps_count) = c.u8(WHAT) {
+    if sps.is_empty() {
+        return Err(r.invalid("no SPS"));
+    }
+    if let Ok(pps_count) = r.u8() {
         for _ in 0..pps_count {
-            let len = usize::from(c.u16(WHAT)?);
-            let start = c.pos();
-            c.take(len, WHAT)?;
-            pps.get_or_insert_with(|| record.slice(start..start + len));
+            let nal = r.nal()?;
+            if !nal.is_empty() && kept < MAX_PARAMETER_SETS {
+                pps.push(nal);
+                kept += 1;
+            }
         }
     }
     Ok(AvcDecoderConfig {
@@ -79,6 +109,27 @@ pub fn parse_avc_decoder_config(record: &Bytes) -> Result<AvcDecoderConfig, FlvE
         sps,
         pps,
     })
+}
+
+/// An AVCDecoderConfigurationRecord (ISO/IEC 14496-15 5.3.3.1) with one SPS and one PPS and
+/// 4-byte NAL lengths, the profile, compatibility and level taken from the SPS; `None` if
+/// the SPS is shorter than its 4-byte header, the PPS is empty, or either is longer than
+/// the record's 16-bit lengths allow.
+pub fn decoder_config_record(sps: &[u8], pps: &[u8]) -> Option<Vec<u8>> {
+    if sps.len() < 4 || pps.is_empty() {
+        return None;
+    }
+    let (profile, compat, level) = (*sps.get(1)?, *sps.get(2)?, *sps.get(3)?);
+    let mut r = Vec::with_capacity(11 + sps.len() + pps.len());
+    // version 1, profile, compatibility, level, 6 reserved bits + lengthSizeMinusOne = 3,
+    // 3 reserved bits + one SPS.
+    r.extend_from_slice(&[1, profile, compat, level, 0xFF, 0xE1]);
+    r.extend_from_slice(&u16::try_from(sps.len()).ok()?.to_be_bytes());
+    r.extend_from_slice(sps);
+    r.push(1);
+    r.extend_from_slice(&u16::try_from(pps.len()).ok()?.to_be_bytes());
+    r.extend_from_slice(pps);
+    Some(r)
 }
 
 /// What a sequence parameter set says, as far as stream info needs.
@@ -110,16 +161,16 @@ pub struct Sps {
 const HIGH_PROFILES: [u8; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
 /// Parses an SPS NAL unit (starting with its NAL header byte, type 7) up to frame cropping.
-pub fn parse_sps(nal: &[u8]) -> Result<Sps, FlvError> {
+pub fn parse_sps(nal: &[u8]) -> Result<Sps, MediaError> {
     const WHAT: &str = "H.264 SPS";
-    let invalid = |reason| FlvError::InvalidCodecConfig { what: WHAT, reason };
+    let invalid = |reason| MediaError::InvalidCodecConfig { what: WHAT, reason };
     if nal.len() > MAX_SPS_LEN {
         return Err(invalid("longer than MAX_SPS_LEN"));
     }
     let rbsp = unescape_rbsp(nal);
     let mut r = BitReader::new(&rbsp, WHAT);
     let header = r.bits_u8(8)?;
-    if header & 0x80 != 0 || header & 0x1F != 7 {
+    if header & 0x80 != 0 || header & 0x1F != NAL_SPS {
         return Err(invalid("not an SPS NAL unit"));
     }
     let profile_idc = r.bits_u8(8)?;
@@ -210,7 +261,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, FlvError> {
 }
 
 /// Skips one scaling_list() of `size` coefficients (H.264 7.3.2.1.1.1).
-fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), FlvError> {
+fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), MediaError> {
     let (mut last, mut next) = (8i32, 8i32);
     for _ in 0..size {
         if next != 0 {
@@ -227,6 +278,7 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), FlvError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::BitWriter;
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len())
@@ -258,10 +310,13 @@ mod tests {
             (record.profile, record.compatibility, record.level),
             (77, 0x40, 30)
         );
+        assert_eq!(record.codec_string(), "avc1.4d401e");
         assert_eq!(record.nal_length_size, 4);
-        assert_eq!(record.sps.len(), 0x19);
-        assert_eq!(record.sps[0], 0x67);
-        assert_eq!(record.pps.as_deref(), Some(&[0x68, 0xEF, 0x3C, 0x80][..]));
+        assert_eq!(record.sps.len(), 1);
+        assert_eq!(record.sps[0].len(), 0x19);
+        assert_eq!(record.sps[0][0], 0x67);
+        assert_eq!(record.pps, [&[0x68, 0xEF, 0x3C, 0x80][..]]);
+        assert_eq!(record.parameter_sets().count(), 2);
         assert_eq!(
             (sps.profile_idc, sps.level_idc, sps.chroma_format_idc),
             (77, 30, 1)
@@ -286,39 +341,6 @@ mod tests {
         let (_, sps) = sps_of(INTERLACED_320X200);
         assert!(!sps.frame_mbs_only);
         assert_eq!((sps.width, sps.height), (320, 200));
-    }
-
-    /// Writes bits MSB first, for hand-built SPS fixtures.
-    #[derive(Default)]
-    struct BitWriter {
-        bytes: Vec<u8>,
-        bits: usize,
-    }
-
-    impl BitWriter {
-        fn put(&mut self, value: u32, n: u32) {
-            for i in (0..n).rev() {
-                if self.bits.is_multiple_of(8) {
-                    self.bytes.push(0);
-                }
-                let bit = ((value >> i) & 1) as u8;
-                *self.bytes.last_mut().unwrap() |= bit << (7 - self.bits % 8);
-                self.bits += 1;
-            }
-        }
-        fn ue(&mut self, v: u32) {
-            let v1 = u64::from(v) + 1;
-            let len = 64 - v1.leading_zeros();
-            self.put(0, len - 1);
-            self.put(v1 as u32, len);
-        }
-        fn se(&mut self, v: i32) {
-            self.ue(if v > 0 {
-                (2 * v - 1) as u32
-            } else {
-                (-2 * v) as u32
-            });
-        }
     }
 
     #[test]
@@ -365,7 +387,7 @@ mod tests {
         w.ue(0);
         w.ue(4);
         w.put(1, 1); // rbsp stop bit
-        let sps = parse_sps(&w.bytes).unwrap();
+        let sps = parse_sps(w.bytes()).unwrap();
         assert_eq!((sps.bit_depth_luma, sps.level_idc), (10, 31));
         assert_eq!((sps.width, sps.height), (1280 - 4, 720 - 8));
     }
@@ -381,19 +403,45 @@ mod tests {
             );
         }
         // A record without the PPS list is still usable.
-        assert!(parse_avc_decoder_config(&Bytes::from(record[..33].to_vec())).is_ok());
+        let no_pps = parse_avc_decoder_config(&Bytes::from(record[..33].to_vec())).unwrap();
+        assert!(no_pps.pps.is_empty());
+        // A PPS list that promises more than it has is not.
+        assert!(parse_avc_decoder_config(&Bytes::from(record[..36].to_vec())).is_err());
         let mut v2 = record.clone();
         v2[0] = 2;
         assert!(parse_avc_decoder_config(&Bytes::from(v2)).is_err());
+        let mut length_size_3 = record.clone();
+        length_size_3[4] = 0xFE;
+        assert!(parse_avc_decoder_config(&Bytes::from(length_size_3)).is_err());
         let mut no_sps = record.clone();
         no_sps[5] = 0xE0;
         assert_eq!(
             parse_avc_decoder_config(&Bytes::from(no_sps)).unwrap_err(),
-            FlvError::InvalidCodecConfig {
+            MediaError::InvalidCodecConfig {
                 what: "AVC decoder configuration record",
                 reason: "no SPS"
             }
         );
+        assert_eq!(
+            parse_avc_decoder_config(&Bytes::from(record[..10].to_vec())).unwrap_err(),
+            MediaError::InvalidCodecConfig {
+                what: "AVC decoder configuration record",
+                reason: "truncated"
+            }
+        );
+    }
+
+    #[test]
+    fn parameter_set_limit() {
+        let mut r = vec![0x01, 0x4D, 0x00, 0x1E, 0xFF, 0xFF]; // 31 SPS
+        for _ in 0..31 {
+            r.extend_from_slice(&[0, 2, 0x67, 0x00]);
+        }
+        r.push(1); // and a PPS, over the limit
+        r.extend_from_slice(&[0, 1, 0x68]);
+        let c = parse_avc_decoder_config(&Bytes::from(r)).unwrap();
+        assert_eq!(c.parameter_sets().count(), MAX_PARAMETER_SETS);
+        assert!(c.pps.is_empty());
     }
 
     #[test]
@@ -423,6 +471,40 @@ mod tests {
         w.ue(0);
         w.ue(0);
         w.ue(0);
-        assert!(parse_sps(&w.bytes).is_err());
+        assert!(parse_sps(w.bytes()).is_err());
+    }
+
+    #[test]
+    fn record_writer_matches_the_spec_layout_and_parses() {
+        /// Version 1, profile 66, compat 0xC0, level 30, 4-byte lengths, one SPS
+        /// `67 42 C0 1E`, one PPS `68 CE 3C 80`.
+        const RECORD: &[u8] = &[
+            1, 66, 0xC0, 30, 0xFF, 0xE1, 0, 4, 0x67, 0x42, 0xC0, 0x1E, 1, 0, 4, 0x68, 0xCE, 0x3C,
+            0x80,
+        ];
+        let rec = decoder_config_record(&[0x67, 0x42, 0xC0, 0x1E], &[0x68, 0xCE, 0x3C, 0x80]);
+        assert_eq!(rec.as_deref(), Some(RECORD));
+        let parsed = parse_avc_decoder_config(&Bytes::from_static(RECORD)).unwrap();
+        assert_eq!(parsed.nal_length_size, 4);
+        assert_eq!(
+            (parsed.sps[0].as_ref(), parsed.pps[0].as_ref()),
+            (&RECORD[8..12], &RECORD[15..])
+        );
+        assert!(
+            decoder_config_record(&[0x67, 0x42], &[0x68]).is_none(),
+            "short SPS"
+        );
+        assert!(
+            decoder_config_record(&[0x67, 0x42, 0, 0], &[]).is_none(),
+            "no PPS"
+        );
+        assert!(decoder_config_record(&[0x67; 65_536], &[0x68]).is_none());
+    }
+
+    #[test]
+    fn nal_types() {
+        assert_eq!(nal_type(&[0x65, 0x88]), Some(NAL_IDR));
+        assert_eq!(nal_type(&[0x67]), Some(NAL_SPS));
+        assert_eq!(nal_type(&[]), None);
     }
 }

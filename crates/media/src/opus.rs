@@ -4,7 +4,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::Fmp4Error;
+use crate::MediaError;
 
 /// Opus always runs at 48 kHz in ISOBMFF: the track timescale and the unit of durations.
 pub const OPUS_RATE: u32 = 48_000;
@@ -13,23 +13,28 @@ pub const OPUS_RATE: u32 = 48_000;
 pub const MAX_OPUS_PACKET_SAMPLES: u32 = 5_760;
 
 /// Magic signature that starts an identification header.
-const OPUS_HEAD: &[u8; 8] = b"OpusHead";
+pub const OPUS_HEAD_MAGIC: &[u8; 8] = b"OpusHead";
 
-/// The fields of an Opus identification header that `dOps` carries.
+/// The fields of an Opus identification header (`OpusHead`) that `dOps` carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OpusHead {
-    pub(crate) channels: u8,
-    pub(crate) pre_skip: u16,
-    pub(crate) input_sample_rate: u32,
-    pub(crate) output_gain: i16,
-    pub(crate) mapping_family: u8,
+pub struct OpusHead {
+    /// Output channel count (1..=255; at most 2 for mapping family 0).
+    pub channels: u8,
+    /// Samples (at 48 kHz) to discard from the decoder output at the start.
+    pub pre_skip: u16,
+    /// The encoder's input sample rate in Hz (informational; Opus always decodes at 48 kHz).
+    pub input_sample_rate: u32,
+    /// Output gain in Q7.8 dB.
+    pub output_gain: i16,
+    /// Channel mapping family (0: mono or stereo, 1: Vorbis order, 255: undefined).
+    pub mapping_family: u8,
     /// Stream count, coupled count and channel mapping, for mapping families other than 0.
-    pub(crate) mapping: Option<(u8, u8, Vec<u8>)>,
+    pub mapping: Option<(u8, u8, Vec<u8>)>,
 }
 
 impl OpusHead {
     /// Stereo, 48 kHz, no pre-skip: used when a sequence header carries no `OpusHead`.
-    pub(crate) fn default_stereo() -> Self {
+    pub fn default_stereo() -> Self {
         Self {
             channels: 2,
             pre_skip: 0,
@@ -41,18 +46,18 @@ impl OpusHead {
     }
 
     /// Parses an identification header if `data` starts with `OpusHead`; `Ok(None)` if not.
-    pub(crate) fn parse(data: &[u8]) -> Result<Option<Self>, Fmp4Error> {
-        if !data.starts_with(OPUS_HEAD) {
+    pub fn parse(data: &[u8]) -> Result<Option<Self>, MediaError> {
+        if !data.starts_with(OPUS_HEAD_MAGIC) {
             return Ok(None);
         }
-        let invalid = |reason: &str| Fmp4Error::InvalidConfig {
+        let invalid = |reason| MediaError::InvalidCodecConfig {
             what: "OpusHead",
-            reason: reason.to_owned(),
+            reason,
         };
         let fixed: &[u8; 19] = data
             .get(..19)
             .and_then(|d| d.try_into().ok())
-            .ok_or_else(|| invalid("shorter than 19 bytes"))?;
+            .ok_or(invalid("shorter than 19 bytes"))?;
         if fixed[8] & 0xF0 != 0 {
             return Err(invalid("unsupported major version"));
         }
@@ -69,7 +74,7 @@ impl OpusHead {
         } else {
             let table = data
                 .get(19..21 + usize::from(channels))
-                .ok_or_else(|| invalid("truncated channel mapping table"))?;
+                .ok_or(invalid("truncated channel mapping table"))?;
             let (counts, map) = table.split_at(2);
             Some((counts[0], counts[1], map.to_vec()))
         };
@@ -84,7 +89,7 @@ impl OpusHead {
     }
 
     /// The `dOps` box payload (big-endian, version 0).
-    pub(crate) fn dops(&self) -> BytesMut {
+    pub fn dops(&self) -> BytesMut {
         let mut out = BytesMut::with_capacity(11 + usize::from(self.channels));
         out.put_u8(0);
         out.put_u8(self.channels);
@@ -104,8 +109,8 @@ impl OpusHead {
 /// Duration of one Opus packet in 48 kHz samples, from its TOC byte (and, for frame count
 /// code 3, the frame count byte). Errors on an empty packet, a code-3 packet without its
 /// count byte or with zero frames, and packets longer than 120 ms.
-pub fn opus_packet_duration(packet: &[u8]) -> Result<u32, Fmp4Error> {
-    let toc = *packet.first().ok_or(Fmp4Error::InvalidOpusPacket {
+pub fn opus_packet_duration(packet: &[u8]) -> Result<u32, MediaError> {
+    let toc = *packet.first().ok_or(MediaError::InvalidOpusPacket {
         reason: "empty packet",
     })?;
     let config = toc >> 3;
@@ -121,11 +126,11 @@ pub fn opus_packet_duration(packet: &[u8]) -> Result<u32, Fmp4Error> {
         0 => 1,
         1 | 2 => 2,
         _ => {
-            let count = packet.get(1).ok_or(Fmp4Error::InvalidOpusPacket {
+            let count = packet.get(1).ok_or(MediaError::InvalidOpusPacket {
                 reason: "code 3 packet without a frame count byte",
             })? & 0x3F;
             if count == 0 {
-                return Err(Fmp4Error::InvalidOpusPacket {
+                return Err(MediaError::InvalidOpusPacket {
                     reason: "code 3 packet with zero frames",
                 });
             }
@@ -134,7 +139,7 @@ pub fn opus_packet_duration(packet: &[u8]) -> Result<u32, Fmp4Error> {
     };
     let total = frame * frames;
     if total > MAX_OPUS_PACKET_SAMPLES {
-        return Err(Fmp4Error::InvalidOpusPacket {
+        return Err(MediaError::InvalidOpusPacket {
             reason: "packet longer than 120 ms",
         });
     }
