@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hub::PublisherInfo;
-use sluice_server::{Config, SessionInfo, SessionKind};
+use sluice::{Config, SessionInfo, SessionKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +39,7 @@ fn scrape(c: &mut Criterion) {
     cfg.rtmp.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.http.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.vod.dir = std::env::temp_dir().join(format!("sluice-bench-vod-{}", std::process::id()));
-    let server = rt.block_on(sluice_server::start(cfg)).expect("server");
+    let server = rt.block_on(sluice::start(cfg)).expect("server");
     let frames: Vec<media::Frame> = flv::read_all_tags(sluice_microbench::DEMO_FLV)
         .expect("fixture")
         .into_iter()

@@ -24,16 +24,33 @@ fuzz_target!(|data: &[u8]| {
     let cidr = lines.next().unwrap_or("");
     let pattern = lines.next().unwrap_or("");
     let key = lines.next().unwrap_or("");
-    let _ = sluice_server::fuzzing::cidr(cidr, ip);
+    let _ = cidr.parse::<config::Cidr>().map(|c| c.contains(ip));
     if let Some(base) = cidr
         .split('/')
         .next()
         .and_then(|a| a.parse::<IpAddr>().ok())
-        && let Some(inside) = sluice_server::fuzzing::cidr(cidr, base)
+        && let Ok(block) = cidr.parse::<config::Cidr>()
     {
+        let inside = block.contains(base);
         assert!(inside, "{cidr} contains {base}");
     }
-    let (matches, _) = sluice_server::fuzzing::rule(pattern, cidr, key, ip);
+    let matches = access::pattern_matches(pattern, key);
+    // A one-rule policy with that pattern and allow list, deciding a play by `ip`.
+    let cfg = config::AuthConfig {
+        rules: vec![config::AuthRule {
+            pattern: pattern.to_owned(),
+            publish: config::AuthMode::Token,
+            play: config::AuthMode::Open,
+            allow_ips: vec![cidr.to_owned()],
+            deny_ips: Vec::new(),
+        }],
+        ..Default::default()
+    };
+    if let (Ok(policy), Some(name)) = (access::Policy::new(&cfg), sluice_fuzz::name(key)) {
+        let mut req = access::Request::new(access::Action::Play, &name, "rtmp");
+        req.ip = Some(ip);
+        let _ = policy.decide(&req, 0);
+    }
     if pattern == "*" || pattern == key {
         assert!(matches, "{pattern:?} matches {key:?}");
     }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use sluice_server::fuzzing::{FUZZ_JWT_SECRET, jwt, jwt_signed};
+use sluice_fuzz::{FUZZ_JWT_SECRET, jwt, jwt_signed};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, rest)) = data.split_first() else {

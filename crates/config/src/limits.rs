@@ -14,10 +14,14 @@ pub const MAX_HTTP_HEADER_BYTES: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Most concurrent RTMP connections.
-    pub max_rtmp_connections: usize,
-    /// Most concurrent HTTP-FLV / WebSocket-FLV viewers.
-    pub max_http_viewers: usize,
+    /// Deprecated and ignored: one connection limit covers every listener now
+    /// (`max_connections`). Still accepted so old files load; a warning names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rtmp_connections: Option<usize>,
+    /// Deprecated and ignored: viewers are bounded by `max_connections` and, when set,
+    /// `max_viewers_per_stream`. Still accepted so old files load; a warning names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_viewers: Option<usize>,
     /// Most live streams at once.
     pub max_streams: usize,
     /// Time (ms) a new RTMP connection has to finish the handshake and `connect`.
@@ -29,27 +33,33 @@ pub struct LimitsConfig {
     /// Most chunk stream ids one RTMP connection may use.
     pub max_chunk_streams: usize,
     /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
-    /// a new connection is closed right after accept. 4096 keeps a small server well inside
-    /// common descriptor limits while serving thousands of viewers.
+    /// a new connection is closed right after accept. 10,000 is about what two cores serve
+    /// as HTTP-FLV viewers of one SD stream, and stays inside the descriptor limit the
+    /// binary raises at start (each connection costs one descriptor and tens of KB).
     pub max_connections: usize,
-    /// Most open TCP connections from one client address (IPv6: one /64); one host cannot
-    /// take every slot. 64 covers a player that opens several connections, or a small NAT.
+    /// Most open TCP connections from one client address (IPv6: one /64), so one host cannot
+    /// take every slot. 1,000 lets a large office or a carrier NAT watch, while a single
+    /// address still holds at most a tenth of `max_connections`.
     pub max_connections_per_ip: usize,
     /// New connections one client address may open per second, on average (0 = no rate
     /// limit): stops connect floods that churn handshakes without ever holding a slot.
+    /// 200 per second refills a NAT's audience quickly.
     pub connections_per_ip_per_second: u32,
-    /// Connections one client address may open at once before the per-second rate applies
-    /// (players and HLS clients open a few in a burst).
+    /// Connections one client address may open at once before the per-second rate applies:
+    /// 1,000 lets one machine start a load test of 1,000 viewers at once.
     pub connections_per_ip_burst: u32,
     /// Client addresses (CIDR blocks such as "10.0.0.0/8" or bare addresses) exempt from the
-    /// per-address limits (trusted proxies, monitoring); empty by default, so loopback is
-    /// limited too. The global `max_connections` still applies.
+    /// per-address limits (trusted proxies, monitoring). Loopback by default: a reverse
+    /// proxy or a load test on the same host shows every client as 127.0.0.1 or ::1. The
+    /// global `max_connections` still applies.
     pub exempt: Vec<String>,
     /// Most publishers at once in one app (`{app}/*`); 0 = unlimited. Unlimited by default:
     /// one app usually carries every stream and `max_streams` already bounds the total.
     pub max_publishers_per_app: usize,
     /// Most viewers of one stream across RTMP, HTTP-FLV, WebSocket-FLV, HLS and WebRTC
-    /// (0 = unlimited): one popular stream cannot starve the others of bandwidth.
+    /// (0 = unlimited, the default, as SRS, nginx-rtmp and MediaMTX do: `max_connections`
+    /// and `webrtc.max_peers` bound the total). Set it so one popular stream cannot starve
+    /// the others of bandwidth.
     pub max_viewers_per_stream: usize,
     /// Largest HTTP request head (request line and headers) in bytes; bigger gets 431. 16 KiB
     /// fits any real browser or player request (at least 8192, hyper's minimum buffer).
@@ -61,20 +71,20 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_rtmp_connections: 10_000,
-            max_http_viewers: 10_000,
+            max_rtmp_connections: None,
+            max_http_viewers: None,
             max_streams: 1024,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 30_000,
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
-            max_connections: 4096,
-            max_connections_per_ip: 64,
-            connections_per_ip_per_second: 50,
-            connections_per_ip_burst: 200,
-            exempt: Vec::new(),
+            max_connections: 10_000,
+            max_connections_per_ip: 1_000,
+            connections_per_ip_per_second: 200,
+            connections_per_ip_burst: 1_000,
+            exempt: vec!["127.0.0.0/8".to_owned(), "::1".to_owned()],
             max_publishers_per_app: 0,
-            max_viewers_per_stream: 1000,
+            max_viewers_per_stream: 0,
             http_max_header_bytes: 16 * 1024,
             http_header_timeout_ms: 10_000,
         }
@@ -82,6 +92,18 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// The deprecated keys this configuration sets (ignored; the binary warns about each).
+    pub fn deprecated_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.max_rtmp_connections.is_some() {
+            v.push("limits.max_rtmp_connections (use limits.max_connections)");
+        }
+        if self.max_http_viewers.is_some() {
+            v.push("limits.max_http_viewers (use limits.max_connections)");
+        }
+        v
+    }
+
     /// Checks the connection-limit keys, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("limits.{key}: {why}")));

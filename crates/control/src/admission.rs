@@ -19,7 +19,8 @@ use access::{Action, Grant, Reason, StreamName};
 use hub::{HubError, PublisherInfo, Subscriber};
 use tokio_util::sync::CancellationToken;
 
-use crate::counters::{StreamCounters, ViewerGuard, ViewerProtocol};
+use crate::counters::{StreamCounters, ViewerProtocol};
+use crate::viewer::ViewerGuard;
 use crate::limits::{LimitRefusal, StreamSlot};
 use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
 use crate::Control;
@@ -193,8 +194,9 @@ impl Control {
         }
     }
 
-    /// Step 2 of a publish: the per-app publisher limit, the hub, the publish hooks (HLS
-    /// `always_on`, automatic recording), the session (`publish` webhook) and counters.
+    /// Step 2 of a publish: the per-app publisher limit, the hub (whose `Published` event
+    /// starts what follows every stream: HLS `always_on`, automatic recording), the session
+    /// (`publish` webhook) and counters.
     /// `kick` ends the session when cancelled (the API's `DELETE`).
     pub fn publish(
         self: &Arc<Self>,
@@ -226,7 +228,6 @@ impl Control {
             }
         })?;
         tracing::info!(%name, protocol, %remote, "publish");
-        self.run_publish_hooks(name.key());
         let session = self.sessions.register(
             SessionInfo {
                 kind: SessionKind::Publisher,

@@ -5,7 +5,7 @@
 //! or state: asking `auth.webhook_url`, logging refusals (the stream name escaped, never a
 //! token or a secret) and counting them in `sluice_auth_refused_total{protocol,action,reason}`.
 //!
-//! The REST API's own token check is [`crate::api_guard`].
+//! The REST API's own token check is the `api_guard` module.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

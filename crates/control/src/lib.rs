@@ -25,7 +25,9 @@ pub mod limits;
 pub mod metrics;
 pub mod procfs;
 pub mod sessions;
+pub mod time;
 pub mod tls;
+pub mod viewer;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -39,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admission::{Caller, Playing, Publishing, Refusal};
-pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerGuard, ViewerProtocol};
+pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
+pub use viewer::ViewerGuard;
 pub use limits::{LimitReason, LimitRefusal, ListenerKind};
 pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
 pub use webhooks::{EventKind, WebhookEvent, WebhookStats, Webhooks};
@@ -126,9 +129,6 @@ pub trait StatusSource: Send + Sync + 'static {
     }
 }
 
-/// Called with the stream key when a publish is admitted (the HLS muxer service starts its
-/// muxer when `hls.always_on`, the recorder its automatic recordings).
-pub type PublishHook = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The state every server shares: configuration, the hub, the admission chain's parts and
 /// the registries. Built once by the binary, handed to each server as `Arc<Control>`.
@@ -160,7 +160,6 @@ pub struct Control {
     /// Connection, viewer and publisher limits (`[limits]`).
     pub limits: Arc<limits::Limits>,
     sources: Mutex<Vec<Arc<dyn StatusSource>>>,
-    publish_hooks: Mutex<Vec<Arc<PublishHook>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -195,7 +194,6 @@ impl Control {
             auth,
             limits,
             sources: Mutex::new(Vec::new()),
-            publish_hooks: Mutex::new(Vec::new()),
         })
     }
 
@@ -215,23 +213,39 @@ impl Control {
             .clone()
     }
 
-    /// Runs `hook` after every admitted publish.
-    pub fn on_publish(&self, hook: PublishHook) {
-        self.publish_hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(hook));
-    }
-
-    fn run_publish_hooks(&self, key: &str) {
-        let hooks = self
-            .publish_hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        for h in hooks {
-            h(key);
-        }
+    /// Calls `f` with the key of every newly published stream, whatever its ingest, from a
+    /// task that follows the hub's lifecycle events until shutdown (the HLS muxer service
+    /// starts `always_on` muxers so, the recorder its automatic recordings). When the task
+    /// falls behind the events it calls `f` for every live stream instead, so `f` must do
+    /// nothing for a stream it already handles.
+    pub fn on_publish(self: &Arc<Self>, what: &'static str, f: impl Fn(&str) + Send + 'static) {
+        let mut events = self.hub.events();
+        let ctl = Arc::clone(self);
+        self.tracker.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = ctl.shutdown.cancelled() => return,
+                    e = events.recv() => e,
+                };
+                match event {
+                    Ok(hub::HubEvent::Published {
+                        key,
+                        resumed: false,
+                        ..
+                    }) => f(&key),
+                    Ok(_) => {}
+                    Err(hub::RecvError::Lagged(n)) => {
+                        tracing::warn!(what, missed = n, "hub events: resynchronising");
+                        for s in ctl.hub.streams() {
+                            if s.is_live {
+                                f(&s.key);
+                            }
+                        }
+                    }
+                    Err(hub::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     /// Runs the periodic upkeep (limits tables, refusal log summaries, latency buckets)

@@ -275,7 +275,7 @@ fn streams(ctl: &Control) {
 mod tests {
     use hub::PublisherInfo;
 
-    use crate::counters::ViewerGuard;
+    use crate::viewer::ViewerGuard;
 
     use super::*;
 

@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::webhooks::{WebhookEvent, Webhooks};
+use crate::time::rfc3339;
+use crate::webhooks::{EventKind, WebhookEvent, Webhooks};
 
 /// Whether a session sends or receives a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,40 +240,44 @@ impl Drop for SessionGuard {
     }
 }
 
-/// Formats a wall-clock time as RFC 3339 UTC with second precision
-/// (`1970-01-01T00:00:00Z`; times before the epoch are clamped to it).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
+impl WebhookEvent {
+    /// `publish` or `play` for a session that just registered.
+    pub fn session_started(e: &SessionEntry) -> Self {
+        let kind = match e.kind {
+            SessionKind::Publisher => EventKind::Publish,
+            SessionKind::Viewer => EventKind::Play,
+        };
+        Self::of_session(kind, e)
+    }
 
-/// Year, month and day of `days` since 1970-01-01 (proleptic Gregorian calendar; Howard
-/// Hinnant's days-to-civil algorithm, for non-negative day counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    /// `unpublish` or `stop` with the session's totals, for a session that just ended.
+    pub fn session_ended(e: &SessionEntry) -> Self {
+        let kind = match e.kind {
+            SessionKind::Publisher => EventKind::Unpublish,
+            SessionKind::Viewer => EventKind::Stop,
+        };
+        let millis = e.started.elapsed().as_millis();
+        Self {
+            bytes: Some(e.bytes.load(Ordering::Relaxed)),
+            duration_ms: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
+            dropped_frames: Some(e.dropped_frames.load(Ordering::Relaxed)),
+            ..Self::of_session(kind, e)
+        }
+    }
+
+    fn of_session(kind: EventKind, e: &SessionEntry) -> Self {
+        Self {
+            session_id: Some(e.id.to_string()),
+            protocol: Some(e.protocol.to_owned()),
+            remote: Some(e.remote.clone()),
+            ..Self::new(kind, &e.stream)
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn info(kind: SessionKind, stream: &str) -> SessionInfo {
         SessionInfo {
@@ -281,19 +286,6 @@ mod tests {
             stream: stream.into(),
             remote: "192.0.2.1:1935".into(),
         }
-    }
-
-    #[test]
-    fn formats_rfc3339() {
-        let at = |s| rfc3339(UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00Z"
-        );
     }
 
     #[test]

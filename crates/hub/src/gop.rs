@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use media::{Frame, FrameRole, MediaKind};
 
-use crate::stream::{PUBLISHED, TrackId};
+use crate::track::{PUBLISHED, TrackId};
 
 /// For audio-only streams the cache keeps a sliding window of this duration.
 pub const AUDIO_ONLY_WINDOW_MS: u64 = 1_000;

@@ -55,6 +55,7 @@ mod gop;
 mod stream;
 mod subscriber;
 mod timeline;
+mod track;
 pub mod viewer;
 
 #[cfg(test)]

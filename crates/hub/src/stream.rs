@@ -11,15 +11,10 @@ use tokio::sync::broadcast;
 
 use crate::derived::{self, Ctl, DerivedRun, DerivedStats, TransformFactory, Want};
 use crate::gop::{GopCache, GopLimits};
+pub(crate) use crate::track::{PUBLISHED, TrackId};
 use crate::timeline::Timeline;
 use crate::{Core, EndReason, HubEvent, PublisherInfo, StreamSnapshot};
 
-/// Which track of a stream a ring or GOP entry belongs to: [`PUBLISHED`] for everything the
-/// publisher pushed, a fresh number for each derived track (never reused within a stream).
-pub(crate) type TrackId = u32;
-
-/// The publisher's own tracks.
-pub(crate) const PUBLISHED: TrackId = 0;
 
 /// A derived audio track as subscribers see it (part of the [`Context`]).
 #[derive(Debug, Clone)]

@@ -42,7 +42,7 @@ impl RecordingInfo {
             path: r.current_path().to_string_lossy().into_owned(),
             bytes: r.bytes.load(Ordering::Relaxed),
             files: r.files.load(Ordering::Relaxed),
-            started_at: control::sessions::rfc3339(
+            started_at: control::time::rfc3339(
                 UNIX_EPOCH + Duration::from_millis(r.started_unix_ms),
             ),
         }

@@ -46,9 +46,13 @@ pub enum RecordError {
 /// A recording in progress, as the API shows it.
 #[derive(Debug)]
 pub struct Recording {
+    /// Unique id (never reused while the server runs).
     pub id: u64,
+    /// The stream key.
     pub stream: String,
+    /// The container written.
     pub format: RecordFormat,
+    /// When the recording started (unix ms).
     pub started_unix_ms: u64,
     /// The file being written now.
     pub path: Mutex<PathBuf>,
@@ -88,12 +92,14 @@ impl Recorder {
             map: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
         });
-        let weak = Arc::downgrade(&rec);
-        ctl.on_publish(Box::new(move |key| {
-            if let Some(r) = weak.upgrade() {
-                r.on_publish(key);
-            }
-        }));
+        if !ctl.config.record.streams.is_empty() {
+            let weak = Arc::downgrade(&rec);
+            ctl.on_publish("record", move |key| {
+                if let Some(r) = weak.upgrade() {
+                    r.on_publish(key);
+                }
+            });
+        }
         rec
     }
 
@@ -381,7 +387,7 @@ fn sanitize(s: &str) -> String {
 
 /// `YYYYMMDDTHHMMSSZ` for file names.
 fn file_stamp(unix_ms: u64) -> String {
-    let iso = control::sessions::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
+    let iso = control::time::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
     iso.chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == 'Z')
         .collect()

@@ -18,6 +18,7 @@ pub mod h264;
 pub mod hevc;
 pub mod sdp;
 pub mod sdpfrag;
+pub mod stun;
 pub mod video_in;
 pub mod video_out;
 pub mod vp;

@@ -91,12 +91,14 @@ impl HttpServer {
             vod_root,
             https_addr,
         });
-        let weak = Arc::downgrade(&shared);
-        ctl.on_publish(Box::new(move |key| {
-            if let Some(s) = weak.upgrade() {
-                hls::on_publish(&s, key);
-            }
-        }));
+        if ctl.config.hls.enabled && ctl.config.hls.mux_always() {
+            let weak = Arc::downgrade(&shared);
+            ctl.on_publish("hls", move |key| {
+                if let Some(s) = weak.upgrade() {
+                    hls::on_publish(&s, key);
+                }
+            });
+        }
         ctl.add_source(Arc::new(hls::Source(Arc::clone(&shared))));
         Ok(Self { shared })
     }

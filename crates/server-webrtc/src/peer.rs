@@ -26,7 +26,7 @@ use super::quality::PeerQuality;
 use rtp::video_out::VideoOut;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
-use control::counters::ViewerGuard;
+use control::ViewerGuard;
 use control::sessions::SessionGuard;
 
 /// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use socket2::{Domain, Socket, Type};
-use str0m::ice::StunMessage;
 use str0m::net::Protocol;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
@@ -112,11 +111,10 @@ pub(crate) async fn run(rtc: Arc<WebRtc>, index: usize, shutdown: CancellationTo
     }
 }
 
-/// The local ufrag (`ours` in `ours:theirs`) of a STUN message's USERNAME, if `data` is one.
+/// The local ufrag (`ours` in `ours:theirs`) of a STUN message's USERNAME, if `data` is one
+/// (`rtp::stun`: the demultiplexing key only; str0m checks the request itself).
 pub(crate) fn local_ufrag(data: &[u8]) -> Option<String> {
-    StunMessage::parse(data)
-        .ok()
-        .and_then(|m| m.split_username().map(|(ours, _)| ours.to_owned()))
+    rtp::stun::local_ufrag(data).map(str::to_owned)
 }
 
 /// Routes one datagram; false when it was dropped.
@@ -180,6 +178,20 @@ pub(crate) mod tests {
         m.extend_from_slice(&[7; 12]);
         m.extend_from_slice(&attr);
         m
+    }
+
+    /// Our demultiplexing read agrees with str0m's STUN parser on what it routes by.
+    #[test]
+    fn ufrag_matches_str0ms_parser() {
+        use str0m::ice::StunMessage;
+        for username in ["srv1:cli9", "a:b", "long-ufrag-0123456789:x"] {
+            let m = stun_request(username);
+            let theirs = StunMessage::parse(&m)
+                .ok()
+                .and_then(|m| m.split_username().map(|(ours, _)| ours.to_owned()));
+            assert_eq!(local_ufrag(&m), theirs, "{username}");
+            assert!(theirs.is_some());
+        }
     }
 
     async fn service() -> WebRtc {

@@ -103,6 +103,9 @@ fn hub_config(config: &Config) -> HubConfig {
 /// Binds the listeners described by `config` and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     config.validate()?;
+    for key in config.limits.deprecated_keys() {
+        tracing::warn!("deprecated configuration key ignored: {key}");
+    }
     let rtmp_listener = bind("rtmp", config.rtmp.listen).await?;
     let http_listener = bind("http", config.http.listen).await?;
     let metrics_listener = match config.http.metrics_listen {

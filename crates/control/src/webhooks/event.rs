@@ -1,11 +1,10 @@
 //! The events and their JSON.
 
-use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::sessions::{SessionEntry, SessionKind, rfc3339};
+use crate::time::rfc3339;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -123,39 +122,6 @@ impl WebhookEvent {
             bytes: Some(bytes),
             duration_ms: Some(duration_ms),
             ..Self::new(EventKind::RecordSegment, stream)
-        }
-    }
-
-    /// `publish` or `play` for a session that just registered.
-    pub fn session_started(e: &SessionEntry) -> Self {
-        let kind = match e.kind {
-            SessionKind::Publisher => EventKind::Publish,
-            SessionKind::Viewer => EventKind::Play,
-        };
-        Self::of_session(kind, e)
-    }
-
-    /// `unpublish` or `stop` with the session's totals, for a session that just ended.
-    pub fn session_ended(e: &SessionEntry) -> Self {
-        let kind = match e.kind {
-            SessionKind::Publisher => EventKind::Unpublish,
-            SessionKind::Viewer => EventKind::Stop,
-        };
-        let millis = e.started.elapsed().as_millis();
-        Self {
-            bytes: Some(e.bytes.load(Ordering::Relaxed)),
-            duration_ms: Some(u64::try_from(millis).unwrap_or(u64::MAX)),
-            dropped_frames: Some(e.dropped_frames.load(Ordering::Relaxed)),
-            ..Self::of_session(kind, e)
-        }
-    }
-
-    fn of_session(kind: EventKind, e: &SessionEntry) -> Self {
-        Self {
-            session_id: Some(e.id.to_string()),
-            protocol: Some(e.protocol.to_owned()),
-            remote: Some(e.remote.clone()),
-            ..Self::new(kind, &e.stream)
         }
     }
 }

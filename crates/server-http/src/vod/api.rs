@@ -115,7 +115,7 @@ async fn scan(root: &Path) -> std::io::Result<Vec<VodFile>> {
         }
         out.push(VodFile {
             bytes: meta.len(),
-            modified: control::sessions::rfc3339(meta.modified().unwrap_or(std::time::UNIX_EPOCH)),
+            modified: control::time::rfc3339(meta.modified().unwrap_or(std::time::UNIX_EPOCH)),
             url: url_of(&name),
             name,
         });
