@@ -257,6 +257,17 @@ pub enum ReconnectPolicy {
     NewFile,
 }
 
+/// Who may fetch a recording over `/vod`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordAccess {
+    /// The recorded stream's play rule (`[auth]` for `app/name`): a protected stream's
+    /// recordings need the same token as the stream.
+    Stream,
+    /// The rules of app `vod`, as any other file of `vod.dir`.
+    Vod,
+}
+
 /// `[record]`: recording streams to files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -275,6 +286,10 @@ pub struct RecordConfig {
     pub max_bytes: u64,
     /// "continue" the file or start a "new_file" when the publisher reconnects.
     pub on_reconnect: ReconnectPolicy,
+    /// Who may fetch recordings over `/vod`: "stream" (default: the recorded stream's play
+    /// rule, so recording a protected stream does not publish it) or "vod" (the rules of
+    /// app `vod`, as any other file).
+    pub access: RecordAccess,
 }
 
 impl Default for RecordConfig {
@@ -286,6 +301,7 @@ impl Default for RecordConfig {
             max_duration_ms: 3_600_000,
             max_bytes: 2 * 1024 * 1024 * 1024,
             on_reconnect: ReconnectPolicy::Continue,
+            access: RecordAccess::Stream,
         }
     }
 }

@@ -3,8 +3,9 @@
 //! published, or through the API. Files rotate by duration and size, and on a publisher
 //! reconnect when `record.on_reconnect = "new_file"`.
 //!
-//! Files are `{record.dir}/{app}/{name}-{YYYYMMDD}T{HHMMSS}Z.{mp4|flv}` (plus `.m3u8` for
-//! MP4); with the default directory inside `vod.dir` they are served by `/vod/...`.
+//! Files are `{record.dir}/{app}/{name}-{YYYYMMDD}T{HHMMSS}Z-{token}.{mp4|flv}` (plus
+//! `.m3u8` for MP4; [`names`]: the token makes them unguessable); with the default directory
+//! inside `vod.dir` they are served by `/vod/...`, under the recorded stream's play rule.
 
 #![forbid(unsafe_code)]
 //!
@@ -13,6 +14,7 @@
 
 mod api;
 mod mux;
+pub mod names;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,8 +31,6 @@ use config::{ReconnectPolicy, RecordFormat};
 use control::Control;
 use mux::{FileMuxer, Output};
 
-/// Longest file name component made from a stream key.
-const MAX_NAME_COMPONENT: usize = 100;
 
 /// Why a recording could not start.
 #[derive(Debug, thiserror::Error)]
@@ -277,21 +277,19 @@ impl Task {
             .stream
             .split_once('/')
             .unwrap_or(("_", &self.rec.stream));
-        let dir = Path::new(&cfg.dir).join(sanitize(app));
+        let dir = Path::new(&cfg.dir).join(names::sanitize(app));
         tokio::fs::create_dir_all(&dir).await?;
         let ext = match self.rec.format {
             RecordFormat::Mp4 => "mp4",
             RecordFormat::Flv => "flv",
         };
         let stamp = file_stamp(unix_ms());
-        let stem = format!("{}-{stamp}", sanitize(name));
-        // A second file within the same second (a quick rotation) gets a counter.
-        let mut path = dir.join(format!("{stem}.{ext}"));
-        let mut n = 1;
-        while tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            n += 1;
-            path = dir.join(format!("{stem}-{n}.{ext}"));
-        }
+        // A fresh random token per file: a quick rotation within the same second gets its
+        // own name too (and `create_new` below refuses to overwrite anything).
+        let path = dir.join(format!(
+            "{}.{ext}",
+            names::stem(name, &stamp, &names::token())
+        ));
         let media = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -365,26 +363,6 @@ impl Task {
     }
 }
 
-/// A stream key component as a safe file name: `[A-Za-z0-9._-]`, others become `_`, no
-/// leading dot, bounded length.
-fn sanitize(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(MAX_NAME_COMPONENT)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if out.is_empty() || out.starts_with('.') {
-        out.insert(0, '_');
-    }
-    out
-}
-
 /// `YYYYMMDDTHHMMSSZ` for file names.
 fn file_stamp(unix_ms: u64) -> String {
     let iso = control::time::rfc3339(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms));
@@ -399,16 +377,3 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_safe() {
-        assert_eq!(sanitize("../etc"), "_.._etc");
-        assert_eq!(sanitize(".hidden"), "_.hidden");
-        assert_eq!(sanitize(""), "_");
-        assert_eq!(sanitize("cam 1/ü"), "cam_1__");
-        assert_eq!(sanitize(&"a".repeat(500)).len(), MAX_NAME_COMPONENT);
-    }
-}

@@ -69,6 +69,9 @@ pub(crate) struct Shared {
     pub(crate) hls: hls::HlsService,
     /// `vod.dir`, canonicalized at start (served paths must stay under it).
     pub(crate) vod_root: PathBuf,
+    /// `record.dir`, canonicalized at start: files under it are recordings, served under
+    /// their stream's play rule (`record.access`).
+    pub(crate) record_root: Option<PathBuf>,
     /// The HTTPS listener's address, for `tls.redirect_http` (`None` without TLS).
     pub(crate) https_addr: Option<SocketAddr>,
 }
@@ -85,10 +88,14 @@ impl HttpServer {
     /// HTTPS listener's address when TLS is on (where plain HTTP redirects to).
     pub fn new(ctl: &Arc<Control>, https_addr: Option<SocketAddr>) -> Result<Self, HttpError> {
         let vod_root = vod::prepare_dir(&ctl.config.vod.dir)?;
+        // Made now (the recorder would make it at its first file) so its real path is known
+        // before any file under it is served.
+        let record_root = vod::prepare_dir(std::path::Path::new(&ctl.config.record.dir)).ok();
         let shared = Arc::new(Shared {
             ctl: Arc::clone(ctl),
             hls: hls::HlsService::default(),
             vod_root,
+            record_root,
             https_addr,
         });
         if ctl.config.hls.enabled && ctl.config.hls.mux_always() {

@@ -18,6 +18,7 @@ use tokio_util::io::ReaderStream;
 use super::names::{NameError, request_components};
 use super::range::{Conditions, Decision, Validators, content_type, decide};
 use access::{Action, StreamName};
+use config::RecordAccess;
 use control::http_error::{add_cors, bearer, client_ip, json_error};
 use control::{Caller, Refusal};
 
@@ -176,7 +177,12 @@ async fn authorize(
         add_cors(resp.headers_mut(), &shared.ctl.config.http.cors_allow_origin);
         resp
     };
-    let name = StreamName::file_path("vod", &rel).map_err(|e| refused(e.into()))?;
+    let name = match recording_of(shared, real) {
+        // A recording: the recorded stream's play rule (`record.access = "stream"`).
+        Some((app, stream)) => StreamName::new(&app, &stream),
+        None => StreamName::file_path("vod", &rel),
+    }
+    .map_err(|e| refused(e.into()))?;
     let caller = Caller {
         query: uri.query(),
         bearer: bearer(headers),
@@ -188,6 +194,21 @@ async fn authorize(
         .await
         .map(|_| ())
         .map_err(refused)
+}
+
+/// The stream a file under the recordings directory recorded, when it is one and
+/// `record.access` is "stream".
+fn recording_of(shared: &Shared, real: &Path) -> Option<(String, String)> {
+    if shared.ctl.config.record.access != RecordAccess::Stream {
+        return None;
+    }
+    let rel: Vec<String> = real
+        .strip_prefix(shared.record_root.as_deref()?)
+        .ok()?
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    record::names::stream_of(&rel).map(|(a, n)| (a.to_owned(), n.to_owned()))
 }
 
 fn inside(root: &Path, real: &Path) -> bool {
