@@ -465,3 +465,80 @@ async fn ws_flv(
     drop(api);
     drop(guard);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{Request, StatusCode};
+    use config::{AuthMode, AuthRule, Config};
+    use tower::ServiceExt;
+
+    /// A control plane and this server's routes with no socket bound anywhere.
+    fn routes(cfg: Config) -> (Arc<Control>, Router) {
+        let addrs = control::ListenerAddrs {
+            rtmp: "127.0.0.1:1935".parse().unwrap(),
+            http: "127.0.0.1:8080".parse().unwrap(),
+        };
+        let hub = hub::Hub::new(Default::default());
+        let ctl = Arc::new(Control::new(cfg, hub, addrs).unwrap());
+        let http = HttpServer::new(&ctl, None).unwrap();
+        (ctl, http.routes().0)
+    }
+
+    fn config() -> Config {
+        let mut cfg = Config::default();
+        let dir = std::env::temp_dir().join(format!("sluice-http-unit-{}", std::process::id()));
+        cfg.record.dir = dir.join("recordings").to_string_lossy().into_owned();
+        cfg.vod.dir = dir;
+        cfg
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, String) {
+        let req = Request::get(uri).body(Body::empty()).unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_router_answers_without_a_socket() {
+        let (ctl, app) = routes(config());
+        let (status, body) = get(&app, "/live/nothing.flv").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(body.contains(r#""code":"not_found""#), "{body}");
+        let (status, body) = get(&app, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("sluice_streams"), "{body}");
+        let (status, _) = get(&app, "/live/cam%0d%0aX/index.m3u8").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        ctl.shutdown.cancel();
+    }
+
+    /// The name access control decides on is the name served: `+` is a plus in a path (the
+    /// guard once decoded it as a space, so a deny rule for `pub/x+y` let `/pub/x+y.flv` play).
+    #[tokio::test]
+    async fn plus_in_a_path_is_decided_as_a_plus() {
+        let mut cfg = config();
+        cfg.auth.rules = vec![
+            AuthRule {
+                pattern: "pub/x+y".into(),
+                play: AuthMode::Deny,
+                ..AuthRule::default()
+            },
+            AuthRule {
+                pattern: "pub/*".into(),
+                ..AuthRule::default()
+            },
+        ];
+        let (ctl, app) = routes(cfg);
+        for uri in ["/pub/x+y.flv", "/pub/x%2By.flv", "/pub/x+y/index.m3u8"] {
+            let (status, body) = get(&app, uri).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{uri}: {body}");
+        }
+        // The space is another stream, which the rule does not cover (and is not live).
+        let (status, _) = get(&app, "/pub/x%20y.flv").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        ctl.shutdown.cancel();
+    }
+}
