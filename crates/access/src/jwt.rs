@@ -11,12 +11,12 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{AlgorithmFamily, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
 
-use crate::Action;
-use config::Cidr;
-use config::AuthConfig;
-use crate::refusal::{Reason, Refusal};
 use crate::AccessError;
+use crate::Action;
 use crate::pattern::pattern_matches;
+use crate::refusal::{Reason, Refusal};
+use config::AuthConfig;
+use config::Cidr;
 
 /// Longest token accepted (bytes): bounds the work spent on a hostile one.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -157,10 +157,14 @@ impl JwtKeys {
             _ => bad("does not verify"),
         })?;
         let c = &data.claims;
-        if c.exp.is_some_and(|exp| exp.saturating_add(JWT_LEEWAY_S) < now_s) {
+        if c.exp
+            .is_some_and(|exp| exp.saturating_add(JWT_LEEWAY_S) < now_s)
+        {
             return Err(Refusal::new(Reason::Expired, "the token has expired"));
         }
-        if c.nbf.is_some_and(|nbf| nbf > now_s.saturating_add(JWT_LEEWAY_S)) {
+        if c.nbf
+            .is_some_and(|nbf| nbf > now_s.saturating_add(JWT_LEEWAY_S))
+        {
             return Err(Refusal::new(
                 Reason::Expired,
                 "the token is not valid yet (nbf)",
@@ -271,7 +275,10 @@ mod tests {
             serde_json::json!({"exp": exp, "action": "*", "sub": "live/a"}),
             "s3cret",
         );
-        assert_eq!(reason(k.verify(&any, Action::Play, "live/a", None, now())), None);
+        assert_eq!(
+            reason(k.verify(&any, Action::Play, "live/a", None, now())),
+            None
+        );
         assert_eq!(
             reason(k.verify(&any, Action::Play, "live/ab", None, now())),
             Some(Reason::WrongStream)

@@ -173,7 +173,10 @@ mod tests {
     #[test]
     fn parts_and_key() {
         let n = StreamName::new("live", "cam 1").unwrap();
-        assert_eq!((n.app(), n.stream(), n.key()), ("live", "cam 1", "live/cam 1"));
+        assert_eq!(
+            (n.app(), n.stream(), n.key()),
+            ("live", "cam 1", "live/cam 1")
+        );
         assert_eq!(StreamName::from_key("live/x").unwrap().stream(), "x");
         assert_eq!(StreamName::from_key("live"), Err(NameError::Path));
         assert_eq!(StreamName::from_key("live/a/b"), Err(NameError::Path));

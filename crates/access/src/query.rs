@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn form_decoding() {
         assert_eq!(form_decode("a+b%20c%zz"), "a b c%zz");
-        assert_eq!(query_value("x=1&stream=live%2Fa+b", "stream").as_deref(), Some("live/a b"));
+        assert_eq!(
+            query_value("x=1&stream=live%2Fa+b", "stream").as_deref(),
+            Some("live/a b")
+        );
         assert_eq!(query_value("x=1", "stream"), None);
     }
 }

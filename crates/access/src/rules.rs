@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 
 use crate::Action;
+use crate::pattern::pattern_matches;
+use crate::refusal::{Reason, Refusal};
 use config::cidr::{Cidr, any_contains, parse_list};
 use config::{AuthConfig, AuthMode};
-use crate::refusal::{Reason, Refusal};
-use crate::pattern::pattern_matches;
 
 #[derive(Debug, Clone)]
 struct Rule {

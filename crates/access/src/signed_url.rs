@@ -108,13 +108,26 @@ mod tests {
     #[test]
     fn verify_accepts_valid_and_refuses_tampered_or_expired() {
         let s = sign(b"k", Action::Play, "live/a", 2000);
-        assert_eq!(verify(b"k", Action::Play, "live/a", "2000", &s, 1000), Ok(()));
         assert_eq!(
-            verify(b"k", Action::Play, "live/a", "2000", &s.to_uppercase(), 1000),
+            verify(b"k", Action::Play, "live/a", "2000", &s, 1000),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                b"k",
+                Action::Play,
+                "live/a",
+                "2000",
+                &s.to_uppercase(),
+                1000
+            ),
             Ok(())
         );
         let r = |res: Result<(), Refusal>| res.unwrap_err().reason;
-        assert_eq!(r(verify(b"k", Action::Play, "live/a", "2000", &s, 2001)), Reason::Expired);
+        assert_eq!(
+            r(verify(b"k", Action::Play, "live/a", "2000", &s, 2001)),
+            Reason::Expired
+        );
         assert_eq!(
             r(verify(b"k", Action::Play, "live/b", "2000", &s, 1000)),
             Reason::BadToken
@@ -155,7 +168,10 @@ mod tests {
         let play = sign(b"k", Action::Play, "live/a", 2000);
         let publish = sign(b"k", Action::Publish, "live/a", 2000);
         assert_ne!(play, publish);
-        assert_eq!(verify(b"k", Action::Play, "live/a", "2000", &play, 1000), Ok(()));
+        assert_eq!(
+            verify(b"k", Action::Play, "live/a", "2000", &play, 1000),
+            Ok(())
+        );
         assert_eq!(
             verify(b"k", Action::Publish, "live/a", "2000", &play, 1000)
                 .unwrap_err()

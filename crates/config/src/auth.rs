@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cidr::Cidr;
 use crate::ConfigError;
+use crate::cidr::Cidr;
 
 /// Longest `auth.webhook_timeout_ms` accepted: a publisher or player waits this long at most.
 pub const MAX_AUTH_WEBHOOK_TIMEOUT_MS: u64 = 30_000;

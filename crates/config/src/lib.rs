@@ -448,8 +448,7 @@ impl TlsConfig {
 impl Config {
     /// Parses a TOML document (keys not given keep their defaults).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let table: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         Self::from_table(table)
     }
 
@@ -571,9 +570,7 @@ fn apply_env(
         };
         let rest = rest.to_ascii_lowercase();
         let Some((section, key)) = rest.split_once('_') else {
-            return Err(ConfigError(format!(
-                "unknown environment variable {name}"
-            )));
+            return Err(ConfigError(format!("unknown environment variable {name}")));
         };
         let known = defaults
             .get(section)

@@ -19,11 +19,11 @@ use access::{Action, Grant, Reason, StreamName};
 use hub::{HubError, PublisherInfo, Subscriber};
 use tokio_util::sync::CancellationToken;
 
+use crate::Control;
 use crate::counters::{StreamCounters, ViewerProtocol};
-use crate::viewer::ViewerGuard;
 use crate::limits::{LimitRefusal, StreamSlot};
 use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
-use crate::Control;
+use crate::viewer::ViewerGuard;
 
 /// Who asks, from where, with which credentials.
 #[derive(Debug, Clone, Copy)]

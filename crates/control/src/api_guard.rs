@@ -70,11 +70,7 @@ pub fn api_decision(
 }
 
 /// Middleware of `/api/v1/*`.
-pub async fn guard(
-    State(ctl): State<Arc<Control>>,
-    req: HttpRequest,
-    next: Next,
-) -> Response {
+pub async fn guard(State(ctl): State<Arc<Control>>, req: HttpRequest, next: Next) -> Response {
     let ip = client_ip(req.extensions());
     let decision = api_decision(
         ctl.addrs.http,

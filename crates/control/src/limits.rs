@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 pub use connections::ConnectionPermit;
 pub use streams::StreamSlot;
 
-use config::LimitsConfig;
 use crate::counters::ViewerProtocol;
 use crate::{Control, ControlError};
+use config::LimitsConfig;
 
 /// Client addresses whose connection rate is tracked at most. Beyond it (after dropping the
 /// addresses whose bucket is full again) new connections are refused with `ip_table_full`:
@@ -200,10 +200,7 @@ pub fn on_accept(
                     peer.ip()
                 ),
             };
-            ctl
-                .limits
-                .refusals
-                .refuse(listener.as_str(), &refusal, now);
+            ctl.limits.refusals.refuse(listener.as_str(), &refusal, now);
             None
         }
     }
@@ -223,8 +220,7 @@ pub(crate) fn admit_viewer(
     let hls = usize::try_from(hls).unwrap_or(usize::MAX);
     let result = ctl.limits.streams.admit_viewer(&ctl.limits, key, hls);
     if let Err(r) = &result {
-        ctl
-            .limits
+        ctl.limits
             .refusals
             .refuse(protocol.as_str(), r, Instant::now());
     }
@@ -315,5 +311,5 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), LimitReason::ALL.len());
-            }
+    }
 }

@@ -25,8 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::{Control, ControlError};
 use config::TlsConfig;
-use crate::{ControlError, Control};
 
 /// Largest PEM file read (certificate chain or key): a real chain is a few KiB, so anything
 /// bigger is a wrong path (a log file, a disk image) that must not be read into memory.

@@ -11,10 +11,9 @@ use tokio::sync::broadcast;
 
 use crate::derived::{self, Ctl, DerivedRun, DerivedStats, TransformFactory, Want};
 use crate::gop::{GopCache, GopLimits};
-pub(crate) use crate::track::{PUBLISHED, TrackId};
 use crate::timeline::Timeline;
+pub(crate) use crate::track::{PUBLISHED, TrackId};
 use crate::{Core, EndReason, HubEvent, PublisherInfo, StreamSnapshot};
-
 
 /// A derived audio track as subscribers see it (part of the [`Context`]).
 #[derive(Debug, Clone)]

@@ -63,11 +63,7 @@ struct StartRequest {
 
 /// `GET /api/v1/recordings`: recordings in progress.
 async fn list(State(rec): State<Arc<Recorder>>) -> Response {
-    let recordings = rec
-        .list()
-        .iter()
-        .map(|r| RecordingInfo::of(r))
-        .collect();
+    let recordings = rec.list().iter().map(|r| RecordingInfo::of(r)).collect();
     json_body(&RecordingList { recordings })
 }
 
@@ -136,9 +132,6 @@ pub(crate) fn routes(rec: Arc<Recorder>) -> axum::Router {
     let [.., recordings_path, recording_path, _, _] = control::api::API_ROUTES;
     axum::Router::new()
         .route(recordings_path, axum::routing::get(list))
-        .route(
-            recording_path,
-            axum::routing::post(start).delete(stop),
-        )
+        .route(recording_path, axum::routing::post(start).delete(stop))
         .with_state(rec)
 }

@@ -31,7 +31,6 @@ use config::{ReconnectPolicy, RecordFormat};
 use control::Control;
 use mux::{FileMuxer, Output};
 
-
 /// Why a recording could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -376,4 +375,3 @@ fn unix_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
-

@@ -78,7 +78,11 @@ mod tests {
 
     #[test]
     fn finds_the_local_ufrag_after_other_attributes() {
-        let m = request(&[(0x0024, &[0, 0, 0, 1]), (0x0006, b"srv1:cli9"), (0x0008, &[1; 20])]);
+        let m = request(&[
+            (0x0024, &[0, 0, 0, 1]),
+            (0x0006, b"srv1:cli9"),
+            (0x0008, &[1; 20]),
+        ]);
         assert_eq!(local_ufrag(&m), Some("srv1"));
         let odd = request(&[(0x8022, b"abc"), (0x0006, b"u:x")]);
         assert_eq!(local_ufrag(&odd), Some("u"));
@@ -94,7 +98,10 @@ mod tests {
         assert_eq!(local_ufrag(&request(&[(0x0024, &[0; 4])])), None);
         assert_eq!(local_ufrag(&request(&[(0x0006, b"nocolon")])), None);
         assert_eq!(local_ufrag(&request(&[(0x0006, b":theirs")])), None);
-        assert_eq!(local_ufrag(&request(&[(0x0006, &[0xFF, b':', b'x'])])), None);
+        assert_eq!(
+            local_ufrag(&request(&[(0x0006, &[0xFF, b':', b'x'])])),
+            None
+        );
         let mut truncated = request(&[(0x0006, b"srv1:cli9")]);
         truncated.truncate(truncated.len() - 4);
         assert_eq!(local_ufrag(&truncated), None, "length beyond the datagram");

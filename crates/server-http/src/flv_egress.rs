@@ -62,4 +62,3 @@ impl FlvEgress {
         self.buf.len()
     }
 }
-

@@ -19,10 +19,10 @@ use axum::http::uri::Authority;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use control::ListenerKind;
 use control::tls::{self, Listener, TlsService};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -65,7 +65,8 @@ pub(crate) async fn serve(
         let (shared, tls, app) = (shared.clone(), tls.clone(), app.clone());
         let tracker = shared.ctl.tracker.clone();
         tracker.spawn(async move {
-            let handshake = tls::handshake(&shared.ctl, &tls, &tls.https, sock, peer, Listener::Https);
+            let handshake =
+                tls::handshake(&shared.ctl, &tls, &tls.https, sock, peer, Listener::Https);
             let Some(stream) = handshake.await else {
                 return;
             };

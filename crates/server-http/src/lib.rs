@@ -44,8 +44,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use console::{CONSOLE_ASSETS, CONSOLE_CSP, ConsoleAsset, console_asset};
-pub use https::HTTPS_ALPN;
 use flv_egress::FlvEgress;
+pub use https::HTTPS_ALPN;
 
 /// Errors of starting the HTTP server.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +114,10 @@ impl HttpServer {
     /// has a listener of its own) and the VOD API routes (without the API guard: the binary
     /// puts one guard in front of every `/api/v1` route).
     pub fn routes(&self) -> (Router, Router) {
-        (router(Arc::clone(&self.shared)), vod::api::routes(Arc::clone(&self.shared)))
+        (
+            router(Arc::clone(&self.shared)),
+            vod::api::routes(Arc::clone(&self.shared)),
+        )
     }
 
     /// Serves plain HTTP on `listener` with `app` until shutdown (every connection passes
@@ -215,7 +218,10 @@ async fn admit(
 ) -> Result<control::admission::Authorized, Response> {
     let refused = |r: Refusal| {
         let mut resp = r.http();
-        add_cors(resp.headers_mut(), &shared.ctl.config.http.cors_allow_origin);
+        add_cors(
+            resp.headers_mut(),
+            &shared.ctl.config.http.cors_allow_origin,
+        );
         resp
     };
     let name = StreamName::new(app, stream).map_err(|e| refused(e.into()))?;
@@ -228,7 +234,11 @@ async fn admit(
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     let text = control::metrics::render(&shared.ctl);
-    ([(header::CONTENT_TYPE, control::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, control::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 /// `GET /console/{file}`: a console asset, else the FLV stream `console/{file}`.
@@ -497,7 +507,9 @@ mod tests {
         let req = Request::get(uri).body(Body::empty()).unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 

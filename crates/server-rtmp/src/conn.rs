@@ -371,10 +371,7 @@ impl Conn {
     fn on_written(&mut self, n: usize) {
         self.out.advance(n);
         if let Some(p) = &self.playing {
-            self.ctl
-                .stats
-                .viewer_writes
-                .fetch_add(1, Ordering::Relaxed);
+            self.ctl.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
             p.viewer.sent(n);
             p.api.bytes(n);
         }

@@ -33,9 +33,9 @@ use super::audio::OpusSource;
 use super::peer::{self, Cleanup};
 use rtp::video_in::{VideoIn, VideoUnit};
 
-use crate::codecs::hub_codec;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
+use crate::codecs::hub_codec;
 
 /// Fewest time between two keyframe requests (a burst of reasons sends one PLI).
 pub const KEYFRAME_REQUEST_MIN_GAP: Duration = Duration::from_millis(500);
@@ -552,11 +552,7 @@ mod tests {
         let f = flv::frame_from_tag(
             flv::mux::TAG_VIDEO,
             40,
-            Bytes::from(rtp::video_in::avc_body(
-                true,
-                1,
-                &[0, 0, 0, 1, 0x65],
-            )),
+            Bytes::from(rtp::video_in::avc_body(true, 1, &[0, 0, 0, 1, 0x65])),
         )
         .unwrap();
         assert!(f.is_video_keyframe());

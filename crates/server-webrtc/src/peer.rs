@@ -23,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::audio::{AudioGuard, OpusFrame};
 use super::quality::PeerQuality;
-use rtp::video_out::VideoOut;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
 use control::ViewerGuard;
 use control::sessions::SessionGuard;
+use rtp::video_out::VideoOut;
 
 /// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,
 /// a panic inside str0m included.

@@ -193,8 +193,8 @@ pub(crate) async fn restart(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtp::sdpfrag::{parse_fragment, restart_creds};
     use crate::{PeerRoute, Resource};
+    use rtp::sdpfrag::{parse_fragment, restart_creds};
     use tokio_util::sync::CancellationToken;
 
     /// What Chromium sends after `restartIce()` (RFC 8840 fragment, max-bundle: the first

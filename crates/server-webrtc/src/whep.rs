@@ -201,8 +201,7 @@ async fn offer(
         extensions: &extensions,
         headers: &headers,
     };
-    let (auth, remote) = match authorize(&shared, Action::Play, &offer, METHODS_COLLECTION).await
-    {
+    let (auth, remote) = match authorize(&shared, Action::Play, &offer, METHODS_COLLECTION).await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -275,8 +274,16 @@ async fn create(
         viewer: playing.viewer,
         session: playing.session,
     };
-    shared.ctl.tracker.spawn(peer::run(Arc::clone(shared), wr, p));
-    Ok(created(&shared.ctl.config.webrtc, &location, &etag, &answer))
+    shared
+        .ctl
+        .tracker
+        .spawn(peer::run(Arc::clone(shared), wr, p));
+    Ok(created(
+        &shared.ctl.config.webrtc,
+        &location,
+        &etag,
+        &answer,
+    ))
 }
 
 /// The checks every offer POST shares: WebRTC enabled, `application/sdp`, the body within
@@ -572,4 +579,3 @@ async fn trickle(
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
-

@@ -7,13 +7,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use access::Action;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use access::Action;
 use control::admission::Authorized;
 use control::{Refusal, ViewerProtocol};
 use str0m::RtcConfig;
@@ -124,7 +124,10 @@ async fn create(
         cmd: slot.cmd,
         kick: slot.kick,
     };
-    shared.ctl.tracker.spawn(ingest::run(Arc::clone(shared), wr, p));
+    shared
+        .ctl
+        .tracker
+        .spawn(ingest::run(Arc::clone(shared), wr, p));
     Ok(whep::created(
         &shared.ctl.config.webrtc,
         &location,

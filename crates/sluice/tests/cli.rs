@@ -48,8 +48,7 @@ async fn print_config_shows_defaults_env_and_flags() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cfg = sluice::Config::from_toml(&String::from_utf8_lossy(&out.stdout))
-        .expect("valid toml");
+    let cfg = sluice::Config::from_toml(&String::from_utf8_lossy(&out.stdout)).expect("valid toml");
     assert_eq!(cfg.rtmp.listen.to_string(), "127.0.0.1:1999");
     assert_eq!(cfg.hub.ring_capacity, 2048);
     assert_eq!(cfg.http, sluice::Config::default().http);

@@ -46,10 +46,7 @@ async fn console_files_are_served_with_etags() {
     assert!(r.header("content-security-policy").is_some());
     let body = r.text();
     assert!(body.contains("<title>Sluice console</title>"), "{body}");
-    assert_eq!(
-        body,
-        sluice::console_asset("index.html").unwrap().body
-    );
+    assert_eq!(body, sluice::console_asset("index.html").unwrap().body);
 
     for (file, ctype) in [
         ("app.js", "text/javascript; charset=utf-8"),

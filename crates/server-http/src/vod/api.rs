@@ -7,9 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{
-    FromRequest, Multipart, Path as UrlPath, RawQuery, Request, State,
-};
+use axum::extract::{FromRequest, Multipart, Path as UrlPath, RawQuery, Request, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;

@@ -174,7 +174,10 @@ async fn authorize(
         .unwrap_or_default();
     let refused = |r: Refusal| {
         let mut resp = r.http();
-        add_cors(resp.headers_mut(), &shared.ctl.config.http.cors_allow_origin);
+        add_cors(
+            resp.headers_mut(),
+            &shared.ctl.config.http.cors_allow_origin,
+        );
         resp
     };
     let name = match recording_of(shared, real) {
