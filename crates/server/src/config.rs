@@ -286,6 +286,14 @@ pub struct LimitsConfig {
     pub max_message_len: u32,
     /// Most chunk stream ids one RTMP connection may use.
     pub max_chunk_streams: usize,
+    /// Most bytes all RTMP connections together may hold in incomplete (partly received)
+    /// messages. Each connection has its own budget too (64 KiB until a publish is admitted,
+    /// then `max_message_len` + 64 KiB); this one bounds the sum, so many connections cannot
+    /// exhaust memory between them. A connection whose growth would exceed it is closed.
+    /// 256 MiB holds about 30 maximum-size messages in flight at once, or about a thousand
+    /// publishers each midway through a typical (100-200 KB) keyframe. At least
+    /// `max_message_len`.
+    pub max_rtmp_partial_bytes: usize,
     /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
     /// a new connection is closed right after accept. 4096 keeps a small server well inside
     /// common descriptor limits while serving thousands of viewers.
@@ -326,6 +334,7 @@ impl Default for LimitsConfig {
             idle_timeout_ms: 30_000,
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_rtmp_partial_bytes: 256 * 1024 * 1024,
             max_connections: 4096,
             max_connections_per_ip: 64,
             connections_per_ip_per_second: 50,
@@ -528,6 +537,12 @@ impl Config {
         if self.limits.max_chunk_streams < 4 {
             return bad("limits.max_chunk_streams", "must be at least 4");
         }
+        if self.limits.max_rtmp_partial_bytes < self.limits.max_message_len as usize {
+            return bad(
+                "limits.max_rtmp_partial_bytes",
+                "must be at least limits.max_message_len",
+            );
+        }
         crate::limits::validate(&self.limits)?;
         if self.hub.audio_coalesce_ms > 1000 {
             return bad("hub.audio_coalesce_ms", "must be at most 1000");
@@ -693,6 +708,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("rtmp.chunk_size"), "{err}");
+        // The server-wide budget of incomplete RTMP messages must fit one largest message.
+        let err = Config::from_toml("[limits]\nmax_rtmp_partial_bytes = 8388607\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_rtmp_partial_bytes"), "{err}");
+        assert!(Config::from_toml("[limits]\nmax_rtmp_partial_bytes = 8388608\n").is_ok());
     }
 
     #[test]
