@@ -494,6 +494,12 @@ impl Config {
         if self.limits.max_chunk_streams < 4 {
             return bad("limits.max_chunk_streams", "must be at least 4");
         }
+        if self.limits.max_rtmp_partial_bytes < self.limits.max_message_len as usize {
+            return bad(
+                "limits.max_rtmp_partial_bytes",
+                "must be at least limits.max_message_len",
+            );
+        }
         self.limits.validate()?;
         if self.hub.audio_coalesce_ms > 1000 {
             return bad("hub.audio_coalesce_ms", "must be at most 1000");
@@ -610,6 +616,16 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = include_str!("../../../sluice.toml");
+
+    #[test]
+    fn rtmp_partial_budget_fits_one_largest_message() {
+        // The server-wide budget of incomplete RTMP messages must fit one largest message.
+        let err = Config::from_toml("[limits]\nmax_rtmp_partial_bytes = 8388607\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_rtmp_partial_bytes"), "{err}");
+        assert!(Config::from_toml("[limits]\nmax_rtmp_partial_bytes = 8388608\n").is_ok());
+    }
 
     #[test]
     fn sample_file_equals_defaults_key_for_key() {

@@ -32,6 +32,14 @@ pub struct LimitsConfig {
     pub max_message_len: u32,
     /// Most chunk stream ids one RTMP connection may use.
     pub max_chunk_streams: usize,
+    /// Most bytes all RTMP connections together may hold in incomplete (partly received)
+    /// messages. Each connection has its own budget too (64 KiB until a publish is admitted,
+    /// then `max_message_len` + 64 KiB); this one bounds the sum, so many connections cannot
+    /// exhaust memory between them. A connection whose growth would exceed it is closed.
+    /// 256 MiB holds about 30 maximum-size messages in flight at once, or about a thousand
+    /// publishers each midway through a typical (100-200 KB) keyframe. At least
+    /// `max_message_len`.
+    pub max_rtmp_partial_bytes: usize,
     /// Most open TCP connections across every listener (RTMP, RTMPS, HTTP, HTTPS); beyond it
     /// a new connection is closed right after accept. 10,000 is about what two cores serve
     /// as HTTP-FLV viewers of one SD stream, and stays inside the descriptor limit the
@@ -78,6 +86,7 @@ impl Default for LimitsConfig {
             idle_timeout_ms: 30_000,
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_rtmp_partial_bytes: 256 * 1024 * 1024,
             max_connections: 10_000,
             max_connections_per_ip: 1_000,
             connections_per_ip_per_second: 200,

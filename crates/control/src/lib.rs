@@ -94,6 +94,12 @@ pub struct ServerStats {
     pub viewer_writes: AtomicU64,
     /// Bytes read from RTMP connections (publishers' media and every client's commands).
     pub rtmp_bytes_in: AtomicU64,
+    /// Bytes RTMP connections hold now in incomplete messages, with what they reserved for the
+    /// read being decoded (bounded by `limits.max_rtmp_partial_bytes`).
+    pub rtmp_partial_bytes: AtomicU64,
+    /// RTMP connections closed because their incomplete messages would have grown past
+    /// `limits.max_rtmp_partial_bytes` (also counted in `rtmp_errors`).
+    pub rtmp_partial_refused: AtomicU64,
     /// Bytes sent to viewers, by protocol.
     pub bytes_out: PerProtocol,
     /// Viewers attached now, by protocol.

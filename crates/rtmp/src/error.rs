@@ -32,6 +32,29 @@ pub enum RtmpError {
         /// Configured limit.
         max: usize,
     },
+    /// Incomplete messages would hold more bytes (allocated capacity
+    /// included, across every chunk stream) than the connection's budget:
+    /// the peer sends parts of messages faster than it completes them.
+    #[error(
+        "incomplete messages would hold {needed} bytes, over this connection's budget of \
+         {budget} bytes (chunk stream {csid})"
+    )]
+    PartialBudgetExceeded {
+        /// The chunk stream whose message needed to grow.
+        csid: u32,
+        /// Bytes the incomplete messages would hold with this chunk.
+        needed: usize,
+        /// The budget in force.
+        budget: usize,
+    },
+    /// More chunk streams with an incomplete message at once than allowed.
+    #[error("more than {max} chunk streams with an incomplete message (chunk stream {csid})")]
+    TooManyPartialMessages {
+        /// The chunk stream that would start one more.
+        csid: u32,
+        /// The limit ([`crate::chunk::MAX_PARTIAL_MESSAGES`]).
+        max: usize,
+    },
     /// A type 1/2/3 chunk on a chunk stream that never had a full header.
     #[error("chunk of format {fmt} on unknown chunk stream {csid}")]
     UnknownChunkStream {

@@ -13,6 +13,7 @@
 //! with the same vectored writes as a readiness loop would: no copy is added.
 
 mod admit;
+mod partial;
 
 use std::future::poll_fn;
 use std::io::IoSlice;
@@ -105,6 +106,15 @@ enum ConnError {
     HandshakeTimeout(u64),
     #[error("idle for {0} ms (limits.idle_timeout_ms)")]
     Idle(u64),
+    #[error(
+        "incomplete messages would hold {needed} bytes: refused by the server-wide budget \
+         limits.max_rtmp_partial_bytes ({max} bytes, {in_use} held by all RTMP connections)"
+    )]
+    PartialBudget {
+        needed: usize,
+        max: usize,
+        in_use: u64,
+    },
 }
 
 /// A viewer's state on this connection.
@@ -159,6 +169,8 @@ struct Conn {
     kick: CancellationToken,
     /// "rtmp" or "rtmps", as publishers are listed.
     protocol: &'static str,
+    /// This connection's share of `limits.max_rtmp_partial_bytes`.
+    partial: partial::PartialShare,
 }
 
 /// Serves one connection (`protocol` "rtmp" over TCP, "rtmps" over TLS) to its end, logging
@@ -178,6 +190,8 @@ pub(crate) async fn serve<S>(
         peer_bandwidth: ctl.config.rtmp.window_ack_size,
         max_message_len: limits.max_message_len,
         max_chunk_streams: limits.max_chunk_streams,
+        max_partial_bytes: rtmp::chunk::COMMAND_PARTIAL_BUDGET,
+        max_partial_bytes_publishing: rtmp::chunk::media_partial_budget(limits.max_message_len),
     });
     let mut conn = Conn {
         ctl: ctl.clone(),
@@ -191,6 +205,7 @@ pub(crate) async fn serve<S>(
         closing: false,
         kick: CancellationToken::new(),
         protocol,
+        partial: partial::PartialShare::new(ctl.clone()),
     };
     let result = conn.run(&mut sock).await;
     // Ends the stream cleanly (a TLS close_notify, then FIN), bounded.
@@ -337,8 +352,7 @@ impl Conn {
         if let Some(p) = &self.publishing {
             p.admitted.session.bytes(n);
         }
-        self.session
-            .handle_input(rbuf.get(..n).unwrap_or_default())?;
+        self.feed(rbuf.get(..n).unwrap_or_default())?;
         if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
             rbuf.resize(rbuf.len() * 2, 0);
         }
@@ -352,6 +366,11 @@ impl Conn {
         rbuf: &mut Vec<u8>,
     ) -> Result<bool, ConnError> {
         loop {
+            if self.session.awaits_decision() {
+                // Answer connect, publish or play before reading on: a publisher's media
+                // then meets the budget of an admitted publish.
+                return Ok(false);
+            }
             let read = try_now(|cx| {
                 let mut rb = ReadBuf::new(rbuf);
                 Pin::new(&mut *sock)

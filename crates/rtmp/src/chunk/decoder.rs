@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP, MAX_CHUNK_SIZE, PREALLOC_CAP};
+use super::{
+    DEFAULT_CHUNK_SIZE, EXTENDED_TIMESTAMP, MAX_CHUNK_SIZE, MAX_PARTIAL_MESSAGES,
+    media_partial_budget,
+};
 use crate::RtmpError;
 use crate::message::{MSG_ABORT, MSG_SET_CHUNK_SIZE};
 
@@ -32,7 +35,10 @@ struct ChunkStream {
     stream_id: u32,
     /// The extended timestamp field of the last fmt 0/1/2 header, if it had one.
     ext: Option<u32>,
-    payload: BytesMut,
+    /// The message received so far. Its capacity grows only as bytes arrive
+    /// (never from the announced length alone) and never past `msg_len`, so
+    /// the completed message is handed out without a copy or spare capacity.
+    payload: Vec<u8>,
     in_progress: bool,
 }
 
@@ -48,7 +54,9 @@ enum State {
 ///
 /// Buffering is bounded: the input buffer only ever holds an incomplete chunk
 /// header (or whatever was pushed but not yet polled), and payload bytes are
-/// moved into the message as they arrive.
+/// moved into the message as they arrive. The messages still incomplete hold
+/// at most [`ChunkDecoder::max_partial_bytes`] bytes together (allocated
+/// capacity included), on at most [`MAX_PARTIAL_MESSAGES`] chunk streams.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     buf: BytesMut,
@@ -57,10 +65,18 @@ pub struct ChunkDecoder {
     streams: HashMap<u32, ChunkStream>,
     max_message_len: u32,
     max_chunk_streams: usize,
+    /// Sum of the capacities of every stream's `payload`.
+    partial_bytes: usize,
+    /// Streams with `in_progress` set.
+    partial_messages: usize,
+    max_partial_bytes: usize,
 }
 
 impl ChunkDecoder {
-    /// A decoder with the given limits and the default chunk size (128).
+    /// A decoder with the given limits and the default chunk size (128). The
+    /// budget of bytes in incomplete messages is
+    /// [`media_partial_budget`]`(max_message_len)`; see
+    /// [`ChunkDecoder::set_max_partial_bytes`].
     pub fn new(max_message_len: u32, max_chunk_streams: usize) -> Self {
         Self {
             buf: BytesMut::new(),
@@ -69,7 +85,33 @@ impl ChunkDecoder {
             streams: HashMap::new(),
             max_message_len,
             max_chunk_streams,
+            partial_bytes: 0,
+            partial_messages: 0,
+            max_partial_bytes: media_partial_budget(max_message_len),
         }
+    }
+
+    /// Sets the budget of bytes that incomplete messages may hold together,
+    /// allocated capacity included. Bytes already held stay; a message that
+    /// needs to grow past the budget is [`RtmpError::PartialBudgetExceeded`].
+    pub fn set_max_partial_bytes(&mut self, bytes: usize) {
+        self.max_partial_bytes = bytes;
+    }
+
+    /// The budget of bytes in incomplete messages.
+    pub fn max_partial_bytes(&self) -> usize {
+        self.max_partial_bytes
+    }
+
+    /// Bytes held now by incomplete messages: their allocated capacity, which
+    /// is less than twice the bytes received and never more than the budget.
+    pub fn partial_bytes(&self) -> usize {
+        self.partial_bytes
+    }
+
+    /// Chunk streams with an incomplete message now.
+    pub fn partial_messages(&self) -> usize {
+        self.partial_messages
     }
 
     /// The incoming chunk size.
@@ -89,8 +131,12 @@ impl ChunkDecoder {
     /// Drops the partial message on `csid` (Abort Message).
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.get_mut(&csid) {
-            s.payload = BytesMut::new();
-            s.in_progress = false;
+            self.partial_bytes -= s.payload.capacity();
+            s.payload = Vec::new();
+            if s.in_progress {
+                s.in_progress = false;
+                self.partial_messages -= 1;
+            }
         }
         if let State::Payload { csid: c, .. } = self.state
             && c == csid
@@ -127,11 +173,8 @@ impl ChunkDecoder {
                         return Ok(None);
                     }
                     let n = (remaining as usize).min(self.buf.len());
-                    let bytes = self.buf.split_to(n);
+                    self.append(csid, n)?;
                     let remaining = remaining - n as u32;
-                    if let Some(s) = self.streams.get_mut(&csid) {
-                        s.payload.extend_from_slice(&bytes);
-                    }
                     if remaining > 0 {
                         self.state = State::Payload { csid, remaining };
                         return Ok(None);
@@ -143,6 +186,47 @@ impl ChunkDecoder {
                 }
             }
         }
+    }
+
+    /// Moves the next `n` buffered bytes into the message on `csid`, growing
+    /// its buffer within the budget: geometrically (amortised copies), but
+    /// never past the message's length, and past the bytes actually received
+    /// only as far as the budget leaves room. Bytes that complete the message
+    /// are exempt: it leaves the decoder at once (as every complete message
+    /// does), so a full budget never stops a connection's small messages
+    /// (acknowledgements, commands, audio) that arrive whole.
+    fn append(&mut self, csid: u32, n: usize) -> Result<(), RtmpError> {
+        let Some(s) = self.streams.get_mut(&csid) else {
+            self.buf.advance(n);
+            return Ok(());
+        };
+        let needed = s.payload.len() + n;
+        let cap = s.payload.capacity();
+        if needed > cap {
+            let completes = needed >= s.msg_len as usize;
+            let others = self.partial_bytes - cap;
+            let room = self.max_partial_bytes.saturating_sub(others);
+            if needed > room && !completes {
+                return Err(RtmpError::PartialBudgetExceeded {
+                    csid,
+                    needed: others + needed,
+                    budget: self.max_partial_bytes,
+                });
+            }
+            let target = if completes {
+                needed
+            } else {
+                cap.saturating_mul(2)
+                    .min(s.msg_len as usize)
+                    .min(room)
+                    .max(needed)
+            };
+            s.payload.reserve_exact(target - s.payload.len());
+            self.partial_bytes = others + s.payload.capacity();
+        }
+        s.payload.extend_from_slice(&self.buf[..n]);
+        self.buf.advance(n);
+        Ok(())
     }
 
     /// After a header with an empty chunk body (zero-length message).
@@ -161,13 +245,17 @@ impl ChunkDecoder {
         if s.payload.len() < s.msg_len as usize {
             return Ok(None);
         }
-        s.in_progress = false;
+        if s.in_progress {
+            s.in_progress = false;
+            self.partial_messages -= 1;
+        }
+        self.partial_bytes -= s.payload.capacity();
         let msg = Message {
             csid,
             timestamp: s.timestamp,
             msg_type: s.msg_type,
             stream_id: s.stream_id,
-            payload: s.payload.split().freeze(),
+            payload: Bytes::from(std::mem::take(&mut s.payload)),
         };
         match msg.msg_type {
             MSG_SET_CHUNK_SIZE => {
@@ -223,6 +311,13 @@ impl ChunkDecoder {
         let field = if mh_len >= 3 { be24(&mh[0..3]) } else { 0 };
         let prev_ext = self.streams.get(&csid).and_then(|s| s.ext);
         let in_progress = self.streams.get(&csid).is_some_and(|s| s.in_progress);
+        // A header that starts a message on a stream with none in progress.
+        if !in_progress && self.partial_messages >= MAX_PARTIAL_MESSAGES {
+            return Err(RtmpError::TooManyPartialMessages {
+                csid,
+                max: MAX_PARTIAL_MESSAGES,
+            });
+        }
         // Extended timestamp.
         let mut ext = None;
         if fmt < 3 && field == EXTENDED_TIMESTAMP {
@@ -261,8 +356,10 @@ impl ChunkDecoder {
             s.ext = ext;
             if s.in_progress {
                 // A new header in the middle of a message: the old one is abandoned.
-                s.payload = BytesMut::new();
+                self.partial_bytes -= s.payload.capacity();
+                s.payload = Vec::new();
                 s.in_progress = false;
+                self.partial_messages -= 1;
             }
         }
         match fmt {
@@ -290,8 +387,10 @@ impl ChunkDecoder {
             }
         }
         if !s.in_progress {
+            // Nothing is reserved from the announced length: the buffer grows
+            // as bytes arrive (see `append`).
             s.in_progress = true;
-            s.payload = BytesMut::with_capacity((s.msg_len as usize).min(PREALLOC_CAP));
+            self.partial_messages += 1;
         }
         let left = s.msg_len as usize - s.payload.len().min(s.msg_len as usize);
         let remaining = left.min(self.chunk_size as usize) as u32;

@@ -34,6 +34,24 @@ pub const MIN_CSID: u32 = 2;
 pub const MAX_CSID: u32 = 65599;
 /// Timestamp field value meaning "extended timestamp follows".
 pub const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
-/// At most this much of a message payload is reserved up front; the rest
-/// grows as bytes actually arrive.
-pub const PREALLOC_CAP: usize = 64 * 1024;
+/// Bytes a connection may hold in incomplete incoming messages (allocated
+/// capacity included, across every chunk stream) while it only exchanges
+/// commands: before a publish is admitted, and for players. A command or
+/// control message is at most a few KiB (a `connect` carrying a long token is
+/// about 2 KiB), so 64 KiB is far above any of them; it also covers what an
+/// encoder that does not wait for NetStream.Publish.Start sends after its
+/// `publish` within one 64 KiB read, before its server can admit it.
+pub const COMMAND_PARTIAL_BUDGET: usize = 64 * 1024;
+/// Most chunk streams with an incomplete message at once. An encoder
+/// interleaves at most protocol control, commands, data, audio and video
+/// (five); 16 leaves room for unusual layouts. Each incomplete message is an
+/// allocation of its own, so their number is bounded as well as their bytes.
+pub const MAX_PARTIAL_MESSAGES: usize = 16;
+
+/// The budget of bytes in incomplete messages for a connection that carries
+/// media: one message of the longest accepted length (a large keyframe must
+/// fit), plus [`COMMAND_PARTIAL_BUDGET`] for the audio, data and commands
+/// interleaved with it.
+pub const fn media_partial_budget(max_message_len: u32) -> usize {
+    max_message_len as usize + COMMAND_PARTIAL_BUDGET
+}

@@ -20,8 +20,9 @@ use bytes::{Bytes, BytesMut};
 
 use crate::RtmpError;
 use crate::chunk::{
-    CSID_COMMAND, CSID_PROTOCOL_CONTROL, ChunkDecoder, ChunkEncoder, DEFAULT_MAX_CHUNK_STREAMS,
-    DEFAULT_MAX_MESSAGE_LEN, MAX_CHUNK_SIZE, Message,
+    COMMAND_PARTIAL_BUDGET, CSID_COMMAND, CSID_PROTOCOL_CONTROL, ChunkDecoder, ChunkEncoder,
+    DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_MESSAGE_LEN, MAX_CHUNK_SIZE, Message,
+    media_partial_budget,
 };
 use crate::command::{Command, build, object, status_info};
 use crate::handshake::ServerHandshake;
@@ -47,6 +48,14 @@ pub struct ServerConfig {
     pub max_message_len: u32,
     /// Most distinct incoming chunk stream ids.
     pub max_chunk_streams: usize,
+    /// Most bytes incomplete incoming messages may hold together (allocated
+    /// capacity included) until a publish is accepted, and for players:
+    /// commands and control only ([`COMMAND_PARTIAL_BUDGET`]).
+    pub max_partial_bytes: usize,
+    /// The same while a publish is accepted: at least `max_message_len`, or
+    /// the largest messages accepted cannot arrive
+    /// ([`media_partial_budget`]`(max_message_len)`).
+    pub max_partial_bytes_publishing: usize,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +66,8 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             max_chunk_streams: DEFAULT_MAX_CHUNK_STREAMS,
+            max_partial_bytes: COMMAND_PARTIAL_BUDGET,
+            max_partial_bytes_publishing: media_partial_budget(DEFAULT_MAX_MESSAGE_LEN),
         }
     }
 }
@@ -171,6 +182,9 @@ struct StreamState {
     /// Set by a publish command (media passes from then on), cleared by
     /// reject, unpublish or delete.
     publishing: Option<String>,
+    /// The adapter accepted the publish: the session's budget of bytes in
+    /// incomplete messages is the publishing one.
+    admitted: bool,
 }
 
 /// The server side of one RTMP connection.
@@ -192,6 +206,11 @@ pub struct ServerSession {
     object_encoding: f64,
     streams: HashMap<u32, StreamState>,
     next_stream_id: u32,
+    /// The adapter's cap on bytes in incomplete messages (its share of a
+    /// server-wide budget); `usize::MAX` when it sets none.
+    partial_grant: usize,
+    /// Connect, Publish and Play events queued and not yet polled.
+    decisions_queued: usize,
 }
 
 fn split_query(s: &str) -> (String, Option<String>) {
@@ -208,7 +227,8 @@ fn str_prop(v: &Value, key: &str) -> Option<String> {
 impl ServerSession {
     /// A session waiting for the handshake.
     pub fn new(cfg: ServerConfig) -> Self {
-        let decoder = ChunkDecoder::new(cfg.max_message_len, cfg.max_chunk_streams);
+        let mut decoder = ChunkDecoder::new(cfg.max_message_len, cfg.max_chunk_streams);
+        decoder.set_max_partial_bytes(cfg.max_partial_bytes);
         Self {
             cfg,
             handshake: ServerHandshake::new(),
@@ -226,7 +246,49 @@ impl ServerSession {
             object_encoding: 0.0,
             streams: HashMap::new(),
             next_stream_id: 1,
+            partial_grant: usize::MAX,
+            decisions_queued: 0,
         }
+    }
+
+    /// Bytes held now by incomplete incoming messages (allocated capacity
+    /// included), across every chunk stream.
+    pub fn partial_bytes(&self) -> usize {
+        self.decoder.partial_bytes()
+    }
+
+    /// The session's own budget for [`ServerSession::partial_bytes`]:
+    /// `max_partial_bytes_publishing` while a publish is accepted, else
+    /// `max_partial_bytes`. Growing past it is
+    /// [`RtmpError::PartialBudgetExceeded`].
+    pub fn partial_budget(&self) -> usize {
+        if self.streams.values().any(|s| s.admitted) {
+            self.cfg.max_partial_bytes_publishing
+        } else {
+            self.cfg.max_partial_bytes
+        }
+    }
+
+    /// Caps the budget below the session's own (the adapter's share of a
+    /// server-wide budget, granted before each `handle_input`); `usize::MAX`
+    /// removes the cap. The budget in force is the smaller of the two, so a
+    /// [`RtmpError::PartialBudgetExceeded`] whose `budget` is below
+    /// [`ServerSession::partial_budget`] was caused by this cap.
+    pub fn set_partial_grant(&mut self, bytes: usize) {
+        self.partial_grant = bytes;
+        self.apply_partial_budget();
+    }
+
+    fn apply_partial_budget(&mut self) {
+        let budget = self.partial_budget().min(self.partial_grant);
+        self.decoder.set_max_partial_bytes(budget);
+    }
+
+    /// True while a Connect, Publish or Play event waits in the queue: an
+    /// adapter that reads ahead should answer it first (a publisher's media
+    /// then meets the publishing budget, not the command one).
+    pub fn awaits_decision(&self) -> bool {
+        self.decisions_queued > 0
     }
 
     /// True when the client used the digest ("complex", Flash Player 9) handshake.
@@ -265,7 +327,18 @@ impl ServerSession {
 
     /// The next event for the adapter.
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let ev = self.events.pop_front()?;
+        if is_decision(&ev) {
+            self.decisions_queued -= 1;
+        }
+        Some(ev)
+    }
+
+    fn push_event(&mut self, ev: ServerEvent) {
+        if is_decision(&ev) {
+            self.decisions_queued += 1;
+        }
+        self.events.push_back(ev);
     }
 
     /// Everything the session wants to send, in order.
@@ -412,13 +485,17 @@ impl ServerSession {
         self.send_command(0, "_error", tid, &Value::Null, &[info]);
     }
 
-    /// Accepts a publish: onStatus NetStream.Publish.Start.
+    /// Accepts a publish: onStatus NetStream.Publish.Start. From now on the
+    /// budget of bytes in incomplete messages is the publishing one.
     pub fn accept_publish(&mut self, stream_id: u32) {
-        let name = self
-            .streams
-            .get(&stream_id)
-            .and_then(|s| s.publishing.clone())
-            .unwrap_or_default();
+        let mut name = String::new();
+        if let Some(s) = self.streams.get_mut(&stream_id)
+            && let Some(n) = &s.publishing
+        {
+            name.clone_from(n);
+            s.admitted = true;
+        }
+        self.apply_partial_budget();
         self.send_status(
             stream_id,
             "status",
@@ -431,7 +508,9 @@ impl ServerSession {
     pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
         if let Some(s) = self.streams.get_mut(&stream_id) {
             s.publishing = None;
+            s.admitted = false;
         }
+        self.apply_partial_budget();
         self.send_status(stream_id, "error", code, description);
     }
 
@@ -572,7 +651,7 @@ impl ServerSession {
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0);
                 self.connect_tid = Some(tid);
-                self.events.push_back(ServerEvent::Connect {
+                self.push_event(ServerEvent::Connect {
                     transaction_id: tid,
                     app,
                     app_query,
@@ -643,7 +722,7 @@ impl ServerSession {
                         return;
                     }
                 }
-                self.events.push_back(ServerEvent::Publish {
+                self.push_event(ServerEvent::Publish {
                     stream_id,
                     transaction_id: tid,
                     name,
@@ -661,7 +740,7 @@ impl ServerSession {
                     Some(Value::Number(n)) => *n != 0.0,
                     _ => true,
                 };
-                self.events.push_back(ServerEvent::Play {
+                self.push_event(ServerEvent::Play {
                     stream_id,
                     name,
                     query,
@@ -674,7 +753,7 @@ impl ServerSession {
                 let p = cmd.args.first().cloned().unwrap_or(Value::Null);
                 let (name, query) = split_query(&str_prop(&p, "streamName").unwrap_or_default());
                 let num = |k: &str, d: f64| p.get(k).and_then(Value::as_f64).unwrap_or(d);
-                self.events.push_back(ServerEvent::Play {
+                self.push_event(ServerEvent::Play {
                     stream_id,
                     name,
                     query,
@@ -724,6 +803,8 @@ impl ServerSession {
         if let Some(s) = self.streams.get_mut(&stream_id)
             && s.publishing.take().is_some()
         {
+            s.admitted = false;
+            self.apply_partial_budget();
             self.events.push_back(ServerEvent::Unpublish { stream_id });
         }
     }
@@ -732,10 +813,19 @@ impl ServerSession {
         self.unpublish(stream_id);
         self.buffer_lengths.remove(&stream_id);
         if self.streams.remove(&stream_id).is_some() {
+            self.apply_partial_budget();
             self.events
                 .push_back(ServerEvent::DeleteStream { stream_id });
         }
     }
+}
+
+/// Events the adapter must answer (accept or reject).
+fn is_decision(ev: &ServerEvent) -> bool {
+    matches!(
+        ev,
+        ServerEvent::Connect { .. } | ServerEvent::Publish { .. } | ServerEvent::Play { .. }
+    )
 }
 
 #[cfg(test)]

@@ -42,6 +42,39 @@ impl Peer {
         }
     }
 
+    /// Sends a message in `piece`-byte reads, stopping at the first error; asserts the
+    /// session's budget holds after every read.
+    fn try_send(
+        &mut self,
+        csid: u32,
+        ts: u32,
+        msg_type: u8,
+        stream_id: u32,
+        payload: &[u8],
+        piece: usize,
+    ) -> Result<(), RtmpError> {
+        let mut b = BytesMut::new();
+        encode_message(
+            &mut b,
+            csid,
+            ts,
+            msg_type,
+            stream_id,
+            payload,
+            self.chunk_size,
+        );
+        self.feed(&b, piece)
+    }
+
+    /// Feeds raw wire bytes in `piece`-byte reads (see [`Peer::try_send`]).
+    fn feed(&mut self, wire: &[u8], piece: usize) -> Result<(), RtmpError> {
+        for p in wire.chunks(piece) {
+            self.session.handle_input(p)?;
+            assert!(self.session.partial_bytes() <= self.session.partial_budget());
+        }
+        Ok(())
+    }
+
     fn command(&mut self, stream_id: u32, name: &str, tid: f64, obj: Value, args: &[Value]) {
         let p = build(name, tid, &obj, args);
         self.send(3, 0, MSG_COMMAND_AMF0, stream_id, &p);
@@ -384,4 +417,186 @@ fn hostile_input_closes() {
             .handle_input(&[0x03, 0, 0, 0, 0xFF, 0xFF, 0xFF, 20, 0, 0, 0, 0])
             .is_err()
     );
+}
+
+// --- Bytes held in incomplete messages ---
+
+/// Connected with chunk size 4096 (as OBS and ffmpeg), a stream created and a publish
+/// requested; the Publish event is polled but not answered.
+fn publish_requested() -> (Peer, u32) {
+    let mut p = Peer::connected();
+    p.send(2, 0, MSG_SET_CHUNK_SIZE, 0, &4096u32.to_be_bytes());
+    p.chunk_size = 4096;
+    connect(&mut p);
+    let sid = create_stream(&mut p, 2.0);
+    p.command(
+        sid,
+        "publish",
+        3.0,
+        Value::Null,
+        &["cam".into(), "live".into()],
+    );
+    assert!(p.session.awaits_decision());
+    assert!(matches!(&p.events()[..], [ServerEvent::Publish { .. }]));
+    assert!(!p.session.awaits_decision());
+    p.replies();
+    (p, sid)
+}
+
+fn video_payloads(events: &[ServerEvent]) -> Vec<Bytes> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media {
+                msg_type: MSG_VIDEO,
+                payload,
+                ..
+            } => Some(payload.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn reported_attack_is_refused_at_the_command_budget() {
+    // After an unauthenticated connect: chunk size one byte short of 8 MiB, then the first
+    // chunk of an 8 MiB message on chunk stream after chunk stream (only the first is needed).
+    let mut p = Peer::connected();
+    connect(&mut p);
+    assert!(!p.session.awaits_decision());
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
+    const LEN: u32 = 8 * 1024 * 1024;
+    let mut wire = BytesMut::new();
+    encode_message(
+        &mut wire,
+        2,
+        0,
+        MSG_SET_CHUNK_SIZE,
+        0,
+        &(LEN - 1).to_be_bytes(),
+        128,
+    );
+    for csid in 3..=4 {
+        crate::chunk::write_message_header(&mut wire, csid, 0, LEN, MSG_VIDEO, 1);
+        wire.extend_from_slice(&vec![0x17; LEN as usize - 1]);
+    }
+    let err = p.feed(&wire, 4096).expect_err("refused");
+    match err {
+        RtmpError::PartialBudgetExceeded {
+            csid: 3,
+            needed,
+            budget,
+        } => {
+            assert_eq!(budget, COMMAND_PARTIAL_BUDGET);
+            assert!(needed > budget && needed <= budget + 4096, "{needed}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(p.session.partial_bytes() <= COMMAND_PARTIAL_BUDGET);
+}
+
+#[test]
+fn large_keyframes_pass_once_the_publish_is_accepted() {
+    let (mut p, sid) = publish_requested();
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
+    p.session.accept_publish(sid);
+    assert_eq!(
+        p.session.partial_budget(),
+        crate::chunk::media_partial_budget(DEFAULT_MAX_MESSAGE_LEN)
+    );
+    assert_eq!(code_of(&p.replies()[0]), "NetStream.Publish.Start");
+    // A keyframe of the largest accepted length, then a 3 MiB one, each followed by audio;
+    // fed in 64 KiB reads.
+    let big: Vec<u8> = (0..DEFAULT_MAX_MESSAGE_LEN as usize)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let mid = vec![0x27u8; 3 << 20];
+    p.try_send(6, 0, MSG_VIDEO, sid, &big, 64 * 1024).unwrap();
+    p.try_send(4, 10, MSG_AUDIO, sid, &[0xAF, 1, 2], 64 * 1024)
+        .unwrap();
+    p.try_send(6, 40, MSG_VIDEO, sid, &mid, 64 * 1024).unwrap();
+    let ev = p.events();
+    assert_eq!(ev.len(), 3);
+    let videos = video_payloads(&ev);
+    assert_eq!(videos.len(), 2);
+    assert!(videos[0] == big && videos[1] == mid);
+    assert_eq!(p.session.partial_bytes(), 0);
+}
+
+#[test]
+fn budget_is_the_command_one_until_accept_and_after_unpublish() {
+    let frame = vec![0x17u8; 100_000];
+    // Requested but not accepted: a 100 kB frame is refused.
+    let (mut p, sid) = publish_requested();
+    assert_eq!(
+        p.try_send(6, 0, MSG_VIDEO, sid, &frame, 64 * 1024),
+        Err(RtmpError::PartialBudgetExceeded {
+            csid: 6,
+            needed: 4096 * 17,
+            budget: COMMAND_PARTIAL_BUDGET
+        })
+    );
+    // Accepted: it passes. Unpublished: the budget is the command one again.
+    let (mut p, sid) = publish_requested();
+    p.session.accept_publish(sid);
+    p.try_send(6, 0, MSG_VIDEO, sid, &frame, 64 * 1024).unwrap();
+    assert_eq!(
+        video_payloads(&p.events()),
+        vec![Bytes::from(frame.clone())]
+    );
+    p.command(0, "FCUnpublish", 4.0, Value::Null, &["cam".into()]);
+    assert_eq!(p.events(), vec![ServerEvent::Unpublish { stream_id: sid }]);
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
+    assert!(matches!(
+        p.try_send(6, 80, MSG_VIDEO, sid, &frame, 64 * 1024),
+        Err(RtmpError::PartialBudgetExceeded { budget, .. }) if budget == COMMAND_PARTIAL_BUDGET
+    ));
+}
+
+#[test]
+fn rejected_publish_keeps_the_command_budget() {
+    let (mut p, sid) = publish_requested();
+    p.session.accept_publish(sid);
+    p.session
+        .reject_publish(sid, "NetStream.Publish.BadName", "taken");
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
+    // accept_publish on a stream that never asked does not raise it either.
+    p.session.accept_publish(sid + 7);
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
+}
+
+#[test]
+fn adapter_grant_caps_the_budget() {
+    let (mut p, sid) = publish_requested();
+    p.session.accept_publish(sid);
+    p.session.set_partial_grant(20_000);
+    let frame = vec![0x17u8; 30_000];
+    let err = p
+        .try_send(6, 0, MSG_VIDEO, sid, &frame, 64 * 1024)
+        .expect_err("over the grant");
+    // The budget in the error is the grant, below the session's own: the adapter can tell a
+    // server-wide refusal from the connection's own.
+    assert!(matches!(
+        err,
+        RtmpError::PartialBudgetExceeded { budget: 20_000, .. }
+    ));
+    assert!(p.session.partial_budget() > 20_000);
+    let (mut p, sid) = publish_requested();
+    p.session.accept_publish(sid);
+    p.session.set_partial_grant(20_000);
+    p.session.set_partial_grant(usize::MAX);
+    p.try_send(6, 0, MSG_VIDEO, sid, &frame, 64 * 1024).unwrap();
+    assert_eq!(video_payloads(&p.events()).len(), 1);
+}
+
+#[test]
+fn play_connections_keep_the_command_budget() {
+    let mut p = Peer::connected();
+    connect(&mut p);
+    let sid = create_stream(&mut p, 2.0);
+    p.command(sid, "play", 3.0, Value::Null, &["cam".into()]);
+    assert!(p.session.awaits_decision());
+    p.events();
+    p.session.accept_play(sid);
+    assert_eq!(p.session.partial_budget(), COMMAND_PARTIAL_BUDGET);
 }
