@@ -58,6 +58,14 @@ fn describe() {
         "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key)."
     );
     describe_gauge!("sluice_connections_active", "RTMP connections open now.");
+    describe_gauge!(
+        "sluice_rtmp_partial_bytes",
+        "Bytes RTMP connections hold now in incomplete messages (bounded by limits.max_rtmp_partial_bytes)."
+    );
+    describe_counter!(
+        "sluice_rtmp_partial_refused_total",
+        "RTMP connections closed because their incomplete messages would have passed limits.max_rtmp_partial_bytes."
+    );
     describe_counter!(
         "sluice_rtmp_errors_total",
         "RTMP connections closed for a protocol error, bad media or a timeout."
@@ -194,6 +202,8 @@ fn server(ctl: &Control) {
     let rtmp = c.open(crate::ListenerKind::Rtmp) + c.open(crate::ListenerKind::Rtmps);
     gauge!("sluice_connections_active", "protocol" => "rtmp").set(rtmp as f64);
     counter!("sluice_rtmp_errors_total").absolute(load(&s.rtmp_errors));
+    gauge!("sluice_rtmp_partial_bytes").set(load(&s.rtmp_partial_bytes) as f64);
+    counter!("sluice_rtmp_partial_refused_total").absolute(load(&s.rtmp_partial_refused));
     counter!("sluice_rtmp_digest_handshakes_total").absolute(load(&s.rtmp_digest_handshakes));
     counter!("sluice_ingress_bytes_total", "protocol" => "rtmp").absolute(load(&s.rtmp_bytes_in));
     for p in ViewerProtocol::ALL {
