@@ -608,3 +608,219 @@ async fn api_token_and_loopback_only_default() {
     }
     server.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Finding 1: one canonical stream name for the decision and the lookup, whatever the
+/// protocol. A rule denies playing `pub/x+y`; every protocol refuses it, spelled `+` or
+/// `%2B`; a JWT for `live/q r` does not play `live/q+r` and one for `live/q+r` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_names_are_decided_as_they_are_served() {
+    let server = start(auth_config(vec![
+        rule("pub/x+y", AuthMode::Open, AuthMode::Deny),
+        rule("pub/*", AuthMode::Open, AuthMode::Open),
+        rule("live/*", AuthMode::Open, AuthMode::Token),
+    ]))
+    .await;
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let _a = publish(&format!("rtmp://{rtmp}/pub/x+y"), -1, &["-re"]);
+    let _b = publish(&format!("rtmp://{rtmp}/live/q+r"), -1, &["-re"]);
+    wait_live(&server, "pub/x+y").await;
+    wait_live(&server, "live/q+r").await;
+    for path in [
+        "/pub/x+y.flv",
+        "/pub/x%2By.flv",
+        "/pub/x+y/index.m3u8",
+        "/pub/x%2By/media.m3u8",
+    ] {
+        let (status, text) = head(http, path, &[]).await;
+        assert_eq!((status, code(&text).as_str()), (403, "deny_rule"), "{path}");
+    }
+    let ws = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let (status, text) = head(http, "/pub/x+y.flv", &ws).await;
+    assert_eq!((status, code(&text).as_str()), (403, "deny_rule"), "ws-flv");
+    let whep = http_request_with(
+        http,
+        "POST",
+        "/pub/x+y/whep",
+        &[("Content-Type", "application/sdp"), ("Content-Length", "5")],
+        b"v=0\r\n",
+    )
+    .await;
+    assert_eq!(whep.status, 403, "whep: {}", whep.text());
+    let out = tokio::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+        .arg(format!("rtmp://{rtmp}/pub/x+y"))
+        .args(["-t", "1", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("refused ffmpeg player exits in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "RTMP play of the denied name must fail"
+    );
+    assert!(stderr.contains("deny_rule"), "{stderr}");
+    // The space is another stream, not covered by the rule (and not live).
+    let (status, _) = head(http, "/pub/x%20y.flv", &[]).await;
+    assert_eq!(status, 404);
+    // Tokens: the claim names the stream exactly as the URL path does.
+    let space = token("play", "live/q r");
+    let (status, text) = head(http, &format!("/live/q+r.flv?token={space}"), &[]).await;
+    assert_eq!((status, code(&text).as_str()), (403, "wrong_stream"));
+    let plus = token("play", "live/q+r");
+    let (status, text) = head(http, &format!("/live/q+r.flv?token={plus}"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, _) = head(http, &format!("/live/q%2Br/index.m3u8?token={plus}"), &[]).await;
+    assert_eq!(status, 200);
+    let d = ffmpeg_decode(&format!("rtmp://{rtmp}/live/q+r?token={plus}"), 1.0).await;
+    assert!(d.video_frames >= 20, "{d:?}");
+    // Control characters never make a name (finding 8: they forged log lines).
+    let (status, text) = head(http, "/live/q%0d%0aX-Injected:%201.flv", &[]).await;
+    assert_eq!(
+        (status, code(&text).as_str()),
+        (400, "bad_stream"),
+        "{text}"
+    );
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Finding 6: a viewer's signed URL (what every HLS playlist URI carries) does not publish;
+/// a URL signed for publishing does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_play_signed_url_does_not_publish() {
+    let server = start(auth_config(vec![rule(
+        "live/*",
+        AuthMode::Token,
+        AuthMode::Token,
+    )]))
+    .await;
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let exp = now() + 600;
+    let play = signed("live/cam", exp);
+    // The playlist hands the play credential to every viewer.
+    let first = publish(
+        &format!(
+            "rtmp://{rtmp}/live/cam?token={}",
+            token("publish", "live/cam")
+        ),
+        -1,
+        &["-re"],
+    );
+    wait_live(&server, "live/cam").await;
+    let (status, text) = head(http, &format!("/live/cam/media.m3u8?{play}"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains(&play),
+        "the playlist carries the play URL: {text}"
+    );
+    drop(first);
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while server.hub().stream("live/cam").is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the stream ends after its publisher and grace");
+    assert_publish_refused(
+        &server,
+        &format!("rtmp://{rtmp}/live/cam?{play}"),
+        "live/cam",
+    )
+    .await;
+    let sign = hex(&hmac_sha256(
+        URL_SECRET.as_bytes(),
+        format!("publish:live/cam:{exp}").as_bytes(),
+    ));
+    let _second = publish(
+        &format!("rtmp://{rtmp}/live/cam?expires={exp}&sign={sign}"),
+        -1,
+        &["-re"],
+    );
+    wait_live(&server, "live/cam").await;
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Finding 5: a protected stream's recordings need the stream's play credential, and their
+/// names cannot be guessed from the stream and the time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_inherit_the_stream_play_rule() {
+    let mut cfg = auth_config(vec![rule("live/*", AuthMode::Open, AuthMode::Token)]);
+    cfg.record.streams = vec!["live/*".into()];
+    let rec_dir = std::path::PathBuf::from(&cfg.record.dir).join("live");
+    let server = start(cfg).await;
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let _p = publish(&format!("rtmp://{rtmp}/live/cam"), -1, &["-re"]);
+    wait_live(&server, "live/cam").await;
+    let file = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let found = std::fs::read_dir(&rec_dir).ok().and_then(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .find(|n| n.ends_with(".mp4"))
+            });
+            if let Some(f) = found {
+                return f;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a recording file appears");
+    // cam-YYYYMMDDTHHMMSSZ-<16 hex>.mp4
+    let stem = file.strip_suffix(".mp4").unwrap();
+    let (rest, random) = stem.rsplit_once('-').unwrap();
+    assert!(
+        random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{file}"
+    );
+    let guessable = format!("/vod/recordings/live/{rest}.mp4");
+    let (status, _) = head(http, &guessable, &[]).await;
+    assert_eq!(status, 404, "the name without its random part is no file");
+    let path = format!("/vod/recordings/live/{file}");
+    let (status, text) = head(http, &path, &[]).await;
+    assert_eq!(
+        (status, code(&text).as_str()),
+        (401, "missing_token"),
+        "{text}"
+    );
+    let wrong = token("play", "live/other");
+    let (status, text) = head(http, &format!("{path}?token={wrong}"), &[]).await;
+    assert_eq!((status, code(&text).as_str()), (403, "wrong_stream"));
+    let good = token("play", "live/cam");
+    let (status, text) = head(http, &format!("{path}?token={good}"), &[]).await;
+    assert_eq!(status, 200, "{text}");
+    server.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A symlink inside the VOD directory is decided on the file it points at: a deny rule over
+/// `vod/private/*` covers a link to it from anywhere in the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vod_decides_on_the_real_path() {
+    let cfg = auth_config(vec![rule("vod/private/*", AuthMode::Open, AuthMode::Deny)]);
+    let dir = cfg.vod.dir.clone();
+    std::fs::create_dir_all(dir.join("private")).unwrap();
+    std::fs::create_dir_all(dir.join("public")).unwrap();
+    std::fs::copy(fixture(), dir.join("private/clip.flv")).unwrap();
+    std::fs::copy(fixture(), dir.join("public/open.flv")).unwrap();
+    std::os::unix::fs::symlink(dir.join("private/clip.flv"), dir.join("public/link.flv")).unwrap();
+    let server = start(cfg).await;
+    let http = server.http_addr();
+    let (status, _) = head(http, "/vod/public/open.flv", &[]).await;
+    assert_eq!(status, 200);
+    for path in ["/vod/private/clip.flv", "/vod/public/link.flv"] {
+        let (status, text) = head(http, path, &[]).await;
+        assert_eq!(
+            (status, code(&text).as_str()),
+            (403, "deny_rule"),
+            "{path}: {text}"
+        );
+    }
+    server.shutdown(Duration::from_secs(5)).await;
+}

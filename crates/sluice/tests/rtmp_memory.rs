@@ -91,11 +91,7 @@ fn partial_bytes(server: &sluice::RunningServer) -> u64 {
 }
 
 /// Waits (bounded) until the server's count of bytes in incomplete messages satisfies `pred`.
-async fn wait_partial(
-    server: &sluice::RunningServer,
-    what: &str,
-    pred: impl Fn(u64) -> bool,
-) {
+async fn wait_partial(server: &sluice::RunningServer, what: &str, pred: impl Fn(u64) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !pred(partial_bytes(server)) {
         assert!(
