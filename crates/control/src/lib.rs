@@ -42,9 +42,9 @@ use tokio_util::task::TaskTracker;
 
 pub use admission::{Caller, Playing, Publishing, Refusal};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
-pub use viewer::ViewerGuard;
 pub use limits::{LimitReason, LimitRefusal, ListenerKind};
 pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
+pub use viewer::ViewerGuard;
 pub use webhooks::{EventKind, WebhookEvent, WebhookStats, Webhooks};
 
 /// Errors of building the control plane.
@@ -129,7 +129,6 @@ pub trait StatusSource: Send + Sync + 'static {
     }
 }
 
-
 /// The state every server shares: configuration, the hub, the admission chain's parts and
 /// the registries. Built once by the binary, handed to each server as `Arc<Control>`.
 pub struct Control {
@@ -176,7 +175,12 @@ impl Control {
     pub fn new(config: Config, hub: Arc<Hub>, addrs: ListenerAddrs) -> Result<Self, ControlError> {
         config.validate()?;
         let auth = auth::AuthState::new(&config.auth, addrs.http)?;
-        let limits = limits::Limits::new(&config.limits)?;
+        let running: &[limits::ListenerKind] = if config.tls.enabled() {
+            &limits::ListenerKind::ALL
+        } else {
+            &[limits::ListenerKind::Rtmp, limits::ListenerKind::Http]
+        };
+        let limits = limits::Limits::new(&config.limits, running)?;
         let stats = ServerStats::default();
         let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
         Ok(Self {

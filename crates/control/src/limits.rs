@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 pub use connections::ConnectionPermit;
 pub use streams::StreamSlot;
 
-use config::LimitsConfig;
 use crate::counters::ViewerProtocol;
 use crate::{Control, ControlError};
+use config::LimitsConfig;
 
 /// Client addresses whose connection rate is tracked at most. Beyond it (after dropping the
 /// addresses whose bucket is full again) new connections are refused with `ip_table_full`:
@@ -69,7 +69,7 @@ impl ListenerKind {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Self::Rtmp => 0,
             Self::Rtmps => 1,
@@ -83,7 +83,8 @@ impl ListenerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum LimitReason {
-    /// `limits.max_connections` connections are open.
+    /// `limits.max_connections` connections are open, or as many as this listener may hold
+    /// (its reserve and the shared slots, `limits.listener_reserve_percent`).
     MaxConnections,
     /// The client address holds `limits.max_connections_per_ip` connections.
     PerIpConnections,
@@ -167,10 +168,11 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
-    /// The state for `cfg` (validated: the exempt blocks parse).
-    pub fn new(cfg: &LimitsConfig) -> Result<Arc<Self>, ControlError> {
+    /// The state for `cfg` (validated: the exempt blocks parse), with `running` the TCP
+    /// listeners that exist (each keeps `limits.listener_reserve_percent` of the connections).
+    pub fn new(cfg: &LimitsConfig, running: &[ListenerKind]) -> Result<Arc<Self>, ControlError> {
         Ok(Arc::new(Self {
-            connections: connections::ConnectionTable::new(cfg)?,
+            connections: connections::ConnectionTable::new(cfg, running)?,
             streams: streams::SlotTable::new(cfg),
             refusals: refusals::Refusals::default(),
         }))
@@ -200,10 +202,7 @@ pub fn on_accept(
                     peer.ip()
                 ),
             };
-            ctl
-                .limits
-                .refusals
-                .refuse(listener.as_str(), &refusal, now);
+            ctl.limits.refusals.refuse(listener.as_str(), &refusal, now);
             None
         }
     }
@@ -223,8 +222,7 @@ pub(crate) fn admit_viewer(
     let hls = usize::try_from(hls).unwrap_or(usize::MAX);
     let result = ctl.limits.streams.admit_viewer(&ctl.limits, key, hls);
     if let Err(r) = &result {
-        ctl
-            .limits
+        ctl.limits
             .refusals
             .refuse(protocol.as_str(), r, Instant::now());
     }
@@ -315,5 +313,5 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), LimitReason::ALL.len());
-            }
+    }
 }

@@ -480,7 +480,7 @@ pub(crate) async fn serve(
             match outcome {
                 Some(Ok(Some(text))) => {
                     let n = text.len();
-                    count_bytes(&shared, &key, n);
+                    count_bytes(&shared, key, n);
                     // A blocking response stays right for anyone asking the same question;
                     // a plain one goes stale with the next part.
                     let cache = if q.is_blocking() {
@@ -516,7 +516,7 @@ pub(crate) async fn serve(
             match found {
                 Some(Some(chunks)) => {
                     let n: usize = chunks.iter().map(Bytes::len).sum();
-                    count_bytes(&shared, &key, n);
+                    count_bytes(&shared, key, n);
                     let body = if chunks.len() == 1 {
                         Body::from(chunks.into_iter().next().unwrap_or_default())
                     } else {

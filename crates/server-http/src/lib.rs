@@ -11,6 +11,7 @@
 //! the binary; [`router`] is a function, so tests call it without a socket.
 #![forbid(unsafe_code)]
 
+mod conn;
 mod console;
 mod flv_egress;
 mod hls;
@@ -44,8 +45,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use console::{CONSOLE_ASSETS, CONSOLE_CSP, ConsoleAsset, console_asset};
-pub use https::HTTPS_ALPN;
 use flv_egress::FlvEgress;
+pub use https::HTTPS_ALPN;
 
 /// Errors of starting the HTTP server.
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +108,10 @@ impl HttpServer {
     /// has a listener of its own) and the VOD API routes (without the API guard: the binary
     /// puts one guard in front of every `/api/v1` route).
     pub fn routes(&self) -> (Router, Router) {
-        (router(Arc::clone(&self.shared)), vod::api::routes(Arc::clone(&self.shared)))
+        (
+            router(Arc::clone(&self.shared)),
+            vod::api::routes(Arc::clone(&self.shared)),
+        )
     }
 
     /// Serves plain HTTP on `listener` with `app` until shutdown (every connection passes
@@ -128,18 +132,13 @@ impl HttpServer {
         https::serve(self.shared, listener, app, tls).await;
     }
 
-    /// Serves `/metrics` alone on `listener` (`http.metrics_listen`) until shutdown.
+    /// Serves `/metrics` alone on `listener` (`http.metrics_listen`) until shutdown, with the
+    /// same connection limits (counted as `http`) and time limits as the main listener.
     pub async fn serve_metrics(self, listener: TcpListener) {
-        let shutdown = self.shared.ctl.shutdown.clone();
         let app = Router::new()
             .route("/metrics", get(metrics))
-            .with_state(self.shared);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!("metrics listener stopped: {e}");
-        }
+            .with_state(Arc::clone(&self.shared));
+        listener::serve(self.shared, listener, app).await;
     }
 
     /// HLS muxers running now.
@@ -150,7 +149,7 @@ impl HttpServer {
 
 /// Bytes of FLV gathered into one HTTP chunk / WebSocket message at most.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Time allowed to send the Close frame to a kicked WebSocket viewer.
+/// Time allowed to send the Close frame to a kicked (or ended) WebSocket viewer.
 const KICK_CLOSE: Duration = Duration::from_secs(2);
 
 /// The media routes (a function so tests can call it without a socket).
@@ -208,7 +207,10 @@ async fn admit(
 ) -> Result<control::admission::Authorized, Response> {
     let refused = |r: Refusal| {
         let mut resp = r.http();
-        add_cors(resp.headers_mut(), &shared.ctl.config.http.cors_allow_origin);
+        add_cors(
+            resp.headers_mut(),
+            &shared.ctl.config.http.cors_allow_origin,
+        );
         resp
     };
     let name = StreamName::new(app, stream).map_err(|e| refused(e.into()))?;
@@ -422,6 +424,7 @@ async fn ws_flv(
     } = playing;
     let mut egress = FlvEgress::new();
     let mut kicked = std::pin::pin!(kick.cancelled());
+    let send_timeout = Duration::from_millis(ctl.config.limits.http_send_timeout_ms);
     loop {
         tokio::select! {
             _ = &mut kicked => {
@@ -435,7 +438,9 @@ async fn ws_flv(
                 if !chunk.is_empty() {
                     ctl.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
                     let n = chunk.len();
-                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                    // Bounded: a client that stops reading is closed after the send timeout.
+                    let sent = tokio::time::timeout(send_timeout, socket.send(Message::Binary(chunk)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         break;
                     }
                     if let Some(d) = egress.probe.written(std::time::Instant::now()) {
@@ -445,7 +450,7 @@ async fn ws_flv(
                     api.bytes(n);
                 }
                 if !more {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = tokio::time::timeout(KICK_CLOSE, socket.send(Message::Close(None))).await;
                     break;
                 }
             }
