@@ -221,9 +221,18 @@ async fn admit(
         .map_err(refused)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /metrics`: with `auth.api_token` or `auth.metrics_token` set, only for a bearer of
+/// either (the series name every stream).
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = control::api_guard::metrics_guard(&shared.ctl, &headers) {
+        return refused;
+    }
     let text = control::metrics::render(&shared.ctl);
-    ([(header::CONTENT_TYPE, control::metrics::CONTENT_TYPE)], text).into_response()
+    (
+        [(header::CONTENT_TYPE, control::metrics::CONTENT_TYPE)],
+        text,
+    )
+        .into_response()
 }
 
 /// `GET /console/{file}`: a console asset, else the FLV stream `console/{file}`.
