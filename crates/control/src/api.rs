@@ -18,8 +18,8 @@ use media::Codec;
 use serde::Serialize;
 
 use crate::Control;
-use crate::http_error::{HttpError, json_body};
 use crate::counters::{StreamCounters, ViewerProtocol};
+use crate::http_error::{HttpError, json_body};
 use crate::sessions::SessionEntry;
 
 /// Page size of lists when `limit` is not given.
@@ -55,7 +55,7 @@ pub fn routes(ctl: Arc<Control>) -> Router {
         openapi_path,
         sessions_path,
         session_path,
-        ..
+        ..,
     ] = API_ROUTES;
     Router::new()
         .route(server_path, get(server))
@@ -374,8 +374,7 @@ async fn list_streams(State(ctl): State<Arc<Control>>, RawQuery(q): RawQuery) ->
         Err(e) => return e.into_response(),
     };
     let mut snaps = ctl.hub.streams();
-    ctl
-        .streams
+    ctl.streams
         .retain_streams(snaps.iter().map(|s| s.key.as_str()));
     snaps.sort_by(|a, b| a.key.cmp(&b.key));
     let total = snaps.len();
@@ -433,7 +432,7 @@ async fn stop_stream(
     }
     let kicked = ctl.sessions.kick_publishers(&key);
     ctl.hub.end_stream(&key);
-    tracing::info!(%key, kicked, "stream stopped by the API");
+    tracing::info!(key = %access::escape_for_log(&key), kicked, "stream stopped by the API");
     StatusCode::NO_CONTENT.into_response()
 }
 

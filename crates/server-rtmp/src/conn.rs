@@ -371,10 +371,7 @@ impl Conn {
     fn on_written(&mut self, n: usize) {
         self.out.advance(n);
         if let Some(p) = &self.playing {
-            self.ctl
-                .stats
-                .viewer_writes
-                .fetch_add(1, Ordering::Relaxed);
+            self.ctl.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
             p.viewer.sent(n);
             p.api.bytes(n);
         }
@@ -520,7 +517,7 @@ impl Conn {
                         .rtmp_digest_handshakes
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::debug!(peer = %self.peer, %app, digest, "rtmp connect");
+                tracing::debug!(peer = %self.peer, app = %access::escape_for_log(&app), digest, "rtmp connect");
                 self.app = Some(app);
                 self.session.accept_connect();
             }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+pub mod log;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -137,7 +138,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let app = router(&ctl, &http, &recorder, webrtc.as_ref());
     let tracker = ctl.tracker.clone();
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
-        tracker.spawn(server_rtmp::run_tls(ctl.clone(), rtmps_listener, tls.clone()));
+        tracker.spawn(server_rtmp::run_tls(
+            ctl.clone(),
+            rtmps_listener,
+            tls.clone(),
+        ));
         tracker.spawn(
             http.clone()
                 .serve_tls(https_listener, app.clone(), tls.clone()),
