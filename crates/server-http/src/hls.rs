@@ -539,7 +539,11 @@ pub(crate) async fn serve(
 }
 
 fn count_bytes(shared: &Shared, key: &str, n: usize) {
-    shared.ctl.stats.bytes_out.add(ViewerProtocol::Hls, n as u64);
+    shared
+        .ctl
+        .stats
+        .bytes_out
+        .add(ViewerProtocol::Hls, n as u64);
     if let Some(c) = shared.ctl.streams.get(key) {
         c.egress_bytes.add(ViewerProtocol::Hls, n as u64);
     }
