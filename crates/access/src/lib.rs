@@ -20,6 +20,7 @@
 
 pub mod jwt;
 pub mod name;
+pub mod origin;
 pub mod pattern;
 pub mod query;
 pub mod refusal;

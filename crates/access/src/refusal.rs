@@ -27,11 +27,16 @@ pub enum Reason {
     WebhookError,
     /// The rule says `deny`.
     DenyRule,
+    /// The REST API was asked under a host name it does not answer to
+    /// (`http.allowed_hosts`; DNS rebinding).
+    HostNotAllowed,
+    /// A state-changing REST API request came from another site's page (CSRF).
+    CrossSite,
 }
 
 impl Reason {
     /// Every reason, in label order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::MissingToken,
         Reason::BadToken,
         Reason::Expired,
@@ -42,6 +47,8 @@ impl Reason {
         Reason::WebhookDenied,
         Reason::WebhookError,
         Reason::DenyRule,
+        Reason::HostNotAllowed,
+        Reason::CrossSite,
     ];
 
     /// The metric label and JSON `code`.
@@ -57,6 +64,8 @@ impl Reason {
             Self::WebhookDenied => "webhook_denied",
             Self::WebhookError => "webhook_error",
             Self::DenyRule => "deny_rule",
+            Self::HostNotAllowed => "host_not_allowed",
+            Self::CrossSite => "cross_site",
         }
     }
 

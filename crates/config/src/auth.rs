@@ -98,10 +98,16 @@ pub struct AuthConfig {
     /// How long (ms) a webhook answer is reused for the same client, stream and action
     /// (allow and deny alike); 0 turns the cache off.
     pub webhook_cache_ms: u64,
-    /// Bearer token the REST API requires (`Authorization: Bearer <api_token>`). Empty: the
-    /// API is open on a loopback listener; on a non-loopback listener only loopback clients
-    /// may use it (others get 403 asking the operator to set this).
+    /// Bearer token the REST API and `/metrics` require (`Authorization: Bearer <api_token>`).
+    /// Empty: the API trusts clients by address: it is open on a loopback listener; on a
+    /// non-loopback listener only loopback clients may use it (others get 403 asking the
+    /// operator to set this), and only under the names of `http.allowed_hosts`, never for a
+    /// state-changing request from another site's page (CSRF).
     pub api_token: String,
+    /// A second bearer token that opens `/metrics` only (least privilege for a Prometheus
+    /// scraper: it cannot use the API). `/metrics` asks for a token whenever `api_token` or
+    /// this is set, and takes either; with neither it is open, like the streams it lists.
+    pub metrics_token: String,
     /// Per-stream overrides, first match wins.
     pub rules: Vec<AuthRule>,
 }
@@ -120,6 +126,7 @@ impl Default for AuthConfig {
             webhook_fail_open: false,
             webhook_cache_ms: 5000,
             api_token: String::new(),
+            metrics_token: String::new(),
             rules: Vec::new(),
         }
     }

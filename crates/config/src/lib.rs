@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, AuthMode, AuthRule};
 pub use cidr::{BadCidr, Cidr};
-pub use limits::{LimitsConfig, MAX_HTTP_HEADER_BYTES, MIN_HTTP_HEADER_BYTES};
+pub use limits::{
+    LimitsConfig, MAX_HTTP_HEADER_BYTES, MAX_HTTP_TIMEOUT_MS, MAX_LISTENER_RESERVE_PERCENT,
+    MIN_HTTP_HEADER_BYTES,
+};
 pub use webhooks::WebhooksConfig;
 pub use webrtc::WebRtcConfig;
 
@@ -107,7 +110,17 @@ pub struct HttpConfig {
     /// the main listener no longer serves `/metrics`. Unset: `/metrics` is on `listen`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Host names the REST API answers to when it trusts the client by its address (no
+    /// `auth.api_token`), besides `localhost`, `*.localhost` and IP addresses, which are
+    /// always accepted. A browser page on another site can make the browser of someone on
+    /// this host send requests here with its own name in `Host` (DNS rebinding); the API
+    /// refuses names not listed. Entries are names (`media.example.com`) or `*.suffix`;
+    /// `["*"]` accepts any name. With an API token the token decides and this is not checked.
+    pub allowed_hosts: Vec<String>,
 }
+
+/// Most `http.allowed_hosts` entries (each request is checked against every one).
+pub const MAX_ALLOWED_HOSTS: usize = 256;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -115,7 +128,33 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             cors_allow_origin: "*".to_owned(),
             metrics_listen: None,
+            allowed_hosts: Vec::new(),
         }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.allowed_hosts.len() > MAX_ALLOWED_HOSTS {
+            return Err(ConfigError(format!(
+                "http.allowed_hosts: at most {MAX_ALLOWED_HOSTS} entries"
+            )));
+        }
+        for h in &self.allowed_hosts {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            let ok = h == "*"
+                || (!name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+            if !ok {
+                return Err(ConfigError(format!(
+                    "http.allowed_hosts: {h:?} is not a host name, \"*.suffix\" or \"*\" \
+                     (no scheme, port or path)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -501,6 +540,7 @@ impl Config {
             );
         }
         self.limits.validate()?;
+        self.http.validate()?;
         if self.hub.audio_coalesce_ms > 1000 {
             return bad("hub.audio_coalesce_ms", "must be at most 1000");
         }

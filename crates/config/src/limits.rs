@@ -10,6 +10,12 @@ pub const MIN_HTTP_HEADER_BYTES: usize = 8192;
 /// Largest `limits.http_max_header_bytes` (a request head has no business being bigger).
 pub const MAX_HTTP_HEADER_BYTES: usize = 1024 * 1024;
 
+/// Longest HTTP timeout accepted (an hour): beyond it a timeout protects nothing.
+pub const MAX_HTTP_TIMEOUT_MS: u64 = 3_600_000;
+/// Largest `limits.listener_reserve_percent`: four listeners (RTMP, RTMPS, HTTP, HTTPS) may
+/// each keep this share, and together they keep at most the whole of `max_connections`.
+pub const MAX_LISTENER_RESERVE_PERCENT: u8 = 25;
+
 /// `[limits]`: protective limits; exceeding one refuses or closes that one session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,8 +78,48 @@ pub struct LimitsConfig {
     /// Largest HTTP request head (request line and headers) in bytes; bigger gets 431. 16 KiB
     /// fits any real browser or player request (at least 8192, hyper's minimum buffer).
     pub http_max_header_bytes: usize,
-    /// Time (ms) an HTTP client has to send a whole request head (slowloris protection).
+    /// Time (ms) an HTTP client has to send a whole request head, counted from the accept
+    /// (or the end of the TLS handshake) for the first request and from its first byte for
+    /// the next ones on a keep-alive connection: a connection that sends nothing, or trickles
+    /// a head (slowloris), or an HTTP/2 connection that never makes a request, is closed. 10 s
+    /// is ample for any client on a slow network.
     pub http_header_timeout_ms: u64,
+    /// Time (ms) an HTTP/1.1 or HTTP/2 connection may stay open with no request in flight
+    /// (keep-alive) before it is closed (HTTP/2 with a GOAWAY). 60 s is longer than any HLS
+    /// player's reload interval (`hls.target_duration_ms` is at most 30 s), so players keep
+    /// their connection, and short enough that idle connections do not pile up in
+    /// `max_connections`.
+    pub http_idle_timeout_ms: u64,
+    /// Longest wait (ms) for the next bytes of a request body (a WHIP/WHEP offer, a
+    /// recording request, a VOD upload): a stalled body is answered 408 and its connection
+    /// closed (an upload's temporary file is removed). 30 s rides out a mobile network's
+    /// stall.
+    pub http_body_timeout_ms: u64,
+    /// Slowest average rate (bytes per second) of a request body once its first
+    /// `http_body_timeout_ms` are over (0 = no minimum): a client that drips a byte just often
+    /// enough to dodge `http_body_timeout_ms` is cut all the same. 1 KiB/s is far below any
+    /// real uplink.
+    pub http_body_min_bytes_per_s: u64,
+    /// Longest time (ms) a response may wait for the client to take more bytes (a player that
+    /// stopped reading, a dead peer, an HTTP/2 client that never opens its flow-control
+    /// window; WebSocket-FLV too): the connection is closed. A response that is only waiting
+    /// for media (HTTP-FLV before the next frame, an HLS blocking request) is not affected, so
+    /// live streams that run for hours are never cut. 30 s outlasts a player's rebuffering.
+    pub http_send_timeout_ms: u64,
+    /// How often (ms) an HTTP/2 connection with requests in flight is sent a PING (0 = never);
+    /// one not answered within `http2_keepalive_timeout_ms` closes the connection: a dead
+    /// peer behind a long HLS blocking request or a paused stream is found. Also keeps NAT
+    /// bindings alive. 30 s.
+    pub http2_keepalive_interval_ms: u64,
+    /// Time (ms) an HTTP/2 PING has to be answered.
+    pub http2_keepalive_timeout_ms: u64,
+    /// Share of `max_connections` (percent) kept for each listener (RTMP and HTTP, plus RTMPS
+    /// and HTTPS when TLS is on) that no other listener can take; the rest is shared, first
+    /// come first served. A flood of one listener (thousands of idle HTTP connections) then
+    /// leaves RTMP publishers and players, and the other listeners, their own slots. 5% (500
+    /// of 10,000) is enough for every publisher a server has while a busy listener can still
+    /// use 85-95% of the total. 0: one pool for all.
+    pub listener_reserve_percent: u8,
 }
 
 impl Default for LimitsConfig {
@@ -96,6 +142,13 @@ impl Default for LimitsConfig {
             max_viewers_per_stream: 0,
             http_max_header_bytes: 16 * 1024,
             http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 60_000,
+            http_body_timeout_ms: 30_000,
+            http_body_min_bytes_per_s: 1024,
+            http_send_timeout_ms: 30_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+            listener_reserve_percent: 5,
         }
     }
 }
@@ -131,8 +184,34 @@ impl LimitsConfig {
         if !(MIN_HTTP_HEADER_BYTES..=MAX_HTTP_HEADER_BYTES).contains(&self.http_max_header_bytes) {
             return bad("http_max_header_bytes", "must be between 8192 and 1048576");
         }
-        if !(100..=300_000).contains(&self.http_header_timeout_ms) {
-            return bad("http_header_timeout_ms", "must be between 100 and 300000");
+        let timeouts = [
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+            ("http_send_timeout_ms", self.http_send_timeout_ms),
+            (
+                "http2_keepalive_timeout_ms",
+                self.http2_keepalive_timeout_ms,
+            ),
+        ];
+        for (key, ms) in timeouts {
+            if !(100..=MAX_HTTP_TIMEOUT_MS).contains(&ms) {
+                return bad(key, "must be between 100 and 3600000");
+            }
+        }
+        if self.http2_keepalive_interval_ms != 0
+            && !(1000..=MAX_HTTP_TIMEOUT_MS).contains(&self.http2_keepalive_interval_ms)
+        {
+            return bad(
+                "http2_keepalive_interval_ms",
+                "must be 0 (never) or between 1000 and 3600000",
+            );
+        }
+        if self.listener_reserve_percent > MAX_LISTENER_RESERVE_PERCENT {
+            return bad(
+                "listener_reserve_percent",
+                "must be at most 25 (four listeners may each keep a share)",
+            );
         }
         if let Some(b) = self.exempt.iter().find(|b| b.parse::<Cidr>().is_err()) {
             return Err(ConfigError(format!(
@@ -152,7 +231,23 @@ mod tests {
         let ok = LimitsConfig::default();
         assert!(ok.validate().is_ok());
         type Edit = fn(&mut LimitsConfig);
-        let cases: [(Edit, &str); 5] = [
+        let cases: [(Edit, &str); 9] = [
+            (
+                |c| c.http_idle_timeout_ms = 0,
+                "limits.http_idle_timeout_ms",
+            ),
+            (
+                |c| c.http_body_timeout_ms = 50,
+                "limits.http_body_timeout_ms",
+            ),
+            (
+                |c| c.http2_keepalive_interval_ms = 10,
+                "limits.http2_keepalive_interval_ms",
+            ),
+            (
+                |c| c.listener_reserve_percent = 30,
+                "limits.listener_reserve_percent",
+            ),
             (|c| c.max_connections = 0, "limits.max_connections"),
             (
                 |c| c.http_max_header_bytes = 100,

@@ -432,7 +432,7 @@ async fn stop_stream(
     }
     let kicked = ctl.sessions.kick_publishers(&key);
     ctl.hub.end_stream(&key);
-    tracing::info!(%key, kicked, "stream stopped by the API");
+    tracing::info!(key = %access::escape_for_log(&key), kicked, "stream stopped by the API");
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -107,7 +107,7 @@ impl AuthState {
             "sluice_auth_refused_total",
             "Publish, play and API requests refused by access control, by protocol, action and \
              reason (missing_token, bad_token, expired, wrong_stream, wrong_action, wrong_ip, \
-             ip_denied, webhook_denied, webhook_error, deny_rule)."
+             ip_denied, webhook_denied, webhook_error, deny_rule, host_not_allowed, cross_site)."
         );
         for ((protocol, action, reason), n) in self.refused() {
             metrics::counter!("sluice_auth_refused_total", "protocol" => protocol,

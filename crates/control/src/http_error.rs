@@ -148,6 +148,50 @@ pub fn client_ip(extensions: &Extensions) -> Option<IpAddr> {
     client_addr(extensions).map(|a| a.ip())
 }
 
+/// A request body that stalled for `limits.http_body_timeout_ms`, or came slower on average
+/// than `limits.http_body_min_bytes_per_s`: the error a handler reading the body sees (the
+/// HTTP listener wraps every request body in that check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the request body stalled (limits.http_body_timeout_ms) or came too slowly \
+     (limits.http_body_min_bytes_per_s)"
+)]
+pub struct BodyTimeout;
+
+/// Whether `e`, or an error in its source chain, is a [`BodyTimeout`].
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    // Bounded: error chains are short, but a cycle must not spin.
+    for _ in 0..16 {
+        let Some(e) = next else {
+            return false;
+        };
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The 408 answer to a body that timed out.
+pub fn body_timeout() -> Response {
+    json_error(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        BodyTimeout.to_string(),
+    )
+}
+
+/// The answer to a failed body read: 408 when it timed out, else `other()`.
+pub fn body_error_or(e: &axum::Error, other: impl FnOnce() -> Response) -> Response {
+    if is_body_timeout(e) {
+        body_timeout()
+    } else {
+        other()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,7 @@ impl ListenerKind {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Self::Rtmp => 0,
             Self::Rtmps => 1,
@@ -83,7 +83,8 @@ impl ListenerKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum LimitReason {
-    /// `limits.max_connections` connections are open.
+    /// `limits.max_connections` connections are open, or as many as this listener may hold
+    /// (its reserve and the shared slots, `limits.listener_reserve_percent`).
     MaxConnections,
     /// The client address holds `limits.max_connections_per_ip` connections.
     PerIpConnections,
@@ -167,10 +168,11 @@ impl std::fmt::Debug for Limits {
 }
 
 impl Limits {
-    /// The state for `cfg` (validated: the exempt blocks parse).
-    pub fn new(cfg: &LimitsConfig) -> Result<Arc<Self>, ControlError> {
+    /// The state for `cfg` (validated: the exempt blocks parse), with `running` the TCP
+    /// listeners that exist (each keeps `limits.listener_reserve_percent` of the connections).
+    pub fn new(cfg: &LimitsConfig, running: &[ListenerKind]) -> Result<Arc<Self>, ControlError> {
         Ok(Arc::new(Self {
-            connections: connections::ConnectionTable::new(cfg)?,
+            connections: connections::ConnectionTable::new(cfg, running)?,
             streams: streams::SlotTable::new(cfg),
             refusals: refusals::Refusals::default(),
         }))

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -67,24 +67,50 @@ async fn list(State(rec): State<Arc<Recorder>>) -> Response {
     json_body(&RecordingList { recordings })
 }
 
+/// Whether `headers` declare a JSON body (`application/json` or `application/*+json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+        })
+}
+
 /// `POST /api/v1/streams/{app}/{stream}/recording`: starts recording (body: optional JSON
-/// `{"format": "mp4"|"flv"}`, default `record.format`).
+/// `{"format": "mp4"|"flv"}`, default `record.format`). A body must be declared
+/// `application/json`: a form or `text/plain` body, which any web page can send without the
+/// browser asking first (CORS preflight), is refused with 415.
 async fn start(
     State(rec): State<Arc<Recorder>>,
     Path((app, stream)): Path<(String, String)>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let key = format!("{app}/{stream}");
-    if body.len() > MAX_START_BODY {
-        return HttpError::new(
+    let too_large = || {
+        HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "body over 4 KiB",
         )
-        .into_response();
-    }
+        .into_response()
+    };
+    let body = match axum::body::to_bytes(body, MAX_START_BODY).await {
+        Ok(b) => b,
+        Err(e) => return control::http_error::body_error_or(&e, too_large),
+    };
     let req: StartRequest = if body.iter().all(u8::is_ascii_whitespace) {
         StartRequest::default()
+    } else if !is_json(&headers) {
+        return HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, sent with Content-Type: application/json",
+        )
+        .into_response();
     } else {
         match serde_json::from_slice(&body) {
             Ok(r) => r,

@@ -38,8 +38,8 @@ async function request(method, path, signal) {
   let resp;
   const headers = {};
   const t = token();
-  // /metrics is not behind the API token; everything under /api/v1 may be.
-  if (t && path.startsWith("/api/")) headers.Authorization = `Bearer ${t}`;
+  // Everything under /api/v1 and /metrics may be behind the API token.
+  if (t && (path.startsWith("/api/") || path === "/metrics")) headers.Authorization = `Bearer ${t}`;
   try {
     resp = await fetch(path, { method, cache: "no-store", signal, headers });
   } catch (e) {

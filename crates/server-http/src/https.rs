@@ -13,13 +13,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::uri::Authority;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use control::ListenerKind;
+use control::limits::ConnectionPermit;
 use control::tls::{self, Listener, TlsService};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,6 +31,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::Shared;
+use crate::conn::{self, ConnState, Expired, InFlight, TimedBody, Timeouts, TrackedBody, Watched};
 
 pub use control::tls::HTTPS_ALPN;
 
@@ -70,39 +75,71 @@ pub(crate) async fn serve(
             let Some(stream) = handshake.await else {
                 return;
             };
-            connection(&shared, TokioIo::new(stream), peer, app).await;
-            drop(permit);
+            connection(&shared, stream, peer, app, Some(permit)).await;
         });
     }
 }
 
-/// Serves one connection (TLS, or plain HTTP from `limits::serve_http`) with HTTP/1.1 (with
-/// upgrades, for WebSocket-FLV) or HTTP/2, within `limits.http_max_header_bytes` (431 beyond)
-/// and `limits.http_header_timeout_ms`.
-pub(crate) async fn connection<I>(shared: &Shared, io: I, peer: SocketAddr, app: Router)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+/// Serves one connection (TLS, or plain HTTP from `listener::serve`) with HTTP/1.1 (with
+/// upgrades, for WebSocket-FLV) or HTTP/2, within `limits.http_max_header_bytes` (431
+/// beyond) and the time limits of every phase (`crate::conn`). `permit` (the connection's
+/// slot of `[limits]`) lives as long as the socket, upgraded or not.
+pub(crate) async fn connection<S>(
+    shared: &Shared,
+    io: S,
+    peer: SocketAddr,
+    app: Router,
+    permit: Option<ConnectionPermit>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &shared.ctl.config.limits;
+    let timeouts = Timeouts::new(limits);
+    let state = ConnState::new();
+    let io = TokioIo::new(Watched::new(io, Arc::clone(&state), permit));
+    let svc_state = Arc::clone(&state);
     let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        let request = InFlight::start(&svc_state, req.version() == Version::HTTP_2);
         // What `into_make_service_with_connect_info` gives the handlers on plain HTTP.
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req)
+        let req = req.map(|b| Body::new(TimedBody::new(b, &timeouts)));
+        let app = app.clone();
+        async move {
+            let resp = app.oneshot(req).await?;
+            Ok::<_, Infallible>(resp.map(|b| Body::new(TrackedBody::new(b, request))))
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The timer enables hyper's header read timeout (slowloris) and HTTP/2 keep-alive.
+    // The timer enables HTTP/2 keep-alive. HTTP/1's own header timeout is off: it would also
+    // cut idle keep-alive connections at the header timeout; `conn::watch` times heads.
     builder.http1().timer(TokioTimer::new());
     builder.http2().timer(TokioTimer::new());
-    let limits = &shared.ctl.config.limits;
     builder
         .http1()
         .max_buf_size(limits.http_max_header_bytes)
-        .header_read_timeout(Duration::from_millis(limits.http_header_timeout_ms));
+        .header_read_timeout(None);
     builder
         .http2()
         .max_header_list_size(u32::try_from(limits.http_max_header_bytes).unwrap_or(u32::MAX));
+    if limits.http2_keepalive_interval_ms > 0 {
+        builder
+            .http2()
+            .keep_alive_interval(Duration::from_millis(limits.http2_keepalive_interval_ms))
+            .keep_alive_timeout(Duration::from_millis(limits.http2_keepalive_timeout_ms));
+    }
     let mut conn = pin!(builder.serve_connection_with_upgrades(io, svc));
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        why = conn::watch(&state, &timeouts) => {
+            tracing::debug!(%peer, reason = why.as_str(), "http connection closed");
+            if why == Expired::SendStalled {
+                return;
+            }
+            // An idle HTTP/2 connection gets a GOAWAY; an HTTP/1 one simply closes.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(conn::CLOSE_GRACE, conn.as_mut()).await;
+            return;
+        }
         _ = shared.ctl.shutdown.cancelled() => {
             conn.as_mut().graceful_shutdown();
             match tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await {
@@ -112,7 +149,7 @@ where
         }
     };
     if let Err(e) = result {
-        tracing::debug!(%peer, "https connection ended: {e}");
+        tracing::debug!(%peer, "http connection ended: {e}");
     }
 }
 

@@ -11,6 +11,7 @@
 //! the binary; [`router`] is a function, so tests call it without a socket.
 #![forbid(unsafe_code)]
 
+mod conn;
 mod console;
 mod flv_egress;
 mod hls;
@@ -138,18 +139,13 @@ impl HttpServer {
         https::serve(self.shared, listener, app, tls).await;
     }
 
-    /// Serves `/metrics` alone on `listener` (`http.metrics_listen`) until shutdown.
+    /// Serves `/metrics` alone on `listener` (`http.metrics_listen`) until shutdown, with the
+    /// same connection limits (counted as `http`) and time limits as the main listener.
     pub async fn serve_metrics(self, listener: TcpListener) {
-        let shutdown = self.shared.ctl.shutdown.clone();
         let app = Router::new()
             .route("/metrics", get(metrics))
-            .with_state(self.shared);
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-        {
-            tracing::error!("metrics listener stopped: {e}");
-        }
+            .with_state(Arc::clone(&self.shared));
+        listener::serve(self.shared, listener, app).await;
     }
 
     /// HLS muxers running now.
@@ -160,7 +156,7 @@ impl HttpServer {
 
 /// Bytes of FLV gathered into one HTTP chunk / WebSocket message at most.
 const MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Time allowed to send the Close frame to a kicked WebSocket viewer.
+/// Time allowed to send the Close frame to a kicked (or ended) WebSocket viewer.
 const KICK_CLOSE: Duration = Duration::from_secs(2);
 
 /// The media routes (a function so tests can call it without a socket).
@@ -232,7 +228,12 @@ async fn admit(
         .map_err(refused)
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+/// `GET /metrics`: with `auth.api_token` or `auth.metrics_token` set, only for a bearer of
+/// either (the series name every stream).
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = control::api_guard::metrics_guard(&shared.ctl, &headers) {
+        return refused;
+    }
     let text = control::metrics::render(&shared.ctl);
     (
         [(header::CONTENT_TYPE, control::metrics::CONTENT_TYPE)],
@@ -439,6 +440,7 @@ async fn ws_flv(
     } = playing;
     let mut egress = FlvEgress::new();
     let mut kicked = std::pin::pin!(kick.cancelled());
+    let send_timeout = Duration::from_millis(ctl.config.limits.http_send_timeout_ms);
     loop {
         tokio::select! {
             _ = &mut kicked => {
@@ -452,7 +454,9 @@ async fn ws_flv(
                 if !chunk.is_empty() {
                     ctl.stats.viewer_writes.fetch_add(1, Ordering::Relaxed);
                     let n = chunk.len();
-                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                    // Bounded: a client that stops reading is closed after the send timeout.
+                    let sent = tokio::time::timeout(send_timeout, socket.send(Message::Binary(chunk)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
                         break;
                     }
                     if let Some(d) = egress.probe.written(std::time::Instant::now()) {
@@ -462,7 +466,7 @@ async fn ws_flv(
                     api.bytes(n);
                 }
                 if !more {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = tokio::time::timeout(KICK_CLOSE, socket.send(Message::Close(None))).await;
                     break;
                 }
             }

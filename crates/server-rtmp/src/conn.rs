@@ -536,7 +536,7 @@ impl Conn {
                         .rtmp_digest_handshakes
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::debug!(peer = %self.peer, %app, digest, "rtmp connect");
+                tracing::debug!(peer = %self.peer, app = %access::escape_for_log(&app), digest, "rtmp connect");
                 self.app = Some(app);
                 self.session.accept_connect();
             }

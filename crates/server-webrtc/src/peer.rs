@@ -294,7 +294,10 @@ pub(crate) fn add_candidate(rtc: &mut Rtc, line: &str) {
     let line = line.trim_start_matches("a=");
     match Candidate::from_sdp_string(line) {
         Ok(c) => rtc.add_remote_candidate(c),
-        Err(e) => tracing::debug!("webrtc trickle candidate ignored: {e}"),
+        Err(e) => tracing::debug!(
+            error = %access::escape_for_log(&e.to_string()),
+            "webrtc trickle candidate ignored"
+        ),
     }
 }
 

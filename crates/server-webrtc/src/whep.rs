@@ -127,7 +127,7 @@ pub(super) async fn read_body(
     }
     let bytes = axum::body::to_bytes(body, max)
         .await
-        .map_err(|_| too_big())?;
+        .map_err(|e| control::http_error::body_error_or(&e, too_big))?;
     String::from_utf8(bytes.to_vec())
         .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_sdp", "the body is not UTF-8"))
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+pub mod log;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

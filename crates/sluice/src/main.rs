@@ -95,12 +95,17 @@ fn main() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
         .with_context(|| format!("log level {:?}", cfg.log.level))?;
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     match cfg.log.format {
-        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => {
+            // Control characters in a record (a client's text) are written escaped.
+            let ansi = std::io::stderr().is_terminal();
+            fmt.with_ansi(ansi)
+                .with_writer(move || sluice::log::EscapedStderr { ansi })
+                .init()
+        }
         LogFormat::Json => fmt
+            .with_writer(std::io::stderr)
             .json()
             .with_current_span(true)
             .with_span_list(false)

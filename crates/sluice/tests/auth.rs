@@ -585,8 +585,17 @@ async fn api_token_and_loopback_only_default() {
     .await;
     assert_eq!(r.status, 200);
     assert!(r.json()["streams"].is_array() || r.json().is_object());
-    // Media and metrics are not behind the API token.
-    assert_eq!(http_get(http, "/metrics").await.status, 200);
+    // Metrics list every stream: behind the token too (media is not).
+    assert_eq!(http_get(http, "/metrics").await.status, 401);
+    let r = http_request_with(
+        http,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer api-secret")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
     server.shutdown(Duration::from_secs(5)).await;
 
     // No token, listening on every interface: loopback clients only.

@@ -192,6 +192,8 @@ async fn per_ip_concurrent_connections_are_capped_and_counted() {
     let mut cfg = test_config();
     cfg.limits.max_connections_per_ip = 4;
     cfg.limits.connections_per_ip_per_second = 0;
+    // Loopback is exempt by default; these clients are loopback.
+    cfg.limits.exempt = Vec::new();
     let server = start(cfg).await;
     let addr = server.rtmp_addr();
     let mut held = Vec::new();
@@ -240,6 +242,7 @@ async fn per_ip_connection_rate_refuses_a_burst_then_refills() {
     let mut cfg = test_config();
     cfg.limits.connections_per_ip_per_second = 2;
     cfg.limits.connections_per_ip_burst = 5;
+    cfg.limits.exempt = Vec::new();
     let server = start(cfg).await;
     let addr = server.rtmp_addr();
     let mut socks = Vec::new();

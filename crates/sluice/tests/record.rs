@@ -143,7 +143,10 @@ async fn api_started_flv_recording_rotates_and_stops() {
     assert_eq!(r.status, 404);
     let body = br#"{"format":"flv"}"#;
     let len = body.len().to_string();
-    let headers = [("Content-Length", len.as_str())];
+    let headers = [
+        ("Content-Length", len.as_str()),
+        ("Content-Type", "application/json"),
+    ];
     let r = common::http_request_with(
         http,
         "POST",
@@ -157,7 +160,10 @@ async fn api_started_flv_recording_rotates_and_stops() {
     let r = common::http_request_with(http, "POST", "/api/v1/streams/live/api/recording", &[], b"")
         .await;
     assert_eq!(r.status, 409);
-    let headers = [("Content-Length", "7")];
+    let headers = [
+        ("Content-Length", "7"),
+        ("Content-Type", "application/json"),
+    ];
     let r = common::http_request_with(
         http,
         "POST",

@@ -381,7 +381,7 @@ async fn redirect_http_answers_308_with_the_https_location() {
     assert_eq!(r.status, 308);
     assert_eq!(
         r.header("location"),
-        Some(format!("https://test:{port}/live/x.flv?token=abc").as_str())
+        Some(format!("https://127.0.0.1:{port}/live/x.flv?token=abc").as_str())
     );
     // Metrics stay on plain HTTP.
     let m = http_get(server.http_addr(), "/metrics").await;

@@ -1,10 +1,10 @@
-//! TCP connection admission: the global count, the per-address count and the per-address
-//! connection rate (a GCRA token bucket from `governor`, keyed by address).
+//! TCP connection admission: the global count with each listener's reserved share, the
+//! per-address count and the per-address connection rate (a GCRA token bucket from
+//! `governor`, keyed by address).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -34,13 +34,56 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Connections open per listener, and how the global limit is split between them.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Open connections per listener ([`ListenerKind::index`]).
+    open: [usize; 4],
+}
+
+/// How `max_connections` is shared: each running listener keeps `reserve[i]` slots no other
+/// listener may use; the remaining `shared` slots go to whoever comes first.
+#[derive(Debug, Clone, Copy)]
+struct Shares {
+    reserve: [usize; 4],
+    shared: usize,
+}
+
+impl Shares {
+    fn new(max: usize, percent: u8, running: &[ListenerKind]) -> Self {
+        let each = max * usize::from(percent) / 100;
+        let mut reserve = [0; 4];
+        for l in running {
+            reserve[l.index()] = each;
+        }
+        let kept: usize = reserve.iter().sum();
+        Self {
+            reserve,
+            shared: max.saturating_sub(kept),
+        }
+    }
+
+    /// Whether one more connection on listener `i` fits: within its reserve, or in the
+    /// shared slots not already taken by connections beyond their listener's reserve.
+    fn admits(&self, open: &[usize; 4], i: usize) -> bool {
+        if open[i] < self.reserve[i] {
+            return true;
+        }
+        let shared_used: usize = open
+            .iter()
+            .zip(self.reserve)
+            .map(|(n, r)| n.saturating_sub(r))
+            .sum();
+        shared_used < self.shared
+    }
+}
+
 /// Connection counts and the per-address tables.
 pub struct ConnectionTable {
-    max: usize,
     max_per_ip: usize,
     exempt: Vec<Cidr>,
-    open: AtomicUsize,
-    per_listener: [AtomicUsize; 4],
+    shares: Shares,
+    counts: Mutex<Counts>,
     /// Open connections per address key; an entry exists only while it is above zero, so
     /// the map is bounded by `max` (checked first).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
@@ -49,7 +92,9 @@ pub struct ConnectionTable {
 }
 
 impl ConnectionTable {
-    pub fn new(cfg: &LimitsConfig) -> Result<Self, ControlError> {
+    /// The table for `cfg`, with `running` the listeners that exist (each keeps its share of
+    /// `max_connections`: `limits.listener_reserve_percent`).
+    pub fn new(cfg: &LimitsConfig, running: &[ListenerKind]) -> Result<Self, ControlError> {
         let exempt = cfg
             .exempt
             .iter()
@@ -69,11 +114,10 @@ impl ConnectionTable {
             _ => None,
         };
         Ok(Self {
-            max: cfg.max_connections,
             max_per_ip: cfg.max_connections_per_ip,
             exempt,
-            open: AtomicUsize::new(0),
-            per_listener: Default::default(),
+            shares: Shares::new(cfg.max_connections, cfg.listener_reserve_percent, running),
+            counts: Mutex::new(Counts::default()),
             per_ip: Mutex::new(HashMap::new()),
             rate,
             last_sweep: Mutex::new(None),
@@ -84,15 +128,19 @@ impl ConnectionTable {
         self.per_ip.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn counts(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Connections open now on `listener`.
     pub fn open(&self, listener: ListenerKind) -> usize {
-        self.per_listener[listener.index()].load(Ordering::Relaxed)
+        self.counts().open[listener.index()]
     }
 
     /// Connections open now on every listener.
     #[cfg(test)]
     pub fn open_total(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.counts().open.iter().sum()
     }
 
     /// Addresses in the rate table.
@@ -109,8 +157,8 @@ impl ConnectionTable {
     }
 
     /// Admits a connection from `ip` on `listener`: the rate first (every attempt spends a
-    /// token), then the per-address count, then the global count. Exempt addresses skip the
-    /// per-address checks.
+    /// token), then the per-address count, then the global count (the listener's reserve,
+    /// else the shared slots). Exempt addresses skip the per-address checks.
     pub fn admit(
         &self,
         limits: &Arc<Limits>,
@@ -129,16 +177,17 @@ impl ConnectionTable {
         {
             return Err(LimitReason::PerIpConnections);
         }
-        let max = self.max;
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| LimitReason::MaxConnections)?;
+        {
+            let mut counts = self.counts();
+            let i = listener.index();
+            if !self.shares.admits(&counts.open, i) {
+                return Err(LimitReason::MaxConnections);
+            }
+            counts.open[i] += 1;
+        }
         if let Some(m) = &mut per_ip {
             *m.entry(key).or_insert(0) += 1;
         }
-        self.per_listener[listener.index()].fetch_add(1, Ordering::Relaxed);
         Ok(ConnectionPermit {
             limits: Arc::clone(limits),
             listener,
@@ -164,11 +213,11 @@ impl ConnectionTable {
     }
 
     fn release(&self, listener: ListenerKind, key: Option<IpAddr>) {
-        let dec = |a: &AtomicUsize| {
-            let _ = a.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        };
-        dec(&self.open);
-        dec(&self.per_listener[listener.index()]);
+        {
+            let mut counts = self.counts();
+            let n = &mut counts.open[listener.index()];
+            *n = n.saturating_sub(1);
+        }
         if let Some(key) = key {
             let mut m = self.per_ip();
             if let Some(n) = m.get_mut(&key) {
@@ -216,7 +265,69 @@ mod tests {
     fn limits(edit: impl FnOnce(&mut LimitsConfig)) -> Arc<Limits> {
         let mut cfg = LimitsConfig::default();
         edit(&mut cfg);
-        Limits::new(&cfg).expect("valid")
+        Limits::new(&cfg, &[ListenerKind::Rtmp, ListenerKind::Http]).expect("valid")
+    }
+
+    fn admit_on(
+        l: &Arc<Limits>,
+        listener: ListenerKind,
+        ip: &str,
+    ) -> Result<ConnectionPermit, LimitReason> {
+        let ip: IpAddr = ip.parse().expect("ip");
+        l.connections.admit(l, listener, ip, Instant::now())
+    }
+
+    #[test]
+    fn a_flooded_listener_leaves_the_others_their_reserve() {
+        let l = limits(|c| {
+            c.max_connections = 20;
+            c.listener_reserve_percent = 25;
+            c.connections_per_ip_per_second = 0;
+            c.exempt = vec!["127.0.0.0/8".into()];
+        });
+        // HTTP takes its own 5 and the 10 shared slots, and no more.
+        let mut flood: Vec<_> = (0..15)
+            .map(|_| admit_on(&l, ListenerKind::Http, "127.0.0.1").expect("within share"))
+            .collect();
+        assert_eq!(
+            admit_on(&l, ListenerKind::Http, "127.0.0.1").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        // RTMP still has its reserve of 5 (RTMPS and HTTPS are not running: no reserve).
+        let rtmp: Vec<_> = (0..5)
+            .map(|_| admit_on(&l, ListenerKind::Rtmp, "127.0.0.1").expect("reserve"))
+            .collect();
+        assert_eq!(
+            admit_on(&l, ListenerKind::Rtmp, "127.0.0.1").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        assert_eq!(l.connections.open_total(), 20);
+        // One HTTP connection leaves: its slot was a shared one, RTMP may take it now.
+        drop(flood.pop());
+        let more = admit_on(&l, ListenerKind::Rtmp, "127.0.0.1").expect("shared again");
+        assert_eq!(
+            admit_on(&l, ListenerKind::Http, "127.0.0.1").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        drop((flood, rtmp, more));
+        assert_eq!(l.connections.open_total(), 0);
+    }
+
+    #[test]
+    fn no_reserve_is_one_pool() {
+        let l = limits(|c| {
+            c.max_connections = 4;
+            c.listener_reserve_percent = 0;
+            c.connections_per_ip_per_second = 0;
+        });
+        let held: Vec<_> = (0..4)
+            .map(|_| admit_on(&l, ListenerKind::Http, "10.0.0.1").expect("pool"))
+            .collect();
+        assert_eq!(
+            admit_on(&l, ListenerKind::Rtmp, "10.0.0.2").unwrap_err(),
+            LimitReason::MaxConnections
+        );
+        drop(held);
     }
 
     fn admit(l: &Arc<Limits>, ip: &str) -> Result<ConnectionPermit, LimitReason> {

@@ -146,7 +146,7 @@ mod tests {
             max_publishers_per_app: publishers,
             ..LimitsConfig::default()
         };
-        Limits::new(&cfg).expect("valid")
+        Limits::new(&cfg, &super::super::ListenerKind::ALL).expect("valid")
     }
 
     #[test]

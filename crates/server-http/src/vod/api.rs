@@ -210,7 +210,13 @@ async fn upload_raw(
     let mut temp = TempUpload::create(root, max).await?;
     let mut body = req.into_body().into_data_stream();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| upload_failed(&e))?;
+        let chunk = chunk.map_err(|e| {
+            if control::http_error::is_body_timeout(&e) {
+                body_timed_out()
+            } else {
+                upload_failed(&e)
+            }
+        })?;
         temp.push(&chunk).await?;
     }
     temp.commit(&name).await
@@ -222,7 +228,10 @@ async fn upload_multipart(
     name: Option<String>,
     req: Request,
 ) -> Result<Uploaded, Refusal> {
-    let bad = |e: &dyn std::fmt::Display| {
+    let bad = |e: &(dyn std::error::Error + 'static)| {
+        if control::http_error::is_body_timeout(e) {
+            return body_timed_out();
+        }
         Refusal::new(
             StatusCode::BAD_REQUEST,
             "invalid_multipart",
@@ -272,6 +281,16 @@ fn upload_failed(e: &dyn std::fmt::Display) -> Refusal {
         StatusCode::BAD_REQUEST,
         "upload_failed",
         format!("reading the upload failed: {e}"),
+    )
+}
+
+/// 408: the upload stalled or crawled (`limits.http_body_timeout_ms`); its temporary file is
+/// removed.
+fn body_timed_out() -> Refusal {
+    Refusal::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        control::http_error::BodyTimeout.to_string(),
     )
 }
 

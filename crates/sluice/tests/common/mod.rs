@@ -265,7 +265,7 @@ impl RawFlvClient {
     pub async fn connect(addr: std::net::SocketAddr, path: &str) -> Self {
         let started = Instant::now();
         let mut sock = TcpStream::connect(addr).await.expect("connect");
-        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        sock.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .expect("request");
         Self {
@@ -418,7 +418,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> HttpResponse {
 pub async fn http_request(addr: std::net::SocketAddr, method: &str, path: &str) -> HttpResponse {
     let fut = async {
         let mut sock = TcpStream::connect(addr).await.expect("connect");
-        sock.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        sock.write_all(format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
             .await
             .expect("request");
         let mut raw = Vec::new();
@@ -490,7 +490,7 @@ pub async fn http_request_with(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> RawHttpResponse {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
