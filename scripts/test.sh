@@ -25,7 +25,7 @@ done
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # The WebRTC tests' independent peer: aiortc (its PyPI wheels bundle FFmpeg and libopus)
-# in a private venv that crates/sluice/tests/webrtc.rs uses.
+# in a private venv that crates/sluice/tests/e2e/webrtc*.rs use.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

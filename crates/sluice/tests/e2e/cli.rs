@@ -1,7 +1,7 @@
 //! The `sluice` binary as a user runs it: flags, configuration errors, the demo, and a clean
 //! stop on SIGTERM with players attached.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

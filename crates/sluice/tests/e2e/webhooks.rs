@@ -2,7 +2,7 @@
 //! (ffmpeg publishing over RTMP, a raw HTTP-FLV viewer); failures are retried with backoff; a
 //! slow and a dead receiver do not slow the media path.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! End-to-end tests of the live core with real clients: ffmpeg publishes over RTMP; ffmpeg,
 //! ffprobe, a WebSocket client and raw sockets play over RTMP, HTTP-FLV and WebSocket-FLV.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! variants, and a raw HTTP client checks playlists, blocking reloads, preload hints, delta
 //! updates, discontinuities and headers.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! check the files (and the HLS VOD playlist beside an MP4) decode and last as long as what
 //! was published.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,9 +6,8 @@
 //! only) carries the audio, and ffprobe reads it. Headless Chromium publishes VP9 and AV1
 //! over WHIP (codec preferences) and plays them back over WHEP.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::path::PathBuf;
 use std::time::Duration;

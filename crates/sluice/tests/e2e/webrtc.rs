@@ -6,9 +6,8 @@
 //! aiortc comes from the venv `scripts/test.sh` creates (`.venv-test`); set `SLUICE_PYTHON`
 //! to use another interpreter.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -24,6 +23,15 @@ use tokio::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_plays_rtmp_stream_in_aiortc_and_cleans_up() {
+    // Its own process: the CPU figure below is this process's.
+    if !common::own_process(
+        module_path!(),
+        "whep_plays_rtmp_stream_in_aiortc_and_cleans_up",
+    )
+    .await
+    {
+        return;
+    }
     let server = start(test_config()).await;
     let rtmp = format!("rtmp://{}/live/rtc", server.rtmp_addr());
     let mut ff = publish(&rtmp, 20, &["-re"]);
@@ -315,7 +323,7 @@ async fn whep_http_errors_cors_and_resources() {
     assert_eq!(server.webrtc_sessions(), 1);
 
     // PATCH: trickle candidates 204, wrong ETag 412, ICE restart without If-Match 428 (RFC
-    // 9725 requires `If-Match: *`; tests/webrtc_restart.rs covers restarts), unknown
+    // 9725 requires `If-Match: *`; webrtc_restart.rs covers restarts), unknown
     // resource 404.
     let frag = "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
         a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";

@@ -1,4 +1,4 @@
-//! Access control with asymmetric tokens end to end (tests/auth.rs covers HS256, signed URLs,
+//! Access control with asymmetric tokens end to end (auth.rs covers HS256, signed URLs,
 //! webhooks and IP lists): RS256 and ES256 tokens verified with a public key file and with a
 //! JWKS file, ffmpeg publishing over RTMPS with valid and invalid tokens, WHEP offers with
 //! `Authorization: Bearer` (valid, expired, wrong stream, wrong IP claim, tampered signature).
@@ -6,7 +6,7 @@
 //! Keys are generated in the test with rcgen (ECDSA P-256 and RSA 2048 through aws-lc-rs);
 //! tokens are signed with jsonwebtoken.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

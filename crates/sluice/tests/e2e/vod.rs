@@ -2,7 +2,7 @@
 //! validators (checked byte for byte and by ffprobe, which seeks with Range), refused
 //! traversal, and uploads and deletes through `/api/v1/vod`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! and HTTP request-head size and time limits. After each, a healthy publish and viewer still
 //! work.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

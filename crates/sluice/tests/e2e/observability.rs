@@ -3,7 +3,7 @@
 //! The OpenAPI document is kept true here: every documented path is fetched and its response
 //! validated against the documented schema.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

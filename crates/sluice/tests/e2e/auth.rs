@@ -2,7 +2,7 @@
 //! and without tokens (HS256 JWTs made here by hand), signed URLs, a webhook that allows,
 //! denies or times out, IP deny lists, and the API token.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

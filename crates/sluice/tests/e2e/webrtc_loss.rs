@@ -5,9 +5,7 @@
 //! (counted by the new quality counters) and playback must keep going, once started, at ≥ 80% of
 //! the frame rate of the same run without loss.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::webrtc_support as support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
