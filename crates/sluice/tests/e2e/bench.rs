@@ -77,7 +77,7 @@ async fn rtmp_and_http_flv_players_against_sluice() {
         let s = r.server.expect("server sampled");
         assert!(s.rss_max_bytes > 0);
     }
-    server.shutdown(std::time::Duration::from_secs(2)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }
 
 #[tokio::test]
@@ -140,5 +140,5 @@ async fn whep_viewers_against_sluice() {
     assert!(p.audio_packets_mean > 100.0, "Opus at 20 ms: {p:?}");
     assert!(r.media_secs_per_player > 1.0, "{}", r.media_secs_per_player);
     assert!(r.players_per_core.unwrap() > 0.0);
-    server.shutdown(std::time::Duration::from_secs(2)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }

@@ -726,7 +726,7 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
         .write_all(format!("GET /{key}.flv HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
         .await
         .expect("request");
-    let rtmp_player = play_null(&format!("rtmp://{rtmp}/{key}"));
+    let rtmp_player = play_decoding(&format!("rtmp://{rtmp}/{key}"));
     let mut half_open = Vec::new();
     for _ in 0..200 {
         let mut s = TcpStream::connect(rtmp).await.expect("connect");
@@ -776,7 +776,16 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
         .await
         .expect("the RTMP player stops once the server is gone")
         .expect("ffmpeg");
-    let _ = out.status;
+    // It played, then saw a clean end of stream, not an error.
+    let d = decoded(&out);
+    assert!(
+        out.status.success() && d.stderr.trim().is_empty(),
+        "the RTMP player: {}: {}",
+        out.status,
+        d.stderr
+    );
+    assert!(d.video_frames >= 10 && d.audio_frames >= 10, "{d:?}");
+    assert_monotonic("rtmp player video", &d.video_dts);
     drop((stalled, half_open, huge));
 }
 

@@ -787,5 +787,5 @@ async fn metrics_can_have_a_listener_of_their_own() {
         http_get(server.http_addr(), "/api/v1/server").await.status,
         200
     );
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }

@@ -443,6 +443,29 @@ pub fn play_null(url: &str) -> Child {
         .expect("ffmpeg runs (the test command installs it)")
 }
 
+/// ffmpeg playing `url` until the stream ends (or it is killed), decoding every frame to
+/// framemd5 on its stdout (both outputs piped): read what it decoded with [`decoded`] from
+/// its `wait_with_output`.
+pub fn play_decoding(url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", url])
+        .args(["-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (the test command installs it)")
+}
+
+/// What a [`play_decoding`] player decoded, and what it complained about.
+pub fn decoded(out: &std::process::Output) -> Decoded {
+    parse_framemd5(
+        &String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// A response read by [`http_get`].
 #[derive(Debug)]
 pub struct HttpResponse {
