@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Sluice's whole test suite: unit tests, wire-level fixtures, and end-to-end tests that
-# drive the server with real clients (ffmpeg, ffprobe, GStreamer's two RTMP stacks). Installs
-# missing system packages first, so it passes on a brand-new Debian machine.
+# Runs Sluice's whole test suite: clippy on every target (warnings are errors), then unit
+# tests, wire-level fixtures, and end-to-end tests that drive the server with real clients
+# (ffmpeg, ffprobe, GStreamer's two RTMP stacks). Installs missing system packages first, so
+# it passes on a brand-new Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +26,7 @@ done
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # The WebRTC tests' independent peer: aiortc (its PyPI wheels bundle FFmpeg and libopus)
-# in a private venv that crates/sluice/tests/webrtc.rs uses.
+# in a private venv that crates/sluice/tests/e2e/webrtc*.rs use.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
@@ -48,5 +49,12 @@ if ! "$venv/bin/python" -c "import prometheus_client, aiortc" >/dev/null 2>&1; t
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check prometheus_client==0.21.1 aiortc==1.16.0
 fi
+
+# Lints first (every crate and target, warnings are errors): a lint fails the run in minutes
+# rather than after the whole suite. Here rather than in .ci/run because clippy runs the
+# build scripts (bundled libopus needs cmake), which need the packages installed above; the
+# build scripts' output is shared with the test build that follows.
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 cargo test --workspace --locked "$@"

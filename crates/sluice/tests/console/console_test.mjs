@@ -1,5 +1,5 @@
 // Drives the Sluice web console in headless Chromium (the Debian `chromium` package) through
-// playwright-core. Run by crates/sluice/tests/console.rs:
+// playwright-core. Run by crates/sluice/tests/e2e/console.rs:
 //
 //   node console_test.mjs <base-url> <screenshot.png> [--stream live/test] [--expect-preview]
 //                         [--kick] [--stop]

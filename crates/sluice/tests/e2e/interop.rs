@@ -2,7 +2,7 @@
 //! `rtmpsink`, the family OBS descends from, and the native `rtmp2src` / `rtmp2sink`), our own
 //! RTMP client for first-frame timing, and Enhanced RTMP passthrough.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! Certificates are made in the test with rcgen: a CA, and leaves for localhost/127.0.0.1
 //! signed by it (the rustls clients here trust the CA; ffmpeg and curl -k do not verify).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! The OpenAPI document is kept true here: every documented path is fetched and its response
 //! validated against the documented schema.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -780,5 +780,5 @@ async fn metrics_can_have_a_listener_of_their_own() {
         http_get(server.http_addr(), "/api/v1/server").await.status,
         200
     );
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }

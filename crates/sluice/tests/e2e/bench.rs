@@ -1,9 +1,13 @@
-//! The tool against an in-process Sluice server: publish the fixture, 20 RTMP and 20
-//! HTTP-FLV players for ~3 s.
+//! The load tool (`crates/bench`, `sluice-bench`) against an in-process Sluice server:
+//! publish the fixture, 20 RTMP and 20 HTTP-FLV players for ~3 s, and 10 WHEP viewers. (Here
+//! rather than in crates/bench/tests, which would link the whole server once more.) The tool
+//! samples the server's process: the tests that start a server run in a process of their own.
 
 use std::path::PathBuf;
 
 use sluice_bench::{Opts, run};
+
+use crate::common::own_process;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.flv")
@@ -25,6 +29,9 @@ fn opts(publish: String, play: String, players: usize) -> Opts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmp_and_http_flv_players_against_sluice() {
+    if !own_process(module_path!(), "rtmp_and_http_flv_players_against_sluice").await {
+        return;
+    }
     let mut cfg = sluice::Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
@@ -70,7 +77,7 @@ async fn rtmp_and_http_flv_players_against_sluice() {
         let s = r.server.expect("server sampled");
         assert!(s.rss_max_bytes > 0);
     }
-    server.shutdown(std::time::Duration::from_secs(2)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }
 
 #[tokio::test]
@@ -101,6 +108,9 @@ async fn no_player_connected_is_an_error() {
 /// clip's bitrate, and every WHEP resource is deleted at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_viewers_against_sluice() {
+    if !own_process(module_path!(), "whep_viewers_against_sluice").await {
+        return;
+    }
     let mut cfg = sluice::Config::default();
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
@@ -130,5 +140,5 @@ async fn whep_viewers_against_sluice() {
     assert!(p.audio_packets_mean > 100.0, "Opus at 20 ms: {p:?}");
     assert!(r.media_secs_per_player > 1.0, "{}", r.media_secs_per_player);
     assert!(r.players_per_core.unwrap() > 0.0);
-    server.shutdown(std::time::Duration::from_secs(2)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }

@@ -3,9 +3,8 @@
 //! If-Match, 422 for unusable fragments, 400 for a non-UTF-8 body), and headless Chromium
 //! restarting ICE on the player page while it keeps decoding over the new path.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::time::Duration;
 

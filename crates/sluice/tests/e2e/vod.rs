@@ -2,7 +2,7 @@
 //! validators (checked byte for byte and by ffprobe, which seeks with Range), refused
 //! traversal, and uploads and deletes through `/api/v1/vod`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -175,7 +175,7 @@ async fn ranges_and_validators_match_the_file() {
         metrics.contains(r#"sluice_egress_bytes_total{protocol="vod"}"#),
         "{metrics}"
     );
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +219,7 @@ async fn traversal_is_refused_and_leaks_nothing() {
         assert!(!body.contains("[package]"), "{path} leaked: {body}");
         assert!(r.json()["code"].is_string(), "{path}: {body}");
     }
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +230,7 @@ async fn ffprobe_reads_a_vod_file() {
     let url = format!("http://{}/vod/demo.flv", server.http_addr());
     assert_fixture_probe(&ffprobe(&url).await);
     assert!(server.stats().vod_bytes_out.load(Ordering::Relaxed) > 0);
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 }
 
 fn multipart(filename: &str, data: &[u8]) -> (String, Vec<u8>) {
@@ -342,7 +342,7 @@ async fn uploads_list_and_delete() {
         names(&tmp.0),
         BTreeSet::from(["form.flv".into(), "named.flv".into()])
     );
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 
     // `upload_from = "off"` refuses uploads and deletes.
     let server = server_off(&tmp.0).await;
@@ -353,7 +353,7 @@ async fn uploads_list_and_delete() {
     let r = http_request_with(addr, "DELETE", "/api/v1/vod/form.flv", &[], b"").await;
     assert_eq!(r.status, 403);
     assert!(tmp.0.join("form.flv").exists());
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 }
 
 async fn server_off(dir: &Path) -> sluice::RunningServer {
@@ -430,5 +430,5 @@ async fn refused_uploads_leave_nothing_behind() {
     assert!(!tmp.0.parent().unwrap().join("escape.flv").exists());
     let r = get(addr, "/api/v1/vod", &[]).await;
     assert_eq!(r.json()["total"], 0);
-    server.shutdown(std::time::Duration::from_secs(5)).await;
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
 }

@@ -3,7 +3,7 @@
 //! and HTTP request-head size and time limits. After each, a healthy publish and viewer still
 //! work.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -158,7 +158,7 @@ async fn viewers_per_stream_refuses_beyond_the_limit_across_protocols() {
     drop(flv_viewer);
     let _ = publisher.kill().await;
     assert_healthy(&server, "live/after-viewers").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -184,7 +184,7 @@ async fn publishers_per_app_refuses_the_next_publisher() {
     let _ = first.kill().await;
     let _ = first.wait().await;
     assert_healthy(&server, "live/three").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -234,7 +234,7 @@ async fn per_ip_concurrent_connections_are_capped_and_counted() {
     })
     .await;
     assert_healthy(&server, "live/after-per-ip").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -268,7 +268,7 @@ async fn per_ip_connection_rate_refuses_a_burst_then_refills() {
     // The bucket refills fully for the health check (5 tokens at 2/s).
     tokio::time::sleep(Duration::from_millis(2600)).await;
     assert_healthy(&server, "live/after-rate").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -297,7 +297,7 @@ async fn global_connection_limit_spans_listeners_and_exempt_skips_per_ip() {
     })
     .await;
     assert_healthy(&server, "live/after-global").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 /// Sends `head` (ignoring write errors once the server has answered or closed) and reads
@@ -338,7 +338,7 @@ async fn oversized_request_head_gets_431_and_the_server_stays_healthy() {
     assert_eq!(ok.json()["connections"]["http"], 1, "{}", ok.body);
     assert_eq!(ok.json()["connections"]["rtmp"], 0);
     assert_healthy(&server, "live/after-431").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test]
@@ -373,5 +373,5 @@ async fn slowloris_is_closed_after_the_header_timeout() {
     let ok = http_get(server.http_addr(), "/api/v1/server").await;
     assert_eq!(ok.status, 200);
     assert_healthy(&server, "live/after-slowloris").await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }

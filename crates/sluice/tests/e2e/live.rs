@@ -1,7 +1,7 @@
 //! End-to-end tests of the live core with real clients: ffmpeg publishes over RTMP; ffmpeg,
 //! ffprobe, a WebSocket client and raw sockets play over RTMP, HTTP-FLV and WebSocket-FLV.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -264,7 +264,10 @@ async fn grace_expiry_ends_players() {
     let mut publisher = publish(&rtmp, 0, &["-re"]);
     wait_live(&server, key).await;
     let mut player = RawFlvClient::connect(server.http_addr(), &format!("/{key}.flv")).await;
-    let _ = player.collect_for(Duration::from_millis(300)).await;
+    // Playing first (a refused player would count as ended at once).
+    let tags = player.collect_for(Duration::from_millis(300)).await;
+    assert_eq!(player.status, 200);
+    assert!(tags.iter().any(|t| t.keyframe), "the player plays");
     publisher.kill().await.expect("kill publisher");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !player.ended && Instant::now() < deadline {

@@ -2,7 +2,7 @@
 //! check the files (and the HLS VOD playlist beside an MP4) decode and last as long as what
 //! was published.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -119,7 +119,7 @@ async fn automatic_mp4_recording_matches_what_was_published() {
     let (_, hv, ha) = probe(&url).await;
     assert_eq!(hv, 200, "HLS VOD video frames");
     assert!((370..=380).contains(&ha), "HLS VOD audio frames {ha}");
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +205,7 @@ async fn api_started_flv_recording_rotates_and_stops() {
         flv.len()
     );
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[test]

@@ -5,10 +5,12 @@
 //! publishes, ffmpeg decodes every frame with monotonic timestamps) and its live sessions and
 //! open descriptors must return to the baseline.
 //!
-//! The server runs in this process, so `/proc/self` (RSS, descriptors) measures it; the tests
-//! take turns (one lock) so they never see each other's sockets.
+//! The server runs in the test's process, so `/proc/self` (RSS, descriptors) measures it: each
+//! test that measures runs in a child process of its own (`common::own_process`), where no
+//! other test's sockets or memory are counted, and the fault tests take turns (one lock) so
+//! their loads do not add up.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -34,7 +36,8 @@ const FD_SLACK: usize = 8;
 /// How long the server gets to settle after a fault.
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// One fault test at a time: they measure process-wide descriptors and memory.
+/// One fault test at a time (held by the parent while the test's own process runs): each
+/// puts the machine under a heavy load of its own.
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Resident set size of this process (the server runs in it), from `/proc/self/status`.
@@ -120,7 +123,7 @@ async fn assert_healthy(what: &str, server: &RunningServer, key: &str) {
 
 /// The test configuration with loopback exempt from the per-IP limits (`[limits]`): these
 /// tests open thousands of connections from 127.0.0.1 to exercise the server's robustness,
-/// not its connection limits (tests/limits.rs covers those).
+/// not its connection limits (limits.rs covers those).
 fn fault_config() -> sluice::Config {
     let mut cfg = test_config();
     cfg.limits.exempt = vec!["127.0.0.0/8".to_owned()];
@@ -185,6 +188,9 @@ async fn tiny_window(addr: SocketAddr) -> TcpStream {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_vanishing_mid_message() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "publisher_vanishing_mid_message").await {
+        return;
+    }
     let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let tags = fixture_tags();
@@ -237,6 +243,14 @@ async fn publisher_vanishing_mid_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_megabyte_message_header_costs_no_memory() {
     let _turn = LOCK.lock().await;
+    if !own_process(
+        module_path!(),
+        "sixteen_megabyte_message_header_costs_no_memory",
+    )
+    .await
+    {
+        return;
+    }
     let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let rss0 = rss_bytes();
@@ -278,6 +292,9 @@ async fn sixteen_megabyte_message_header_costs_no_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_half_open_handshakes_time_out() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "thousands_of_half_open_handshakes_time_out").await {
+        return;
+    }
     let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     const HALF_OPEN: usize = 2000;
@@ -328,6 +345,14 @@ async fn thousands_of_half_open_handshakes_time_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_that_never_read_are_skipped_and_others_flow() {
     let _turn = LOCK.lock().await;
+    if !own_process(
+        module_path!(),
+        "viewers_that_never_read_are_skipped_and_others_flow",
+    )
+    .await
+    {
+        return;
+    }
     let mut cfg = fault_config();
     cfg.hub.ring_capacity = 2048;
     cfg.hub.viewer_max_queued_bytes = 64 * 1024;
@@ -462,6 +487,9 @@ async fn viewers_that_never_read_are_skipped_and_others_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flv_viewers_leaving_during_the_gop_burst() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "flv_viewers_leaving_during_the_gop_burst").await {
+        return;
+    }
     let (server, _publisher, healthy) = server_with_publisher(fault_config()).await;
     let b = baseline(&server).await;
     let mut got_bytes = 0;
@@ -514,6 +542,9 @@ async fn junk(addr: SocketAddr, prefix_handshake: bool, data: Vec<u8>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_bytes_on_every_listener() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "random_bytes_on_every_listener").await {
+        return;
+    }
     let dir = temp_dir("faults-tls");
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
     std::fs::write(dir.join("cert.pem"), ck.cert.pem()).expect("cert");
@@ -602,6 +633,9 @@ async fn churn(server: &RunningServer, key: &'static str, cycles: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_connect_disconnect_cycles() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "ten_thousand_connect_disconnect_cycles").await {
+        return;
+    }
     let (server, mut publisher, healthy) = server_with_publisher(fault_config()).await;
     // Warm-up: allocator arenas, buffers and the runtime reach their working size.
     churn(&server, healthy, 1000).await;
@@ -692,7 +726,7 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
         .write_all(format!("GET /{key}.flv HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
         .await
         .expect("request");
-    let rtmp_player = play_null(&format!("rtmp://{rtmp}/{key}"));
+    let rtmp_player = play_decoding(&format!("rtmp://{rtmp}/{key}"));
     let mut half_open = Vec::new();
     for _ in 0..200 {
         let mut s = TcpStream::connect(rtmp).await.expect("connect");
@@ -742,7 +776,16 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
         .await
         .expect("the RTMP player stops once the server is gone")
         .expect("ffmpeg");
-    let _ = out.status;
+    // It played, then saw a clean end of stream, not an error.
+    let d = decoded(&out);
+    assert!(
+        out.status.success() && d.stderr.trim().is_empty(),
+        "the RTMP player: {}: {}",
+        out.status,
+        d.stderr
+    );
+    assert!(d.video_frames >= 10 && d.audio_frames >= 10, "{d:?}");
+    assert_monotonic("rtmp player video", &d.video_dts);
     drop((stalled, half_open, huge));
 }
 
@@ -755,6 +798,9 @@ const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(1);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_http_requests_are_closed() {
     let _turn = LOCK.lock().await;
+    if !own_process(module_path!(), "unfinished_http_requests_are_closed").await {
+        return;
+    }
     let mut cfg = fault_config();
     cfg.limits.http_header_timeout_ms = HTTP_HEADER_READ_TIMEOUT.as_millis() as u64;
     let (server, _publisher, healthy) = server_with_publisher(cfg).await;

@@ -2,9 +2,8 @@
 //! a stream to headless Chromium while UDP cannot, SO_REUSEPORT-sharded UDP sockets carrying
 //! one to aiortc, and junk on the ICE-TCP port closed and counted while a viewer plays.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

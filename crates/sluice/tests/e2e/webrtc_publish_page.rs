@@ -5,9 +5,8 @@
 //! with JWTs: valid as `Authorization: Bearer` and as `?token=` (201, media flows), expired
 //! (401), play-only (403), for another stream (403).
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

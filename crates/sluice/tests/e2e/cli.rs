@@ -1,7 +1,7 @@
 //! The `sluice` binary as a user runs it: flags, configuration errors, the demo, and a clean
 //! stop on SIGTERM with players attached.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -139,7 +139,15 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    assert!(probe.is_some(), "the demo is watchable");
+    let probe = probe.expect("the demo is watchable");
+    let streams: serde_json::Value = serde_json::from_slice(&probe.stdout).expect("JSON");
+    let codecs: Vec<&str> = streams["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["codec_name"].as_str())
+        .collect();
+    assert_eq!(codecs, ["h264", "aac"], "{streams}");
     // The API knows what the demo is.
     let info = common::http_get(http.parse().unwrap(), "/api/v1/streams/live/demo").await;
     assert_eq!(info.status, 200);
@@ -158,14 +166,13 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
     // Players attached while SIGTERM arrives: both learn the stream ended; the server exits.
     let mut http_player =
         common::RawFlvClient::connect(http.parse().unwrap(), "/live/demo.flv").await;
-    let _ = http_player.collect_for(Duration::from_millis(300)).await;
-    let rtmp_player = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
-        .arg(format!("rtmp://{rtmp}/live/demo"))
-        .args(["-f", "null", "-"])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("ffmpeg runs");
+    let before = http_player.collect_for(Duration::from_millis(300)).await;
+    assert_eq!(http_player.status, 200);
+    assert!(
+        before.iter().any(|t| t.keyframe),
+        "the HTTP-FLV player plays before the stop"
+    );
+    let rtmp_player = common::play_decoding(&format!("rtmp://{rtmp}/live/demo"));
     tokio::time::sleep(Duration::from_millis(800)).await;
     let pid = child.id().expect("pid");
     let stopped_at = Instant::now();
@@ -193,7 +200,16 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
         .await
         .expect("the RTMP player stops once told")
         .expect("ffmpeg");
-    let _ = out;
+    let d = common::decoded(&out);
+    // It played until the stop, then saw a clean end of stream, not an error.
+    assert!(
+        out.status.success() && d.stderr.trim().is_empty(),
+        "the RTMP player: {}: {}",
+        out.status,
+        d.stderr
+    );
+    assert!(d.video_frames >= 10 && d.audio_frames >= 10, "{d:?}");
+    common::assert_monotonic("rtmp player video", &d.video_dts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! variants, and a raw HTTP client checks playlists, blocking reloads, preload hints, delta
 //! updates, discontinuities and headers.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -136,7 +136,7 @@ async fn ffmpeg_plays_the_fmp4_and_ts_variants() {
     }
     let _ = a.kill().await;
     let _ = b.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,12 +168,14 @@ async fn playlists_stay_valid_while_live() {
         }
         last_seq = m.sequence;
         last_first_uri = m.segments[0].0.clone();
-        // Every part is served and is an fMP4 fragment.
-        if let Some(part) = m.parts.last() {
-            let r = get(http, &format!("/live/p/{part}"), T).await;
-            assert_eq!(r.status, 200);
-            assert_eq!(&r.body[4..8], b"moof");
-        }
+        // The newest part is listed (LL-HLS is on), served, and an fMP4 fragment.
+        let part = m
+            .parts
+            .last()
+            .unwrap_or_else(|| panic!("no part listed: {m:?}"));
+        let r = get(http, &format!("/live/p/{part}"), T).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[4..8], b"moof");
         seen += 1;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -203,7 +205,7 @@ async fn playlists_stay_valid_while_live() {
     let r = get(http, "/live/nobody/index.m3u8", T).await;
     assert_eq!(r.status, 404);
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +262,7 @@ async fn blocking_reload_and_preload_hint_complete_when_the_part_exists() {
     assert_eq!(d.sequence, m.sequence.max(d.sequence));
     assert!(d.segments.len() < m.segments.len() + 2);
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +274,11 @@ async fn a_publisher_reconnect_is_a_discontinuity() {
     common::wait_live(&server, "live/r").await;
     wait_segments(http, "/live/r/media.m3u8", 1).await;
     // The clip ends after 4 s; publish again within the 5 s grace.
-    let _ = tokio::time::timeout(Duration::from_secs(10), p.wait()).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), p.wait())
+        .await
+        .expect("the first publisher ends with the clip")
+        .expect("ffmpeg");
+    assert!(ended.success(), "the first publisher: {ended}");
     let mut p = common::publish(&url, 1, &["-re"]);
     common::wait_live(&server, "live/r").await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -288,7 +294,7 @@ async fn a_publisher_reconnect_is_a_discontinuity() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +323,7 @@ async fn hls_is_served_over_http2() {
     let h1 = get(http, &format!("/live/h2/{}", m.segments[0].0), T).await;
     assert_eq!(size, h1.body.len(), "same segment over HTTP/2 and HTTP/1.1");
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,24 +339,36 @@ async fn disk_mode_mirrors_a_playable_stream_and_prunes_old_files() {
     common::wait_live(&server, "live/disk").await;
     let stream_dir = dir.join("live").join("disk");
     let media = stream_dir.join("media.m3u8");
+    // Once the window slid, every URI of the playlist is a file: segments and the LL-HLS
+    // parts. The mirror writes the media, then the playlist, then deletes what left it, so
+    // the files are checked between two reads of the same playlist (a newer one may already
+    // have dropped the older parts, and their files with them).
     let deadline = Instant::now() + Duration::from_secs(30);
-    let m = loop {
+    let (m, missing) = loop {
         if let Ok(text) = std::fs::read_to_string(&media) {
             let m = parse(&text);
             if m.segments.len() >= 3 && m.sequence >= 2 {
-                break m;
+                let missing: Vec<String> = m
+                    .segments
+                    .iter()
+                    .map(|(uri, _)| uri)
+                    .chain(&m.parts)
+                    .filter(|uri| !stream_dir.join(uri).is_file())
+                    .cloned()
+                    .collect();
+                if std::fs::read_to_string(&media).is_ok_and(|again| again == text) {
+                    break (m, missing);
+                }
             }
         }
         assert!(Instant::now() < deadline, "no slid window on disk");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // Every URI of the playlist is a file (playlists are written after their media).
-    for (uri, _) in &m.segments {
-        assert!(stream_dir.join(uri).is_file(), "{uri} missing on disk");
-    }
-    for uri in &m.parts {
-        assert!(stream_dir.join(uri).is_file() || !m.segments.is_empty());
-    }
+    assert!(
+        missing.is_empty(),
+        "listed, missing on disk: {missing:?} in {m:?}"
+    );
+    assert!(!m.parts.is_empty(), "the LL-HLS parts are mirrored: {m:?}");
     // Segments that left the window (and the two kept after it) were deleted.
     let segment_files = std::fs::read_dir(&stream_dir)
         .unwrap()
@@ -369,5 +387,5 @@ async fn disk_mode_mirrors_a_playable_stream_and_prunes_old_files() {
     assert!(d.video_frames >= 40, "{d:?}");
     assert!(d.stderr.trim().is_empty(), "{}", d.stderr);
     let _ = p.kill().await;
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
 }

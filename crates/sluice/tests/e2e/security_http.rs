@@ -7,7 +7,7 @@
 //! - `/metrics` without the API token;
 //! - stream names with control characters, and client text forging log lines.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! (ffmpeg publishing over RTMP, a raw HTTP-FLV viewer); failures are retried with backoff; a
 //! slow and a dead receiver do not slow the media path.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -398,6 +398,6 @@ async fn slow_and_dead_receivers_do_not_slow_the_media_path() {
     );
     // Shutdown gives pending deliveries a bounded grace, not the slow receiver's 30 s.
     let t0 = Instant::now();
-    server.shutdown(Duration::from_secs(5)).await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }

@@ -4,9 +4,8 @@
 //! as it came). Also the WHIP refusals (409, 400, access control) and DELETE ending the
 //! stream.
 
-mod common;
-#[path = "webrtc/support.rs"]
-mod support;
+use crate::common;
+use crate::webrtc_support as support;
 
 use std::time::Duration;
 

@@ -47,6 +47,55 @@ pub fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
+/// The environment variable that tells a child test process which test to run in it.
+const OWN_PROCESS_VAR: &str = "SLUICE_E2E_OWN_PROCESS";
+/// How long a test in a process of its own may take, child process included.
+const OWN_PROCESS_BOUND: Duration = Duration::from_secs(600);
+
+/// Runs the test `name` (a function of `module`, given as `module_path!()`) alone in a child
+/// process of this test binary, for tests that measure the whole process (open descriptors,
+/// resident memory, CPU time) and would otherwise count the other tests running in parallel.
+///
+/// Returns `true` in that child: the caller runs its body there. In the parent it runs the
+/// child (bounded), shows its output, asserts it passed exactly that one test, and returns
+/// `false`: the caller returns at once.
+pub async fn own_process(module: &str, name: &str) -> bool {
+    // libtest names tests without the crate: `e2e::faults` -> `faults::name`.
+    let module = module.split_once("::").map_or("", |(_, m)| m);
+    let test = format!("{module}::{name}");
+    if std::env::var(OWN_PROCESS_VAR).as_deref() == Ok(test.as_str()) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let run = Command::new(exe)
+        .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS_VAR, &test)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(OWN_PROCESS_BOUND, run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{test} finished in its own process within {OWN_PROCESS_BOUND:?}")
+        })
+        .expect("the test binary runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The child's output (its figures, or why it failed) in this test's output.
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{test} failed in its own process: {}",
+        out.status
+    );
+    // A name that matches no test would pass with nothing run.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run in its own process"
+    );
+    false
+}
+
 /// Starts an in-process server.
 pub async fn start(cfg: Config) -> RunningServer {
     sluice::start(cfg).await.expect("server starts")
@@ -392,6 +441,29 @@ pub fn play_null(url: &str) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("ffmpeg runs (the test command installs it)")
+}
+
+/// ffmpeg playing `url` until the stream ends (or it is killed), decoding every frame to
+/// framemd5 on its stdout (both outputs piped): read what it decoded with [`decoded`] from
+/// its `wait_with_output`.
+pub fn play_decoding(url: &str) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i", url])
+        .args(["-f", "framemd5", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs (the test command installs it)")
+}
+
+/// What a [`play_decoding`] player decoded, and what it complained about.
+pub fn decoded(out: &std::process::Output) -> Decoded {
+    parse_framemd5(
+        &String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// A response read by [`http_get`].

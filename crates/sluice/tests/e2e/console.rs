@@ -8,7 +8,7 @@
 //! Needs `node`, `npm` and `/usr/bin/chromium` (scripts/test.sh installs them). The preview
 //! check needs the server's HLS output; `SLUICE_CONSOLE_NO_PREVIEW=1` skips only that check.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
