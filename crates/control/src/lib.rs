@@ -42,9 +42,11 @@ use tokio_util::task::TaskTracker;
 
 pub use admission::{Caller, Playing, Publishing, Refusal};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
-pub use viewer::ViewerGuard;
 pub use limits::{LimitReason, LimitRefusal, ListenerKind};
-pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
+pub use sessions::{
+    PendingSession, Session, SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry,
+};
+pub use viewer::ViewerGuard;
 pub use webhooks::{EventKind, WebhookEvent, WebhookStats, Webhooks};
 
 /// Errors of building the control plane.
@@ -128,7 +130,6 @@ pub trait StatusSource: Send + Sync + 'static {
         None
     }
 }
-
 
 /// The state every server shares: configuration, the hub, the admission chain's parts and
 /// the registries. Built once by the binary, handed to each server as `Arc<Control>`.

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use connections::ConnectionPermit;
+pub use refusals::LogDecision;
 pub use streams::StreamSlot;
 
-use config::LimitsConfig;
 use crate::counters::ViewerProtocol;
 use crate::{Control, ControlError};
+use config::LimitsConfig;
 
 /// Client addresses whose connection rate is tracked at most. Beyond it (after dropping the
 /// addresses whose bucket is full again) new connections are refused with `ip_table_full`:
@@ -96,17 +97,24 @@ pub enum LimitReason {
     ViewersPerStream,
     /// The app has `limits.max_publishers_per_app` publishers.
     PublishersPerApp,
+    /// `webrtc.max_pending_peers` WebRTC peers are answered but not connected yet.
+    PendingPeers,
+    /// The client address has `webrtc.max_pending_peers_per_ip` WebRTC peers answered but
+    /// not connected yet.
+    PendingPeersPerIp,
 }
 
 impl LimitReason {
     /// Every reason, in label order.
-    pub const ALL: [LimitReason; 6] = [
+    pub const ALL: [LimitReason; 8] = [
         Self::MaxConnections,
         Self::PerIpConnections,
         Self::PerIpRate,
         Self::IpTableFull,
         Self::ViewersPerStream,
         Self::PublishersPerApp,
+        Self::PendingPeers,
+        Self::PendingPeersPerIp,
     ];
 
     /// The metric label.
@@ -118,6 +126,8 @@ impl LimitReason {
             Self::IpTableFull => "ip_table_full",
             Self::ViewersPerStream => "viewers_per_stream",
             Self::PublishersPerApp => "publishers_per_app",
+            Self::PendingPeers => "pending_peers",
+            Self::PendingPeersPerIp => "pending_peers_per_ip",
         }
     }
 
@@ -130,6 +140,8 @@ impl LimitReason {
             Self::IpTableFull => "MAX_RATE_TRACKED_ADDRESSES",
             Self::ViewersPerStream => "limits.max_viewers_per_stream",
             Self::PublishersPerApp => "limits.max_publishers_per_app",
+            Self::PendingPeers => "webrtc.max_pending_peers",
+            Self::PendingPeersPerIp => "webrtc.max_pending_peers_per_ip",
         }
     }
 }
@@ -200,10 +212,7 @@ pub fn on_accept(
                     peer.ip()
                 ),
             };
-            ctl
-                .limits
-                .refusals
-                .refuse(listener.as_str(), &refusal, now);
+            ctl.limits.refusals.refuse(listener.as_str(), &refusal, now);
             None
         }
     }
@@ -223,12 +232,19 @@ pub(crate) fn admit_viewer(
     let hls = usize::try_from(hls).unwrap_or(usize::MAX);
     let result = ctl.limits.streams.admit_viewer(&ctl.limits, key, hls);
     if let Err(r) = &result {
-        ctl
-            .limits
+        ctl.limits
             .refusals
             .refuse(protocol.as_str(), r, Instant::now());
     }
     result
+}
+
+/// Counts and logs (within the log budget) a refusal made by a protocol server's own limit
+/// (e.g. WebRTC's pending peers), like the refusals of the limits above.
+pub fn refused(ctl: &Control, protocol: &'static str, refusal: &LimitRefusal) {
+    ctl.limits
+        .refusals
+        .refuse(protocol, refusal, Instant::now());
 }
 
 /// Admits a publisher in `app` over `protocol` (a fixed label such as `rtmp`), or counts and
@@ -315,5 +331,5 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), LimitReason::ALL.len());
-            }
+    }
 }

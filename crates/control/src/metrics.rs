@@ -15,11 +15,11 @@ use std::sync::atomic::Ordering;
 use metrics::{counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
+use crate::Control;
 use crate::api::codec_name;
 use crate::counters::{StreamCounters, ViewerProtocol};
 use crate::procfs::ProcessStats;
 use crate::webhooks::EventKind;
-use crate::Control;
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,7 +55,7 @@ fn describe() {
     );
     describe_counter!(
         "sluice_connections_refused_total",
-        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key)."
+        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key; pending_peers, pending_peers_per_ip: webrtc.max_pending_peers and max_pending_peers_per_ip)."
     );
     describe_gauge!("sluice_connections_active", "RTMP connections open now.");
     describe_counter!(
@@ -219,8 +219,7 @@ fn server(ctl: &Control) {
 
 fn streams(ctl: &Control) {
     let snaps = ctl.hub.streams();
-    ctl
-        .streams
+    ctl.streams
         .retain_streams(snaps.iter().map(|s| s.key.as_str()));
     gauge!("sluice_streams").set(snaps.len() as f64);
     for snap in snaps {
@@ -312,11 +311,7 @@ mod tests {
         };
         let mut publisher = ctl.hub.publish("live/m", info).unwrap();
         let counters = ctl.streams.get_or_create("live/m");
-        for tag in flv::read_all_tags(DEMO_FLV)
-            .unwrap()
-            .into_iter()
-            .take(20)
-        {
+        for tag in flv::read_all_tags(DEMO_FLV).unwrap().into_iter().take(20) {
             let f = flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap();
             counters.observe(&f);
             publisher.push(f);
