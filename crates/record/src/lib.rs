@@ -132,9 +132,11 @@ fn start(
     format: RecordFormat,
 ) -> Result<Arc<Recording>, RecordError> {
     let shared = &recorder.ctl;
+    // AAC, what MP4 and FLV players take: a WHIP stream's Opus is recorded as the hub's
+    // derived AAC track (shared with the stream's other AAC consumers).
     let sub = shared
         .hub
-        .subscribe(key)
+        .subscribe_with(key, hub::Want::audio(media::Codec::Aac))
         .map_err(|_| RecordError::NoStream(key.to_owned()))?;
     let rec = {
         let mut map = recorder.lock();

@@ -140,7 +140,13 @@ impl HlsService {
         if let Some(e) = shared.hls.get(key) {
             return Some(e);
         }
-        let sub = shared.ctl.hub.subscribe(key).ok()?;
+        // AAC, as the segments' players take it: a WHIP stream's Opus reaches HLS through
+        // the hub's derived AAC track (one per stream, shared with FLV and RTMP viewers).
+        let sub = shared
+            .ctl
+            .hub
+            .subscribe_with(key, ViewerProtocol::Hls.want())
+            .ok()?;
         let cfg = &shared.ctl.config.hls;
         let format = match cfg.format_for(app) {
             HlsFormat::Fmp4 => SegmentFormat::Fmp4,
@@ -480,7 +486,7 @@ pub(crate) async fn serve(
             match outcome {
                 Some(Ok(Some(text))) => {
                     let n = text.len();
-                    count_bytes(&shared, &key, n);
+                    count_bytes(&shared, key, n);
                     // A blocking response stays right for anyone asking the same question;
                     // a plain one goes stale with the next part.
                     let cache = if q.is_blocking() {
@@ -516,7 +522,7 @@ pub(crate) async fn serve(
             match found {
                 Some(Some(chunks)) => {
                     let n: usize = chunks.iter().map(Bytes::len).sum();
-                    count_bytes(&shared, &key, n);
+                    count_bytes(&shared, key, n);
                     let body = if chunks.len() == 1 {
                         Body::from(chunks.into_iter().next().unwrap_or_default())
                     } else {
@@ -539,7 +545,11 @@ pub(crate) async fn serve(
 }
 
 fn count_bytes(shared: &Shared, key: &str, n: usize) {
-    shared.ctl.stats.bytes_out.add(ViewerProtocol::Hls, n as u64);
+    shared
+        .ctl
+        .stats
+        .bytes_out
+        .add(ViewerProtocol::Hls, n as u64);
     if let Some(c) = shared.ctl.streams.get(key) {
         c.egress_bytes.add(ViewerProtocol::Hls, n as u64);
     }
