@@ -224,3 +224,107 @@ async fn rtmp_aac_gets_one_opus_track_shared_by_whep_viewers() {
     let _ = ff.kill().await;
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
+
+/// Bytes of `path` on the HTTP listener (200 expected).
+async fn fetch(server: &RunningServer, path: &str) -> Vec<u8> {
+    let r = common::http_request_with(server.http_addr(), "GET", path, &[], b"").await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.body
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A WHIP stream's recording and HLS muxer start at its publish, before any media, and its
+/// AAC is a derived track a frame or so behind the video: both still describe the audio
+/// from the start (the first init segment and the MP4's header have an `mp4a` track).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_recordings_and_hls_have_the_aac_from_the_start() {
+    let mut cfg = test_config();
+    cfg.record.streams = vec!["live/*".into()];
+    cfg.hls.always_on = true;
+    let dir = std::path::PathBuf::from(&cfg.record.dir);
+    let server = start(cfg).await;
+    let http = server.http_addr();
+    let key = "live/rec";
+    let url = format!("http://{http}/{key}/whip");
+    let publisher = tokio::spawn(async move { whip_client(&url, 8.0, &[]).await });
+    wait_live(&server, key).await;
+
+    // HLS: the init segment of the first media segment carries video and AAC.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let playlist = loop {
+        let r =
+            common::http_request_with(http, "GET", &format!("/{key}/media.m3u8"), &[], b"").await;
+        let text = r.text();
+        if r.status == 200 && text.matches("#EXTINF").count() >= 2 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no HLS segments: {text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap_or_else(|| panic!("no EXT-X-MAP in {playlist}"));
+    let init = fetch(&server, &format!("/{key}/{map}")).await;
+    assert!(
+        contains(&init, b"avc1") && contains(&init, b"mp4a"),
+        "the first init segment ({} bytes) lacks a track: {}",
+        init.len(),
+        String::from_utf8_lossy(&init).escape_debug()
+    );
+    assert!(
+        !playlist.contains("#EXT-X-DISCONTINUITY"),
+        "the audio came as a discontinuity: {playlist}"
+    );
+
+    // The MP4 recording: ended with the stream (DELETE), its header has both tracks, and it
+    // decodes with AAC audio.
+    let p = publisher.await.unwrap();
+    assert_eq!(p["delete_status"], 200, "{p}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server.hub().stream(key).is_some() {
+        assert!(Instant::now() < deadline, "stream left after DELETE");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let file = loop {
+        let files: Vec<_> = std::fs::read_dir(dir.join("live"))
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        let mp4: Vec<_> = files
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "mp4"))
+            .collect();
+        let recording = common::http_get(http, "/api/v1/recordings").await.json();
+        if let [one] = mp4.as_slice()
+            && recording["recordings"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        {
+            break one.clone();
+        }
+        assert!(Instant::now() < deadline, "no recording: {mp4:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bytes = std::fs::read(&file).unwrap();
+    let first_moof = bytes
+        .windows(4)
+        .position(|w| w == b"moof")
+        .expect("a fragment");
+    let head = &bytes[..first_moof];
+    assert!(
+        contains(head, b"avc1") && contains(head, b"mp4a"),
+        "MP4 header without AAC"
+    );
+    let probe = common::ffprobe(&file.to_string_lossy()).await;
+    assert_eq!(
+        (probe.video_codec.as_str(), probe.audio_codec.as_str()),
+        ("h264", "aac")
+    );
+    assert_eq!(probe.sample_rate, "48000");
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+}
