@@ -110,7 +110,9 @@ pub struct WebRtcConfig {
     /// Most pending WebRTC peers of one client address (at most `max_pending_peers`): several
     /// viewers behind one NAT may join at once, but one address holding more handshakes
     /// than this is a flood, which then waits for its own peers to connect or time out while
-    /// every other address still gets in.
+    /// every other address still gets in. Addresses count as the connection limits count
+    /// them (IPv6 by its /64), and `limits.exempt` ones (a reverse proxy in front of WHEP:
+    /// by default loopback) only in the total.
     pub max_pending_peers_per_ip: usize,
     /// A peer that has not connected within this long, or that has sent nothing (no
     /// consent check, no RTCP) for this long, is closed and freed.

@@ -409,7 +409,9 @@ pub(super) fn reserve(
     what: &str,
 ) -> Result<Slot, Response> {
     let cfg = &ctl.config.webrtc;
-    let ip = remote.map(|a| a.ip());
+    // Counted per address as the connection limits count (IPv6 by its /64); `limits.exempt`
+    // addresses (a local reverse proxy, by default loopback) only count in the total.
+    let ip = remote.and_then(|a| ctl.limits.connections.limited_key(a.ip()));
     let id = wr.next_id();
     let resource: String = {
         let mut rng = rand::rng();

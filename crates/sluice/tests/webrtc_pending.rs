@@ -173,7 +173,9 @@ async fn an_offer_flood_cannot_keep_anyone_else_out() {
     cfg.webrtc.max_pending_peers = TOTAL;
     cfg.webrtc.max_pending_peers_per_ip = PER_IP;
     cfg.webrtc.ice_timeout_ms = ICE_TIMEOUT.as_millis() as u64;
-    let server = start(cfg).await;
+    // Loopback is exempt from per-address limits by default (a local reverse proxy).
+    cfg.limits.exempt = Vec::new();
+    let server = start(cfg.clone()).await;
     let http = server.http_addr();
     let key = "live/flood";
     let mut ff = publish(
@@ -271,6 +273,26 @@ async fn an_offer_flood_cannot_keep_anyone_else_out() {
     wait_sessions(&server, 0, Duration::from_secs(5), "after the viewers left").await;
     assert_eq!(server.webrtc_pending_peers(), 0);
     let _ = ff.kill().await;
+    assert!(server.shutdown(Duration::from_secs(5)).await);
+
+    // 4. An exempt address (here all of loopback, the default) meets only the total cap.
+    cfg.limits.exempt = vec!["127.0.0.0/8".into()];
+    let server = start(cfg).await;
+    let _p = server
+        .hub()
+        .publish(
+            key,
+            hub::PublisherInfo {
+                protocol: "rtmp",
+                remote: String::new(),
+            },
+        )
+        .unwrap();
+    let answers = flood(server.http_addr(), loopback(2), &path, TOTAL + 2).await;
+    assert_eq!(answers.iter().filter(|a| a.status == 201).count(), TOTAL);
+    answers[TOTAL..].iter().for_each(assert_limit);
+    assert_eq!(refused(&server, "pending_peers"), 2);
+    assert_eq!(refused(&server, "pending_peers_per_ip"), 0);
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
