@@ -206,7 +206,10 @@ mod tests {
         w.push(video(FrameRole::SequenceHeader, 0), &mut out);
         w.push(video(FrameRole::Coded, 0), &mut out);
         w.push(video(FrameRole::Coded, 40), &mut out);
-        assert_eq!(kinds(&out), [(MediaKind::Video, FrameRole::SequenceHeader, 0)]);
+        assert_eq!(
+            kinds(&out),
+            [(MediaKind::Video, FrameRole::SequenceHeader, 0)]
+        );
         assert!(w.holding());
         out.clear();
         w.push(audio(FrameRole::SequenceHeader, 10), &mut out);
