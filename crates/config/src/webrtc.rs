@@ -99,8 +99,21 @@ pub struct WebRtcConfig {
     pub announce: Vec<String>,
     /// Most WebRTC peers on the server (each holds DTLS/SRTP state and a send buffer).
     pub max_peers: usize,
-    /// Most WebRTC peers of one stream (each stream's audio transcoder is shared).
+    /// Most WebRTC peers of one stream.
     pub max_peers_per_stream: usize,
+    /// Most WebRTC peers pending at once (offer answered, ICE and DTLS not connected yet),
+    /// over all addresses; they count towards `max_peers` too. Browsers connect within a
+    /// second on most paths, so even a burst of viewers keeps few pending; without this cap,
+    /// offers that never connect would hold `max_peers` slots for `ice_timeout_ms` each and
+    /// refuse everyone else. Beyond it an offer gets 503 `{"code":"limit"}`.
+    pub max_pending_peers: usize,
+    /// Most pending WebRTC peers of one client address (at most `max_pending_peers`): several
+    /// viewers behind one NAT may join at once, but one address holding more handshakes
+    /// than this is a flood, which then waits for its own peers to connect or time out while
+    /// every other address still gets in. Addresses count as the connection limits count
+    /// them (IPv6 by its /64), and `limits.exempt` ones (a reverse proxy in front of WHEP:
+    /// by default loopback) only in the total.
+    pub max_pending_peers_per_ip: usize,
     /// A peer that has not connected within this long, or that has sent nothing (no
     /// consent check, no RTCP) for this long, is closed and freed.
     pub ice_timeout_ms: u64,
@@ -137,6 +150,8 @@ impl Default for WebRtcConfig {
             announce: Vec::new(),
             max_peers: 1000,
             max_peers_per_stream: 500,
+            max_pending_peers: 200,
+            max_pending_peers_per_ip: 16,
             ice_timeout_ms: 15_000,
             max_sdp_bytes: 32 * 1024,
             udp_sockets: 0,
@@ -166,6 +181,15 @@ impl WebRtcConfig {
         }
         if self.max_peers_per_stream == 0 {
             return bad("webrtc.max_peers_per_stream", "must be positive");
+        }
+        if self.max_pending_peers == 0 {
+            return bad("webrtc.max_pending_peers", "must be positive");
+        }
+        if !(1..=self.max_pending_peers).contains(&self.max_pending_peers_per_ip) {
+            return bad(
+                "webrtc.max_pending_peers_per_ip",
+                "must be between 1 and webrtc.max_pending_peers",
+            );
         }
         if !(1000..=300_000).contains(&self.ice_timeout_ms) {
             return bad("webrtc.ice_timeout_ms", "must be between 1000 and 300000");
@@ -299,6 +323,33 @@ mod tests {
         };
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("webrtc.whip_keyframe_interval_ms"), "{e}");
+        for (c, key) in [
+            (
+                WebRtcConfig {
+                    max_pending_peers: 0,
+                    ..Default::default()
+                },
+                "webrtc.max_pending_peers",
+            ),
+            (
+                WebRtcConfig {
+                    max_pending_peers: 4,
+                    max_pending_peers_per_ip: 5,
+                    ..Default::default()
+                },
+                "webrtc.max_pending_peers_per_ip",
+            ),
+            (
+                WebRtcConfig {
+                    max_pending_peers_per_ip: 0,
+                    ..Default::default()
+                },
+                "webrtc.max_pending_peers_per_ip",
+            ),
+        ] {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

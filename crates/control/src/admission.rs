@@ -7,7 +7,13 @@
 //! 2. [`Control::publish`] or [`Control::play`] take that proof, check the per-app and
 //!    per-stream limits, enter the hub, list the session in the API (which fires its
 //!    webhook) and count it. What they return holds every slot it took; dropping it (on
-//!    any exit path) gives them back.
+//!    any exit path) gives them back. A play subscribes to the audio codec the protocol's
+//!    players take ([`ViewerProtocol::want`]): the hub derives it from the published audio
+//!    when needed (one transcode per stream, not per viewer).
+//! 3. [`Control::publish_pending`] and [`Control::play_pending`] are the same chain for
+//!    protocols whose sessions start later than their admission (WebRTC: the offer is
+//!    answered, ICE and DTLS follow): the session is listed, and its webhook fired, when the
+//!    adapter calls `start` on it; one that never starts leaves no trace.
 //!
 //! Each protocol maps a [`Refusal`] to its own wire error (RTMP status codes, HTTP status
 //! and JSON via [`Refusal::http`]).
@@ -16,13 +22,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use access::{Action, Grant, Reason, StreamName};
-use hub::{HubError, PublisherInfo, Subscriber};
+use hub::{HubError, PublisherInfo, Subscriber, Want};
 use tokio_util::sync::CancellationToken;
 
 use crate::Control;
 use crate::counters::{StreamCounters, ViewerProtocol};
 use crate::limits::{LimitRefusal, StreamSlot};
-use crate::sessions::{SessionGuard, SessionInfo, SessionKind};
+use crate::sessions::{PendingSession, SessionGuard, SessionInfo, SessionKind};
 use crate::viewer::ViewerGuard;
 
 /// Who asks, from where, with which credentials.
@@ -138,9 +144,10 @@ impl Refusal {
     }
 }
 
-/// An admitted publisher: the hub handle and everything it holds.
+/// An admitted publisher: the hub handle and everything it holds. `S` is its session: a
+/// [`SessionGuard`] (listed), or a [`PendingSession`] from [`Control::publish_pending`].
 #[derive(Debug)]
-pub struct Publishing {
+pub struct Publishing<S = SessionGuard> {
     /// The stream.
     pub name: StreamName,
     /// Feeds the hub.
@@ -148,13 +155,14 @@ pub struct Publishing {
     /// The stream's counters.
     pub counters: Arc<StreamCounters>,
     /// The session's entry in the API (deregistered on drop).
-    pub session: SessionGuard,
+    pub session: S,
     _slot: StreamSlot,
 }
 
-/// An admitted viewer: its subscription and everything it holds.
+/// An admitted viewer: its subscription and everything it holds. `S` is its session: a
+/// [`SessionGuard`] (listed), or a [`PendingSession`] from [`Control::play_pending`].
 #[derive(Debug)]
-pub struct Playing {
+pub struct Playing<S = SessionGuard> {
     /// The stream.
     pub name: StreamName,
     /// The viewer's cursor into the stream.
@@ -162,7 +170,61 @@ pub struct Playing {
     /// Counts the viewer (and holds its place under `limits.max_viewers_per_stream`).
     pub viewer: ViewerGuard,
     /// The session's entry in the API (deregistered on drop).
-    pub session: SessionGuard,
+    pub session: S,
+}
+
+impl<S> Publishing<S> {
+    /// The same admission with its session turned into `f(session)` (e.g. a
+    /// [`crate::sessions::Session`] that the adapter starts when its peer connects).
+    pub fn map_session<T>(self, f: impl FnOnce(S) -> T) -> Publishing<T> {
+        Publishing {
+            name: self.name,
+            publisher: self.publisher,
+            counters: self.counters,
+            session: f(self.session),
+            _slot: self._slot,
+        }
+    }
+}
+
+impl Publishing<PendingSession> {
+    /// Lists the session now (its `publish` webhook).
+    pub fn start(self) -> Publishing {
+        self.map_session(PendingSession::start)
+    }
+}
+
+impl<S> Playing<S> {
+    /// The same admission with its session turned into `f(session)` (e.g. a
+    /// [`crate::sessions::Session`] that the adapter starts when its peer connects).
+    pub fn map_session<T>(self, f: impl FnOnce(S) -> T) -> Playing<T> {
+        Playing {
+            name: self.name,
+            subscriber: self.subscriber,
+            viewer: self.viewer,
+            session: f(self.session),
+        }
+    }
+}
+
+impl Playing<PendingSession> {
+    /// Lists the session now (its `play` webhook).
+    pub fn start(self) -> Playing {
+        self.map_session(PendingSession::start)
+    }
+}
+
+impl ViewerProtocol {
+    /// What a viewer of this protocol subscribes to: the audio codec its players take (the
+    /// hub derives it once per stream when the stream publishes another one). WebRTC plays
+    /// Opus; RTMP, HTTP-FLV and WS-FLV players (legacy FLV has no Opus) and HLS (TS and fMP4
+    /// segments as players take them) get AAC.
+    pub fn want(self) -> Want {
+        match self {
+            Self::WebRtc => Want::audio(media::Codec::Opus),
+            Self::Rtmp | Self::HttpFlv | Self::WsFlv | Self::Hls => Want::audio(media::Codec::Aac),
+        }
+    }
 }
 
 impl Control {
@@ -205,6 +267,20 @@ impl Control {
         remote: String,
         kick: CancellationToken,
     ) -> Result<Publishing, Refusal> {
+        self.publish_pending(auth, protocol, remote, kick)
+            .map(Publishing::start)
+    }
+
+    /// [`Control::publish`] with the session listed (and its webhook fired) only when the
+    /// caller starts it ([`Publishing::start`], or [`crate::sessions::Session::start`] on
+    /// the session alone): for sessions that begin after their admission.
+    pub fn publish_pending(
+        self: &Arc<Self>,
+        auth: Authorized,
+        protocol: &'static str,
+        remote: String,
+        kick: CancellationToken,
+    ) -> Result<Publishing<PendingSession>, Refusal> {
         debug_assert_eq!(auth.action, Action::Publish);
         if auth.action != Action::Publish {
             return Err(Refusal::Access(access::Refusal::new(
@@ -228,7 +304,7 @@ impl Control {
             }
         })?;
         tracing::info!(%name, protocol, %remote, "publish");
-        let session = self.sessions.register(
+        let session = self.sessions.pending(
             SessionInfo {
                 kind: SessionKind::Publisher,
                 protocol,
@@ -246,8 +322,9 @@ impl Control {
         })
     }
 
-    /// Step 2 of a play: the hub subscription, the per-stream viewer limit, the viewer
-    /// counters and the session (`play` webhook).
+    /// Step 2 of a play: the hub subscription (audio in the codec the protocol takes:
+    /// [`ViewerProtocol::want`]), the per-stream viewer limit, the viewer counters and the
+    /// session (`play` webhook).
     pub fn play(
         self: &Arc<Self>,
         auth: Authorized,
@@ -255,16 +332,31 @@ impl Control {
         remote: String,
         kick: CancellationToken,
     ) -> Result<Playing, Refusal> {
+        self.play_pending(auth, protocol, protocol.want(), remote, kick)
+            .map(Playing::start)
+    }
+
+    /// [`Control::play`] subscribing with `want` (the protocol's [`ViewerProtocol::want`],
+    /// or less when this viewer cannot take audio), with the session listed (and its webhook
+    /// fired) only when the caller starts it: for sessions that begin after their admission.
+    pub fn play_pending(
+        self: &Arc<Self>,
+        auth: Authorized,
+        protocol: ViewerProtocol,
+        want: Want,
+        remote: String,
+        kick: CancellationToken,
+    ) -> Result<Playing<PendingSession>, Refusal> {
         let name = auth.name;
         let subscriber = self
             .hub
-            .subscribe(name.key())
+            .subscribe_with(name.key(), want)
             .map_err(|_| Refusal::NotFound(name.key().to_owned()))?;
         let slot =
             crate::limits::admit_viewer(self, name.key(), protocol).map_err(Refusal::Limit)?;
         let viewer = ViewerGuard::new(self, name.key(), protocol).holding(slot);
         tracing::info!(%name, protocol = protocol.as_str(), %remote, "play");
-        let session = self.sessions.register(
+        let session = self.sessions.pending(
             SessionInfo {
                 kind: SessionKind::Viewer,
                 protocol: protocol.as_str(),

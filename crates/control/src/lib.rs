@@ -43,7 +43,9 @@ use tokio_util::task::TaskTracker;
 pub use admission::{Caller, Playing, Publishing, Refusal};
 pub use counters::{PerProtocol, StreamCounters, StreamRegistry, ViewerProtocol};
 pub use limits::{LimitReason, LimitRefusal, ListenerKind};
-pub use sessions::{SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry};
+pub use sessions::{
+    PendingSession, Session, SessionEntry, SessionGuard, SessionInfo, SessionKind, SessionRegistry,
+};
 pub use viewer::ViewerGuard;
 pub use webhooks::{EventKind, WebhookEvent, WebhookStats, Webhooks};
 

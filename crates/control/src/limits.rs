@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use connections::ConnectionPermit;
+pub use refusals::LogDecision;
 pub use streams::StreamSlot;
 
 use crate::counters::ViewerProtocol;
@@ -97,17 +98,24 @@ pub enum LimitReason {
     ViewersPerStream,
     /// The app has `limits.max_publishers_per_app` publishers.
     PublishersPerApp,
+    /// `webrtc.max_pending_peers` WebRTC peers are answered but not connected yet.
+    PendingPeers,
+    /// The client address has `webrtc.max_pending_peers_per_ip` WebRTC peers answered but
+    /// not connected yet.
+    PendingPeersPerIp,
 }
 
 impl LimitReason {
     /// Every reason, in label order.
-    pub const ALL: [LimitReason; 6] = [
+    pub const ALL: [LimitReason; 8] = [
         Self::MaxConnections,
         Self::PerIpConnections,
         Self::PerIpRate,
         Self::IpTableFull,
         Self::ViewersPerStream,
         Self::PublishersPerApp,
+        Self::PendingPeers,
+        Self::PendingPeersPerIp,
     ];
 
     /// The metric label.
@@ -119,6 +127,8 @@ impl LimitReason {
             Self::IpTableFull => "ip_table_full",
             Self::ViewersPerStream => "viewers_per_stream",
             Self::PublishersPerApp => "publishers_per_app",
+            Self::PendingPeers => "pending_peers",
+            Self::PendingPeersPerIp => "pending_peers_per_ip",
         }
     }
 
@@ -131,6 +141,8 @@ impl LimitReason {
             Self::IpTableFull => "MAX_RATE_TRACKED_ADDRESSES",
             Self::ViewersPerStream => "limits.max_viewers_per_stream",
             Self::PublishersPerApp => "limits.max_publishers_per_app",
+            Self::PendingPeers => "webrtc.max_pending_peers",
+            Self::PendingPeersPerIp => "webrtc.max_pending_peers_per_ip",
         }
     }
 }
@@ -227,6 +239,14 @@ pub(crate) fn admit_viewer(
             .refuse(protocol.as_str(), r, Instant::now());
     }
     result
+}
+
+/// Counts and logs (within the log budget) a refusal made by a protocol server's own limit
+/// (e.g. WebRTC's pending peers), like the refusals of the limits above.
+pub fn refused(ctl: &Control, protocol: &'static str, refusal: &LimitRefusal) {
+    ctl.limits
+        .refusals
+        .refuse(protocol, refusal, Instant::now());
 }
 
 /// Admits a publisher in `app` over `protocol` (a fixed label such as `rtmp`), or counts and

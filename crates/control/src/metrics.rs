@@ -55,7 +55,7 @@ fn describe() {
     );
     describe_counter!(
         "sluice_connections_refused_total",
-        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key)."
+        "Connections or viewer requests refused, by protocol and reason (limit: a configured limit was reached; max_connections, per_ip_connections, per_ip_rate, ip_table_full, viewers_per_stream, publishers_per_app: that [limits] key; pending_peers, pending_peers_per_ip: webrtc.max_pending_peers and max_pending_peers_per_ip)."
     );
     describe_gauge!("sluice_connections_active", "RTMP connections open now.");
     describe_gauge!(

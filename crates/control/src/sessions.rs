@@ -3,6 +3,11 @@
 //!
 //! The registry's lock is taken only when a session starts or ends and by the API; while it
 //! runs a session touches only relaxed atomics (its byte and dropped-frame counters).
+//!
+//! A session is listed (and its `publish` or `play` webhook fired) when it starts: at once for
+//! most protocols ([`SessionRegistry::register`]), and when the peer really connects for
+//! WebRTC, whose offers are answered before ICE and DTLS run ([`SessionRegistry::pending`],
+//! [`Session`]): an offer that never connects is never listed and fires no webhook.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,6 +150,17 @@ impl SessionRegistry {
         }
     }
 
+    /// A session admitted now and listed later, when [`PendingSession::start`] is called
+    /// (nothing is listed or announced before; dropping it unstarted leaves no trace).
+    pub fn pending(self: &Arc<Self>, info: SessionInfo, kick: CancellationToken) -> PendingSession {
+        PendingSession {
+            registry: Arc::clone(self),
+            info,
+            kick,
+            bytes: AtomicU64::new(0),
+        }
+    }
+
     /// Every session, sorted by id.
     pub fn list(&self) -> Vec<Arc<SessionEntry>> {
         let mut v: Vec<_> = self.lock().values().cloned().collect();
@@ -240,6 +256,78 @@ impl Drop for SessionGuard {
     }
 }
 
+/// A session admitted but not started: not listed, no webhook yet. Bytes counted meanwhile
+/// (a WebRTC peer's handshakes) are carried into the session when it starts.
+#[derive(Debug)]
+pub struct PendingSession {
+    registry: Arc<SessionRegistry>,
+    info: SessionInfo,
+    kick: CancellationToken,
+    bytes: AtomicU64,
+}
+
+impl PendingSession {
+    /// Lists the session (firing its `publish` or `play` webhook) and returns its guard.
+    pub fn start(self) -> SessionGuard {
+        let guard = self.registry.register(self.info, self.kick);
+        guard
+            .entry
+            .bytes
+            .fetch_add(self.bytes.into_inner(), Ordering::Relaxed);
+        guard
+    }
+}
+
+/// A session that may not have started yet: what a WebRTC peer holds from its offer to its
+/// end. The counters work in both states; [`Session::start`] lists it.
+#[derive(Debug)]
+pub struct Session {
+    /// `Some` until started.
+    pending: Option<PendingSession>,
+    /// `Some` once started (dropping it ends it: the `unpublish` or `stop` webhook).
+    started: Option<SessionGuard>,
+}
+
+impl From<PendingSession> for Session {
+    fn from(p: PendingSession) -> Self {
+        Self {
+            pending: Some(p),
+            started: None,
+        }
+    }
+}
+
+impl Session {
+    /// Lists the session if it is still pending (later calls do nothing).
+    pub fn start(&mut self) {
+        if let Some(p) = self.pending.take() {
+            self.started = Some(p.start());
+        }
+    }
+
+    /// True once started.
+    pub fn is_started(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// Counts `n` bytes (one relaxed add).
+    pub fn bytes(&self, n: usize) {
+        if let Some(g) = &self.started {
+            g.bytes(n);
+        } else if let Some(p) = &self.pending {
+            p.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Attaches protocol details (only a started session shows them; earlier ones are
+    /// dropped).
+    pub fn set_detail(&self, detail: serde_json::Value) {
+        if let Some(g) = &self.started {
+            g.set_detail(detail);
+        }
+    }
+}
+
 impl WebhookEvent {
     /// `publish` or `play` for a session that just registered.
     pub fn session_started(e: &SessionEntry) -> Self {
@@ -309,6 +397,38 @@ mod tests {
         let c = r.register(info(SessionKind::Viewer, "live/b"), Default::default());
         assert_eq!(c.entry().id, 3, "ids are not reused");
         drop((b, c));
+        assert!(r.is_empty());
+    }
+
+    /// A pending session is not listed and announces nothing until it starts; then it is
+    /// an ordinary session carrying the bytes counted before.
+    #[tokio::test]
+    async fn pending_sessions_are_listed_only_once_started() {
+        let r = Arc::new(SessionRegistry::default());
+        let kick = CancellationToken::new();
+        let mut s = Session::from(r.pending(info(SessionKind::Viewer, "live/a"), kick.clone()));
+        s.bytes(100);
+        s.set_detail(serde_json::json!({"rtt_ms": 1}));
+        assert!(r.is_empty() && !s.is_started());
+        s.start();
+        s.start();
+        assert!(s.is_started());
+        let listed = r.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].bytes.load(Ordering::Relaxed), 100);
+        assert_eq!(listed[0].detail(), None);
+        s.bytes(5);
+        assert_eq!(listed[0].bytes.load(Ordering::Relaxed), 105);
+        // The kick given at admission kicks the started session.
+        assert!(r.kick(listed[0].id));
+        assert!(kick.is_cancelled());
+        drop(s);
+        assert!(r.is_empty());
+        // Dropped before it started: no trace.
+        drop(r.pending(
+            info(SessionKind::Publisher, "live/b"),
+            CancellationToken::new(),
+        ));
         assert!(r.is_empty());
     }
 

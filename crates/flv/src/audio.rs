@@ -12,6 +12,9 @@
 //!   packets pass through as `Codec::Other(fourcc)` `Coded` frames with the payload at the
 //!   track list (see [`crate::video`]). FourCCs: `Opus` -> Opus, `mp4a` -> Aac, `.mp3` ->
 //!   Mp3, anything else (`fLaC`, `ac-3`, `ec-3`, ...) -> `Codec::Other(fourcc)`.
+//!
+//! Builders write what the parser reads: [`aac_body`] (legacy AAC) and [`ex_audio_body`]
+//! (Enhanced RTMP, e.g. Opus as a WHIP publisher sends it).
 
 use media::{Codec, FrameRole, MediaKind};
 
@@ -66,6 +69,51 @@ fn info(codec: Codec, role: FrameRole, payload_offset: usize) -> TagInfo {
         keyframe: true,
         payload_offset,
     }
+}
+
+/// The first byte of a legacy AAC tag body: SoundFormat 10 with the rate, size and type
+/// flags FLV fixes for AAC (44 kHz, 16-bit, stereo; players read the real values from the
+/// AudioSpecificConfig).
+pub const AAC_HEADER_BYTE: u8 = (SOUND_FORMAT_AAC << 4) | 0x0F;
+
+/// Builds a legacy FLV AAC tag body: [`AAC_HEADER_BYTE`], AACPacketType (0: `payload` is an
+/// AudioSpecificConfig, the sequence header; 1: `payload` is one raw AAC frame), `payload`.
+pub fn aac_body(sequence_header: bool, payload: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(payload.len() + 2);
+    b.push(AAC_HEADER_BYTE);
+    b.push(u8::from(!sequence_header));
+    b.extend_from_slice(payload);
+    b
+}
+
+/// What an Enhanced RTMP audio body written by [`ex_audio_body`] carries (its
+/// AudioPacketType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExAudioPacket {
+    /// SequenceStart (0): the codec's configuration (for Opus the identification header,
+    /// `OpusHead`, RFC 7845 section 5.1).
+    SequenceStart,
+    /// CodedFrames (1): one coded frame (for Opus one packet, RFC 6716).
+    CodedFrames,
+    /// SequenceEnd (2): no payload.
+    SequenceEnd,
+}
+
+/// Builds an Enhanced RTMP (v2) audio tag body: the ExAudioTagHeader (SoundFormat 9 =
+/// ExHeader in the high nibble, AudioPacketType in the low one, then the FourCC) followed by
+/// `payload`. Layout per the Enhanced RTMP v2 specification (veovera enhanced-rtmp,
+/// "ExAudioTagHeader").
+pub fn ex_audio_body(fourcc: u32, packet: ExAudioPacket, payload: &[u8]) -> Vec<u8> {
+    let packet_type = match packet {
+        ExAudioPacket::SequenceStart => packet::SEQUENCE_START,
+        ExAudioPacket::CodedFrames => packet::CODED_FRAMES,
+        ExAudioPacket::SequenceEnd => packet::SEQUENCE_END,
+    };
+    let mut b = Vec::with_capacity(payload.len() + 5);
+    b.push((SOUND_FORMAT_EX_HEADER << 4) | packet_type);
+    b.extend_from_slice(&fourcc.to_be_bytes());
+    b.extend_from_slice(payload);
+    b
 }
 
 /// Parses a non-empty audio tag body's header.
@@ -226,6 +274,41 @@ mod tests {
                 need: 5,
                 have: 3
             }
+        );
+    }
+
+    /// What the builders write parses back to the same codec, role and payload.
+    #[test]
+    fn builders_round_trip() {
+        let parse = |body: Vec<u8>| {
+            let f = frame_from_tag(TAG_AUDIO, 7, Bytes::from(body)).unwrap();
+            (f.codec, f.role, f.payload().to_vec())
+        };
+        assert_eq!(aac_body(true, &[0x11, 0x90]), [0xAF, 0x00, 0x11, 0x90]);
+        assert_eq!(
+            parse(aac_body(true, &[0x11, 0x90])),
+            (Codec::Aac, FrameRole::SequenceHeader, vec![0x11, 0x90])
+        );
+        assert_eq!(
+            parse(aac_body(false, &[0x21, 0x10, 0x04])),
+            (Codec::Aac, FrameRole::Coded, vec![0x21, 0x10, 0x04])
+        );
+        let head = b"OpusHead\x01\x02\x00\x00\x80\xBB\x00\x00\x00\x00\x00";
+        let body = ex_audio_body(FOURCC_OPUS, ExAudioPacket::SequenceStart, head);
+        assert_eq!(&body[..5], b"\x90Opus");
+        assert_eq!(
+            parse(body),
+            (Codec::Opus, FrameRole::SequenceHeader, head.to_vec())
+        );
+        let body = ex_audio_body(FOURCC_OPUS, ExAudioPacket::CodedFrames, &[0xFC, 1, 2]);
+        assert_eq!(body, b"\x91Opus\xFC\x01\x02");
+        assert_eq!(
+            parse(body),
+            (Codec::Opus, FrameRole::Coded, vec![0xFC, 1, 2])
+        );
+        assert_eq!(
+            parse(ex_audio_body(FOURCC_MP4A, ExAudioPacket::SequenceEnd, &[])),
+            (Codec::Aac, FrameRole::SequenceEnd, vec![])
         );
     }
 

@@ -1,6 +1,6 @@
-//! Opus: the identification header (RFC 7845 section 5.1) turned into an ISOBMFF `dOps` box
-//! payload ("Encapsulation of Opus in ISO Base Media File Format" 4.3.2), and packet durations
-//! from the TOC byte (RFC 6716 section 3.1).
+//! Opus: the identification header (RFC 7845 section 5.1), read and written, and turned
+//! into an ISOBMFF `dOps` box payload ("Encapsulation of Opus in ISO Base Media File Format"
+//! 4.3.2), and packet durations from the TOC byte (RFC 6716 section 3.1).
 
 use bytes::{BufMut, BytesMut};
 
@@ -86,6 +86,25 @@ impl OpusHead {
             mapping_family,
             mapping,
         }))
+    }
+
+    /// The identification header itself (RFC 7845 section 5.1: little-endian, version 1):
+    /// what an Enhanced RTMP Opus sequence header carries. [`OpusHead::parse`] reads it back.
+    pub fn identification_header(&self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(21 + usize::from(self.channels));
+        out.put_slice(OPUS_HEAD_MAGIC);
+        out.put_u8(1);
+        out.put_u8(self.channels);
+        out.put_u16_le(self.pre_skip);
+        out.put_u32_le(self.input_sample_rate);
+        out.put_i16_le(self.output_gain);
+        out.put_u8(self.mapping_family);
+        if let Some((streams, coupled, map)) = &self.mapping {
+            out.put_u8(*streams);
+            out.put_u8(*coupled);
+            out.put_slice(map);
+        }
+        out
     }
 
     /// The `dOps` box payload (big-endian, version 0).
@@ -194,6 +213,24 @@ mod tests {
         h.push(family);
         h.extend_from_slice(extra);
         h
+    }
+
+    /// The header written parses back to itself and has RFC 7845's bytes.
+    #[test]
+    fn identification_header_round_trips() {
+        for bytes in [head(2, 0, &[]), head(3, 1, &[2, 1, 0, 2, 1])] {
+            let h = OpusHead::parse(&bytes).unwrap().unwrap();
+            assert_eq!(&h.identification_header()[..], &bytes[..]);
+        }
+        let h = OpusHead::default_stereo().identification_header();
+        assert_eq!(
+            &h[..],
+            b"OpusHead\x01\x02\x00\x00\x80\xBB\x00\x00\x00\x00\x00"
+        );
+        assert_eq!(
+            OpusHead::parse(&h).unwrap(),
+            Some(OpusHead::default_stereo())
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ mod api;
 mod mux;
 pub mod names;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -131,9 +131,11 @@ fn start(
     format: RecordFormat,
 ) -> Result<Arc<Recording>, RecordError> {
     let shared = &recorder.ctl;
+    // AAC, what MP4 and FLV players take: a WHIP stream's Opus is recorded as the hub's
+    // derived AAC track (shared with the stream's other AAC consumers).
     let sub = shared
         .hub
-        .subscribe(key)
+        .subscribe_with(key, hub::Want::audio(media::Codec::Aac))
         .map_err(|_| RecordError::NoStream(key.to_owned()))?;
     let rec = {
         let mut map = recorder.lock();
@@ -208,13 +210,31 @@ impl Task {
         let mut connects = sub.publisher_connects();
         let mut file: Option<OpenFile> = None;
         let mut rotate = false;
+        // The first frames wait (bounded) for the audio header, so an MP4 file's init
+        // describes the audio: a WHIP stream's AAC is a derived track, a frame or so behind
+        // the video.
+        let mut wait = hub::viewer::AudioHeaderWait::default();
+        let mut ready: VecDeque<Arc<media::Frame>> = VecDeque::new();
+        let mut out = Vec::new();
+        let mut ended = false;
         loop {
-            let frame = tokio::select! {
-                _ = self.rec.cancel.cancelled() => break,
-                f = sub.recv() => match f {
-                    Some(f) => f,
-                    None => break,
-                },
+            let Some(frame) = ready.pop_front() else {
+                if ended {
+                    break;
+                }
+                let f = tokio::select! {
+                    _ = self.rec.cancel.cancelled() => break,
+                    f = sub.recv() => f,
+                };
+                match f {
+                    Some(f) => wait.push(f, &mut out),
+                    None => {
+                        wait.release(&mut out);
+                        ended = true;
+                    }
+                }
+                ready.extend(out.drain(..));
+                continue;
             };
             if matches!(frame.role, FrameRole::SequenceHeader | FrameRole::Metadata) {
                 headers.retain(|h| !(h.kind == frame.kind && h.role == frame.role));

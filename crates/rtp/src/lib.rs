@@ -4,7 +4,7 @@
 //! `server-webrtc`). It converts hub frames (FLV tag bodies) to the payloads an RTP
 //! packetizer takes for each codec ([`video_out`]: H.264 and H.265 as Annex B with their
 //! parameter sets, AV1 OBUs, VP8/VP9 frames) and depacketized access units back to hub
-//! frames ([`video_in`]); and it reads what clients send in SDP ([`sdp`]: offers;
+//! frames ([`video_in`]); Opus goes both ways as it came ([`audio`]); and it reads what clients send in SDP ([`sdp`]: offers;
 //! [`sdpfrag`]: trickle and ICE-restart fragments). The bitstream parsers and record formats
 //! it needs (avcC, hvcC, SPS, OBUs, `av1C`, VP8/VP9 headers, `vpcC`, NAL framing) are
 //! `media`'s; the hub frames it makes are FLV tag bodies, built with `flv`'s Enhanced RTMP
@@ -13,6 +13,7 @@
 //! `whep_sdpfrag`).
 #![forbid(unsafe_code)]
 
+pub mod audio;
 pub mod av1;
 pub mod h264;
 pub mod hevc;

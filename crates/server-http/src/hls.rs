@@ -140,7 +140,13 @@ impl HlsService {
         if let Some(e) = shared.hls.get(key) {
             return Some(e);
         }
-        let sub = shared.ctl.hub.subscribe(key).ok()?;
+        // AAC, as the segments' players take it: a WHIP stream's Opus reaches HLS through
+        // the hub's derived AAC track (one per stream, shared with FLV and RTMP viewers).
+        let sub = shared
+            .ctl
+            .hub
+            .subscribe_with(key, ViewerProtocol::Hls.want())
+            .ok()?;
         let cfg = &shared.ctl.config.hls;
         let format = match cfg.format_for(app) {
             HlsFormat::Fmp4 => SegmentFormat::Fmp4,
@@ -215,60 +221,79 @@ impl MuxerTask {
         // The segmenter carries H.264/H.265 video only: VP8, VP9 and AV1 (from WHIP or an
         // Enhanced RTMP publisher) are skipped, the playlist carries the audio. Said once.
         let mut warned_codec = false;
+        // The first frames wait (bounded) for the audio header, so the init segment (or the
+        // TS tables) carries the audio from the start: a WHIP stream's AAC is a derived
+        // track, a frame or so behind the video.
+        let mut wait = hub::viewer::AudioHeaderWait::default();
+        let mut ready = Vec::new();
         let ended = loop {
             tokio::select! {
                 _ = entry.cancel.cancelled() => break false,
                 f = sub.recv() => {
-                    let Some(f) = f else { break true };
-                    if oldest.is_none() {
-                        oldest = f.arrival;
-                    }
-                    if !warned_codec
-                        && f.kind == media::MediaKind::Video
-                        && !matches!(f.codec, media::Codec::H264 | media::Codec::H265)
-                    {
-                        warned_codec = true;
-                        tracing::warn!(key = %self.key, codec = ?f.codec, "hls: video codec not supported by the segmenter; the playlist carries audio only");
-                    }
-                    // Mux under the lock; write to disk and wake waiters after it.
-                    let (pushed, snapshot) = {
-                        let mut st = entry.lock();
-                        if f.is_video_keyframe() {
-                            let now_connects = sub.publisher_connects();
-                            if now_connects != connects {
-                                connects = now_connects;
-                                st.mark_discontinuity();
-                            }
+                    let end = match f {
+                        Some(f) => {
+                            wait.push(f, &mut ready);
+                            false
                         }
-                        let pushed = st.push(&f, unix_ms()).map(|new| new.then(|| st.generation()));
-                        let snap = match (&pushed, &self.disk) {
-                            (Ok(Some(_)), Some(_)) => Some(DiskMirror::snapshot(&st)),
-                            _ => None,
-                        };
-                        (pushed, snap)
+                        None => {
+                            wait.release(&mut ready);
+                            true
+                        }
                     };
-                    match pushed {
-                        Ok(Some(g)) => {
-                            entry.changed.send_replace(g);
-                            if let (Some(d), Some(snap)) = (self.disk.as_mut(), snapshot) {
-                                d.sync(snap).await;
+                    for f in ready.drain(..) {
+                        if oldest.is_none() {
+                            oldest = f.arrival;
+                        }
+                        if !warned_codec
+                            && f.kind == media::MediaKind::Video
+                            && !matches!(f.codec, media::Codec::H264 | media::Codec::H265)
+                        {
+                            warned_codec = true;
+                            tracing::warn!(key = %self.key, codec = ?f.codec, "hls: video codec not supported by the segmenter; the playlist carries audio only");
+                        }
+                        // Mux under the lock; write to disk and wake waiters after it.
+                        let (pushed, snapshot) = {
+                            let mut st = entry.lock();
+                            if f.is_video_keyframe() {
+                                let now_connects = sub.publisher_connects();
+                                if now_connects != connects {
+                                    connects = now_connects;
+                                    st.mark_discontinuity();
+                                }
                             }
-                            // A part (or segment) is out: how long its oldest frame waited.
-                            if let Some(t) = oldest.take()
-                                && let Some(shared) = self.shared.upgrade()
-                            {
-                                self.counters.observe_latency(&shared.ctl, ViewerProtocol::Hls, t.elapsed());
+                            let pushed = st.push(&f, unix_ms()).map(|new| new.then(|| st.generation()));
+                            let snap = match (&pushed, &self.disk) {
+                                (Ok(Some(_)), Some(_)) => Some(DiskMirror::snapshot(&st)),
+                                _ => None,
+                            };
+                            (pushed, snap)
+                        };
+                        match pushed {
+                            Ok(Some(g)) => {
+                                entry.changed.send_replace(g);
+                                if let (Some(d), Some(snap)) = (self.disk.as_mut(), snapshot) {
+                                    d.sync(snap).await;
+                                }
+                                // A part (or segment) is out: how long its oldest frame waited.
+                                if let Some(t) = oldest.take()
+                                    && let Some(shared) = self.shared.upgrade()
+                                {
+                                    self.counters.observe_latency(&shared.ctl, ViewerProtocol::Hls, t.elapsed());
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                errors += 1;
+                                // The first error and then one in a thousand: a broken publisher
+                                // must not flood the log.
+                                if errors % 1000 == 1 {
+                                    tracing::warn!(key = %self.key, errors, "hls: frame skipped: {e}");
+                                }
                             }
                         }
-                        Ok(None) => {}
-                        Err(e) => {
-                            errors += 1;
-                            // The first error and then one in a thousand: a broken publisher
-                            // must not flood the log.
-                            if errors % 1000 == 1 {
-                                tracing::warn!(key = %self.key, errors, "hls: frame skipped: {e}");
-                            }
-                        }
+                    }
+                    if end {
+                        break true;
                     }
                 }
                 _ = tick.tick() => {

@@ -6,12 +6,22 @@
 //!   RTMP for the others, each with a sequence header built from in-band data. After a frame
 //!   str0m marks non-contiguous (loss it could not repair), frames are dropped until the
 //!   next keyframe, and one is requested.
-//! - Audio: Opus packets go bit-exact to the stream's WebRTC viewers ([`OpusSource`]) and,
-//!   transcoded to AAC-LC ([`transcode::OpusToAac`]), to the hub for every other protocol.
+//! - Audio: Opus packets go into the hub as they came (Enhanced RTMP audio, FourCC `Opus`,
+//!   after an `OpusHead` sequence header: [`rtp::audio`]). WHEP viewers get them byte for
+//!   byte; RTMP, FLV and HLS players and recordings get the hub's derived AAC track, made
+//!   once per stream while one of them watches (the transform the binary registers). Nothing
+//!   is transcoded here.
 //! - Time: both tracks share one millisecond timeline ([`Clock`]): each track is anchored at
-//!   the arrival (`network_time`) of its first packet and advanced by its RTP clock; once
-//!   RTCP Sender Reports of both tracks are known, the audio anchor is moved so the tracks
-//!   line up as the sender's own clock says.
+//!   the arrival (`network_time`) of its first packet and advanced by its RTP clock, from the
+//!   absolute RTP time (no per-packet rounding accumulates); once RTCP Sender Reports of both
+//!   tracks are known, the audio anchor is moved so the tracks line up as the sender's own
+//!   clock says.
+//! - Order: each frame goes to the hub as soon as it is complete (video is not held back for
+//!   audio: the derived AAC comes a frame or so after the video of the same time whatever
+//!   the ingest does, and its consumers take audio a little behind video; holding video would
+//!   only delay WHEP viewers).
+//! - Session: listed (and its `publish` webhook fired) when ICE and DTLS complete; until
+//!   then the peer counts against `webrtc.max_pending_peers`.
 //! - Keyframes (PLI): at connect, after loss, when a viewer joins a stream with no cached
 //!   keyframe, and when none came for `webrtc.whip_keyframe_interval_ms`; at most one per
 //!   [`KEYFRAME_REQUEST_MIN_GAP`].
@@ -27,9 +37,7 @@ use str0m::media::{KeyframeRequestKind, MediaData, MediaKind as RtcKind, MediaTi
 use str0m::{Event, IceConnectionState, Output, Rtc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use transcode::{OpusPacket, OpusToAac};
 
-use super::audio::OpusSource;
 use super::peer::{self, Cleanup};
 use rtp::video_in::{VideoIn, VideoUnit};
 
@@ -47,27 +55,15 @@ pub const VIEWER_POLL: Duration = Duration::from_millis(250);
 pub const REORDER_VIDEO_PACKETS: usize = 400;
 /// RTP packets str0m holds back to reorder audio (one Opus packet each: 300 ms).
 pub const REORDER_AUDIO_PACKETS: usize = 15;
-/// Channels of the AAC made from the publisher's Opus: WebRTC Opus is always signalled as
-/// two channels, and a mono packet decodes to stereo.
-pub const AAC_CHANNELS: u16 = 2;
-/// Longest a video frame is held back for audio to catch up (the AAC encoder emits a frame
-/// only after 1024 samples and its own delay), so the hub gets the tracks interleaved by
-/// timestamp as an RTMP publisher's muxer would send them.
-pub const MAX_INTERLEAVE_MS: u64 = 150;
-/// Most video tags held back for interleaving (bounds the queue whatever the timestamps).
-pub const MAX_HELD_VIDEO: usize = 64;
-/// 48 kHz samples in one 20 ms Opus packet (the RTP step the viewers' packets advertise).
-pub const OPUS_PACKET_SAMPLES: u32 = 960;
 
 /// Everything an ingest task owns.
 pub(crate) struct Ingest {
     pub(crate) cleanup: Cleanup,
     pub(crate) rtc: Rtc,
     pub(crate) key: String,
-    /// The hub publisher, its counters, its session and its limit slot.
-    pub(crate) admitted: control::Publishing,
-    /// Opus to the stream's WebRTC viewers (`None` when the offer had no Opus).
-    pub(crate) opus: Option<OpusSource>,
+    /// The hub publisher, its counters, its session (started when the peer connects) and
+    /// its limit slot.
+    pub(crate) admitted: control::Publishing<control::Session>,
     pub(crate) rx: mpsc::Receiver<Datagram>,
     pub(crate) cmd: mpsc::Receiver<PeerCmd>,
     pub(crate) kick: CancellationToken,
@@ -190,15 +186,13 @@ struct State {
     clock: Clock,
     /// Made for the codec of the first video frame (the one the answer negotiated).
     video: Option<VideoIn>,
-    aac: Option<OpusToAac>,
-    aac_header_sent: bool,
+    /// The Opus sequence header went to the hub.
+    opus_header_sent: bool,
     /// Timeline ms of the first frame given to the hub; earlier frames are dropped, and
     /// hub time is timeline time minus this.
     base: Option<u64>,
     last_video_dts: Option<u64>,
     last_audio_dts: Option<u64>,
-    /// Video tags (dts, FLV body) waiting for audio to reach their time.
-    held: std::collections::VecDeque<(u64, Vec<u8>)>,
     /// A keyframe request is wanted.
     want_key: bool,
     last_request: Option<Instant>,
@@ -219,12 +213,10 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
         video_mid: None,
         clock: Clock::default(),
         video: None,
-        aac: None,
-        aac_header_sent: false,
+        opus_header_sent: false,
         base: None,
         last_video_dts: None,
         last_audio_dts: None,
-        held: std::collections::VecDeque::new(),
         want_key: true,
         last_request: None,
         last_keyframe: last_rx,
@@ -294,7 +286,6 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
         shared.ctl.hub.end_stream(&p.key);
     }
     drop(p.admitted);
-    drop(p.opus);
     drop(p.cleanup);
     tracing::info!(stream = %p.key, bytes = st.received, "whip publisher closed");
 }
@@ -345,6 +336,9 @@ fn event(p: &mut Ingest, wr: &WebRtc, st: &mut State, e: Event) {
         Event::Connected => {
             st.connected = true;
             st.want_key = true;
+            p.cleanup.connected();
+            // The session really starts now: listed, and its `publish` webhook fired.
+            p.admitted.session.start();
             wr.stats.connected.fetch_add(1, Ordering::Relaxed);
             tracing::info!(stream = %p.key, "whip publisher connected");
         }
@@ -419,78 +413,24 @@ fn video(p: &mut Ingest, st: &mut State, u: VideoUnit, ms: u64) {
         st.last_keyframe = Instant::now();
     }
     if let Some(header) = u.header {
-        st.held.push_back((dts, header));
+        push(p, header, flv::mux::TAG_VIDEO, dts);
     }
-    st.held.push_back((dts, u.frame));
-    flush_video(p, st);
+    push(p, u.frame, flv::mux::TAG_VIDEO, dts);
 }
 
-/// Hands held video tags to the hub once audio reached their time, they waited
-/// [`MAX_INTERLEAVE_MS`], the queue is full, or the publisher sends no audio.
-fn flush_video(p: &mut Ingest, st: &mut State) {
-    let newest = st.held.back().map_or(0, |(d, _)| *d);
-    while let Some((dts, _)) = st.held.front() {
-        let due = p.opus.is_none()
-            || st.last_audio_dts.is_some_and(|a| a >= *dts)
-            || newest.saturating_sub(*dts) > MAX_INTERLEAVE_MS
-            || st.held.len() > MAX_HELD_VIDEO;
-        if !due {
-            break;
-        }
-        let Some((dts, body)) = st.held.pop_front() else {
-            break;
-        };
-        push(p, body, flv::mux::TAG_VIDEO, dts);
-    }
-}
-
+/// One Opus packet, into the hub as it came (its sequence header before the first).
 fn audio(p: &mut Ingest, st: &mut State, packet: &[u8], ms: u64) {
-    if let (Some(src), Some(base)) = (&p.opus, st.base)
-        && let Some(dts) = ms.checked_sub(base)
-    {
-        src.push(OpusPacket {
-            data: Bytes::copy_from_slice(packet),
-            dts_ms: dts,
-            samples: OPUS_PACKET_SAMPLES,
-        });
+    if packet.is_empty() {
+        return;
     }
-    if st.aac.is_none() {
-        match OpusToAac::new(AAC_CHANNELS) {
-            Ok(t) => st.aac = Some(t),
-            Err(e) => {
-                tracing::warn!(stream = %p.key, "whip: no Opus to AAC transcoder: {e}");
-                return;
-            }
-        }
-    }
-    let Some(t) = st.aac.as_mut() else { return };
-    let frames = match t.push(packet, ms) {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::debug!(stream = %p.key, "whip: Opus packet skipped: {e}");
-            return;
-        }
+    let Some(dts) = hub_time(st, ms, Track::Audio) else {
+        return;
     };
-    let asc = t.audio_specific_config();
-    for f in frames {
-        let Some(dts) = hub_time(st, f.pts_ms, Track::Audio) else {
-            continue;
-        };
-        if !st.aac_header_sent {
-            push(p, audio_body(0, &asc), flv::mux::TAG_AUDIO, dts);
-            st.aac_header_sent = true;
-        }
-        push(p, audio_body(1, &f.data), flv::mux::TAG_AUDIO, dts);
+    if !st.opus_header_sent {
+        push(p, rtp::audio::opus_header_body(), flv::mux::TAG_AUDIO, dts);
+        st.opus_header_sent = true;
     }
-    flush_video(p, st);
-}
-
-/// An FLV audio tag body: AAC, 44 kHz/16-bit/stereo flags (fixed for AAC), packet type.
-fn audio_body(packet_type: u8, payload: &[u8]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(payload.len() + 2);
-    b.extend_from_slice(&[0xAF, packet_type]);
-    b.extend_from_slice(payload);
-    b
+    push(p, rtp::audio::opus_body(packet), flv::mux::TAG_AUDIO, dts);
 }
 
 fn push(p: &mut Ingest, body: Vec<u8>, tag_type: u8, dts: u64) {
@@ -568,15 +508,20 @@ mod tests {
         let f = flv::frame_from_tag(
             flv::mux::TAG_AUDIO,
             0,
-            Bytes::from(audio_body(0, &[0x11, 0x90])),
+            Bytes::from(rtp::audio::opus_header_body()),
         )
         .unwrap();
         assert_eq!(
             (f.codec, f.role),
-            (media::Codec::Aac, media::FrameRole::SequenceHeader)
+            (media::Codec::Opus, media::FrameRole::SequenceHeader)
         );
-        let f =
-            flv::frame_from_tag(flv::mux::TAG_AUDIO, 21, Bytes::from(audio_body(1, &[9]))).unwrap();
+        let f = flv::frame_from_tag(
+            flv::mux::TAG_AUDIO,
+            21,
+            Bytes::from(rtp::audio::opus_body(&[0xFC, 9])),
+        )
+        .unwrap();
         assert_eq!((f.role, f.dts), (media::FrameRole::Coded, 21));
+        assert_eq!(f.payload().as_ref(), &[0xFC, 9]);
     }
 }

@@ -11,15 +11,24 @@
 //!   timeouts and media, and sends its transmits on the shared socket.
 //! - [`whep`]: the HTTP resource model (POST offer, PATCH trickle, DELETE, OPTIONS/CORS).
 //! - [`restart`]: ICE restarts (PATCH with a new ufrag/pwd) of WHEP and WHIP sessions.
-//! - [`audio`]: one AAC-to-Opus transcoder per stream shared by its WebRTC viewers.
 //! - [`player`]: the player page at `GET /{app}/{stream}/`.
 //! - [`whip`] and [`ingest`]: WHIP publishing (H.264, H.265, AV1, VP9 or VP8 and Opus in,
-//!   AAC made for the hub, the Opus passed to WebRTC viewers as it came) and the publish
-//!   page.
+//!   both into the hub as they came) and the publish page.
 //! - [`codecs`]: which codecs a peer's `Rtc` enables and accepts.
 //!
 //! The media conversions (hub frames to RTP payloads and back, per codec) and the SDP a
 //! client sends are the sans-IO `rtp` crate's; this crate is the IO around them.
+//!
+//! Audio: a WHEP viewer subscribes to the hub wanting Opus. A WHIP publisher's Opus is in the
+//! hub as it came, so viewers get its packets byte for byte; an RTMP publisher's AAC reaches
+//! them through the hub's derived Opus track (one transcode per stream, shared by every
+//! WebRTC viewer, registered by the binary). [`WebRtcServer::transcoders`] counts those.
+//!
+//! Pending peers: an answered offer holds a slot until ICE and DTLS complete or
+//! `webrtc.ice_timeout_ms` passes; `webrtc.max_pending_peers` (in all) and
+//! `webrtc.max_pending_peers_per_ip` bound them, apart from connected peers, so offers that
+//! never connect cannot take the slots of everyone else. The session (API entry, webhook)
+//! starts when the peer connects.
 //!
 //! Timing: video RTP time is the hub's pts (dts + cts) at 90 kHz, audio the Opus packet's dts
 //! at 48 kHz; both come from the same hub timeline, and the wallclock given to str0m (which it
@@ -29,7 +38,6 @@
 
 #![forbid(unsafe_code)]
 
-pub(crate) mod audio;
 pub(crate) mod codecs;
 pub(crate) mod ingest;
 pub(crate) mod metrics;
@@ -71,7 +79,7 @@ pub enum WebRtcError {
 }
 
 /// The state every handler and task of this server shares: the control plane and the
-/// WebRTC side (sockets, routing tables, transcoders).
+/// WebRTC side (sockets, routing tables).
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) ctl: Arc<Control>,
@@ -120,9 +128,17 @@ impl WebRtcServer {
         &self.shared.rtc.stats
     }
 
-    /// AAC-to-Opus transcoders running now (one per stream with WebRTC viewers).
+    /// Audio transcoders running now for WebRTC's codec: the hub's derived tracks from or to
+    /// Opus (AAC to Opus for the WHEP viewers of an RTMP stream, Opus to AAC for the other
+    /// players, HLS and recordings of a WHIP stream), at most one per stream and direction.
+    /// A track lingers `hub::DERIVED_LINGER` after its last viewer left.
     pub fn transcoders(&self) -> usize {
-        self.shared.rtc.audio.running()
+        transcoders(&self.shared.ctl.hub)
+    }
+
+    /// WebRTC peers pending now: offer answered, ICE and DTLS not connected yet.
+    pub fn pending(&self) -> usize {
+        self.shared.rtc.tables().pending
     }
 }
 
@@ -174,6 +190,8 @@ pub struct WebRtcStats {
     /// Bytes sent to peers.
     pub bytes_out: AtomicU64,
     /// WHEP offers refused because `max_peers` / `max_peers_per_stream` was reached.
+    /// (Refusals for `max_pending_peers` and `max_pending_peers_per_ip` are counted with the
+    /// other limits, `sluice_connections_refused_total{protocol="webrtc",reason=...}`.)
     pub refused: AtomicU64,
     /// ICE-TCP connections accepted.
     pub tcp_accepted: AtomicU64,
@@ -244,6 +262,25 @@ pub(crate) struct Tables {
     pub(crate) addrs: HashMap<u64, Vec<SocketAddr>>,
     pub(crate) resources: HashMap<String, Resource>,
     pub(crate) per_stream: HashMap<String, usize>,
+    /// Peers answered and not connected yet, in all and per client address (only addresses
+    /// with at least one: the map is bounded by the total).
+    pub(crate) pending: usize,
+    pub(crate) pending_by_ip: HashMap<IpAddr, usize>,
+}
+
+impl Tables {
+    /// One pending peer of `ip` connected or ended.
+    pub(crate) fn unpend(&mut self, ip: Option<IpAddr>) {
+        self.pending = self.pending.saturating_sub(1);
+        if let Some(ip) = ip
+            && let Some(n) = self.pending_by_ip.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pending_by_ip.remove(&ip);
+            }
+        }
+    }
 }
 
 /// The WebRTC side of a server: the UDP sockets, the ICE-TCP listener and the routing tables.
@@ -260,9 +297,10 @@ pub(crate) struct WebRtc {
     /// The addresses offered as passive TCP host candidates.
     pub(crate) tcp_candidates: Vec<SocketAddr>,
     pub(crate) stats: WebRtcStats,
-    pub(crate) audio: audio::AudioHub,
     /// Each watched stream's Annex B conversions, shared by its viewers.
     pub(crate) annexb: rtp::h264::AnnexBCaches,
+    /// Each watched stream's Opus packets as str0m takes them, shared by its viewers.
+    pub(crate) opus: rtp::h264::AnnexBCaches,
     tables: Mutex<Tables>,
     next_id: AtomicU64,
 }
@@ -307,8 +345,8 @@ impl WebRtc {
             tcp,
             tcp_candidates,
             stats: WebRtcStats::default(),
-            audio: audio::AudioHub::default(),
             annexb: rtp::h264::AnnexBCaches::default(),
+            opus: rtp::h264::AnnexBCaches::default(),
             tables: Mutex::new(Tables::default()),
             next_id: AtomicU64::new(1),
         })
@@ -345,11 +383,6 @@ impl WebRtc {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Removes every trace of peer `id` (called once when its task ends).
-    pub(crate) fn forget(&self, id: u64, ufrag: &str, resource: &str, stream: &str) {
-        forget_in(&mut self.tables(), id, ufrag, resource, stream);
     }
 
     /// Sends one of str0m's transmits without waiting; returns the bytes sent, or `None`
@@ -403,8 +436,9 @@ impl WebRtc {
     }
 }
 
-/// [`WebRtc::forget`] on the locked tables: the peer's learnt addresses, its ufrag and those
-/// an ICE restart added, its resource and its count on the stream.
+/// Removes every trace of peer `id` from the locked tables (once, when its task ends): its
+/// learnt addresses, its ufrag and those an ICE restart added, its resource and its count
+/// on the stream.
 pub(crate) fn forget_in(t: &mut Tables, id: u64, ufrag: &str, resource: &str, stream: &str) {
     for a in t.addrs.remove(&id).unwrap_or_default() {
         if t.by_addr.get(&a).is_some_and(|r| r.id == id) {
@@ -425,6 +459,15 @@ pub(crate) fn forget_in(t: &mut Tables, id: u64, ufrag: &str, resource: &str, st
             t.per_stream.remove(stream);
         }
     }
+}
+
+/// The hub's derived audio tracks from or to Opus, over every stream.
+pub(crate) fn transcoders(hub: &hub::Hub) -> usize {
+    hub.streams()
+        .iter()
+        .flat_map(|s| &s.derived_tracks)
+        .filter(|d| d.from == media::Codec::Opus || d.codec == media::Codec::Opus)
+        .count()
 }
 
 /// The socket addresses to offer: announced names resolved (with our port), else the listen

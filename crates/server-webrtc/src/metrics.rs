@@ -19,7 +19,11 @@ fn render(shared: &Shared) {
     describe_gauge!("sluice_webrtc_peers", "WebRTC (WHEP) peers alive now.");
     describe_gauge!(
         "sluice_webrtc_transcoders",
-        "AAC-to-Opus transcoders running now (one per stream with WebRTC viewers)."
+        "Audio transcoders running now for WebRTC: the hub's derived tracks from or to Opus (AAC to Opus for WHEP viewers of RTMP streams, Opus to AAC for the other players of WHIP streams), at most one per stream and direction, lingering 10 s after their last viewer."
+    );
+    describe_gauge!(
+        "sluice_webrtc_pending_peers",
+        "WebRTC peers whose offer was answered and whose ICE and DTLS have not completed yet (bounded by webrtc.max_pending_peers)."
     );
     describe_counter!(
         "sluice_webrtc_connected_total",
@@ -72,7 +76,8 @@ fn render(shared: &Shared) {
     counter!("sluice_webrtc_retransmits_total").absolute(load(&q.retransmits));
     counter!("sluice_webrtc_low_estimate_total").absolute(load(&q.low_estimate));
     gauge!("sluice_webrtc_peers").set(w.live() as f64);
-    gauge!("sluice_webrtc_transcoders").set(w.audio.running() as f64);
+    gauge!("sluice_webrtc_transcoders").set(super::transcoders(&shared.ctl.hub) as f64);
+    gauge!("sluice_webrtc_pending_peers").set(w.tables().pending as f64);
     counter!("sluice_webrtc_connected_total").absolute(load(&s.connected));
     let (all, dropped) = (load(&s.datagrams_in), load(&s.datagrams_dropped));
     counter!("sluice_webrtc_datagrams_total", "result" => "routed")
@@ -111,6 +116,8 @@ struct Summary {
     listen: String,
     candidates: Vec<String>,
     peers: usize,
+    /// Peers answered and not connected yet.
+    pending_peers: usize,
     /// UDP sockets sharing the port (SO_REUSEPORT).
     udp_sockets: usize,
     /// The ICE-TCP listener (`None`: ICE-TCP disabled).
@@ -136,6 +143,7 @@ impl control::StatusSource for Source {
             listen: w.local.to_string(),
             candidates: w.candidates.iter().map(ToString::to_string).collect(),
             peers: w.live(),
+            pending_peers: w.tables().pending,
             udp_sockets: w.sockets.len(),
             tcp_listen: w.tcp.as_ref().map(|t| t.local.to_string()),
             tcp_candidates: w.tcp_candidates.iter().map(ToString::to_string).collect(),

@@ -2,8 +2,14 @@
 //! contract: every mutation (datagram, timeout, media write, candidate) is followed by
 //! draining `poll_output` until `Output::Timeout`.
 //!
-//! The peer ends (and frees everything: routes, resource, counters, API entry, transcoder
-//! share) on DELETE or kick, when ICE disconnects, when nothing arrives from the viewer for
+//! The viewer's one hub subscription carries the video and its audio in Opus (as published,
+//! or the stream's derived Opus track): both are written as they come.
+//!
+//! The peer is pending (counted against `webrtc.max_pending_peers`) until ICE and DTLS
+//! complete; then its session starts (API entry, `play` webhook) and media flows.
+//!
+//! The peer ends (and frees everything: routes, resource, counters, API entry, its want of
+//! the derived audio) on DELETE or kick, when ICE disconnects, when nothing arrives from the viewer for
 //! `webrtc.ice_timeout_ms` (which also bounds the time to connect), when the stream ends, or
 //! at shutdown.
 
@@ -13,36 +19,53 @@ use std::time::{Duration, Instant};
 
 use hub::{Subscriber, TryRecv};
 use media::Frame;
+use std::net::IpAddr;
 use str0m::bwe::BweKind;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::net::Receive;
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::audio::{AudioGuard, OpusFrame};
 use super::quality::PeerQuality;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
 use control::ViewerGuard;
-use control::sessions::SessionGuard;
+use control::sessions::Session;
+use rtp::audio::AudioOut;
 use rtp::video_out::VideoOut;
 
-/// Frees a peer's routes, resource and slot when dropped: on every exit path of its task,
-/// a panic inside str0m included.
+/// Frees a peer's routes, resource and slot (and its pending place, if it never connected)
+/// when dropped: on every exit path of its task, a panic inside str0m included.
 pub(crate) struct Cleanup {
     pub(crate) wr: Arc<WebRtc>,
     pub(crate) id: u64,
     pub(crate) ufrag: String,
     pub(crate) resource: String,
     pub(crate) stream: String,
+    /// Counted as pending (from the client address `.1`) until [`Cleanup::connected`].
+    pub(crate) pending: (bool, Option<IpAddr>),
+}
+
+impl Cleanup {
+    /// ICE and DTLS completed: the peer is no longer pending.
+    pub(crate) fn connected(&mut self) {
+        if std::mem::take(&mut self.pending.0) {
+            self.wr.tables().unpend(self.pending.1);
+        }
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        self.wr
-            .forget(self.id, &self.ufrag, &self.resource, &self.stream);
+        {
+            let mut t = self.wr.tables();
+            super::forget_in(&mut t, self.id, &self.ufrag, &self.resource, &self.stream);
+            if self.pending.0 {
+                t.unpend(self.pending.1);
+            }
+        }
         self.wr.stats.peers.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -52,13 +75,14 @@ pub(crate) struct Peer {
     pub(crate) cleanup: Cleanup,
     pub(crate) rtc: Rtc,
     pub(crate) stream: String,
+    /// Video and Opus audio (as published, or the stream's derived Opus track).
     pub(crate) sub: Subscriber,
-    pub(crate) audio: Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
     pub(crate) rx: mpsc::Receiver<Datagram>,
     pub(crate) cmd: mpsc::Receiver<PeerCmd>,
     pub(crate) kick: CancellationToken,
     pub(crate) viewer: ViewerGuard,
-    pub(crate) session: SessionGuard,
+    /// Listed (and announced) when the peer connects.
+    pub(crate) session: Session,
 }
 
 /// What the drain loop learnt.
@@ -88,8 +112,8 @@ impl State {
     }
 }
 
-/// Most queued datagrams, hub frames or Opus packets taken in one wake besides the one
-/// that woke the peer: what is ready is handled together (one str0m timeout and one drain
+/// Most queued datagrams or hub frames taken in one wake besides the one that woke the
+/// peer: what is ready is handled together (one str0m timeout and one drain
 /// for all of it) while a flood still yields to the other branches and tasks.
 pub const MAX_BATCH: usize = 32;
 /// Most rounds of "str0m's timeout is already due: give it and drain again" in one wake
@@ -103,6 +127,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     // Video conversions (H.264 Annex B, the other codecs' bytes) are shared with the
     // stream's other viewers.
     let mut annexb = VideoOut::default().with_cache(wr.annexb.get(&p.stream));
+    let opus = AudioOut::default().with_cache(wr.opus.get(&p.stream));
     let mut last_rx = Instant::now();
     // ICE and DTLS must both complete within one ice_timeout of the answer.
     let connect_by = last_rx + ice_timeout;
@@ -131,7 +156,6 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
             sleep.as_mut().reset(wake);
         }
         let connected = st.connected;
-        let has_audio = st.audio.is_some() && p.audio.is_some();
         tokio::select! {
             biased;
             () = &mut kicked => break,
@@ -154,29 +178,18 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                 let Some(f) = f else { break };
                 let live = p.sub.backlog() == 0;
                 let t0 = Instant::now();
-                let video = write_video(&mut p.rtc, &mut st, &mut annexb, &f);
-                let more = write_ready(&mut p, &mut st, &mut annexb);
+                let wrote = write_frame(&mut p.rtc, &mut st, &mut annexb, &opus, &f);
+                let video = wrote && f.kind == media::MediaKind::Video;
+                let more = write_ready(&mut p, &mut st, &mut annexb, &opus);
                 if more.ended {
                     break;
                 }
-                if video || more.wrote {
+                if wrote || more.wrote {
                     next = packetize(&mut p, &wr, &mut st);
                     if video && live {
                         wr.stats.latency(t0.elapsed().as_micros() as u64);
                     }
                 }
-                continue;
-            }
-            a = recv_audio(&mut p.audio), if connected && has_audio => {
-                match a {
-                    Ok(pkt) => write_audio(&mut p.rtc, &mut st, &pkt),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => p.audio = None,
-                }
-                if write_ready(&mut p, &mut st, &mut annexb).ended {
-                    break;
-                }
-                next = packetize(&mut p, &wr, &mut st);
                 continue;
             }
             () = &mut sleep => {
@@ -202,40 +215,23 @@ struct Pumped {
     ended: bool,
 }
 
-/// Writes the hub frames and Opus packets that are ready now, without waiting (at most
-/// [`MAX_BATCH`] of each), so one wake and one drain serve all of them: the hub's audio
-/// frame and the Opus packet made from it, or a burst after a stall, no longer cost one
-/// wake each. Only once connected, as the select's guards have it.
-fn write_ready(p: &mut Peer, st: &mut State, annexb: &mut VideoOut) -> Pumped {
+/// Writes the hub frames that are ready now, without waiting (at most [`MAX_BATCH`]), so
+/// one wake and one drain serve all of them: a video frame and the audio beside it, or a
+/// burst after a stall, no longer cost one wake each. Only once connected, as the select's
+/// guards have it.
+fn write_ready(p: &mut Peer, st: &mut State, annexb: &mut VideoOut, opus: &AudioOut) -> Pumped {
     let mut out = Pumped::default();
     if !st.connected {
         return out;
     }
     for _ in 0..MAX_BATCH {
         match p.sub.try_recv() {
-            TryRecv::Frame(f) => out.wrote |= write_video(&mut p.rtc, st, annexb, &f),
+            TryRecv::Frame(f) => out.wrote |= write_frame(&mut p.rtc, st, annexb, opus, &f),
             TryRecv::Empty => break,
             TryRecv::Ended => {
                 out.ended = true;
                 return out;
             }
-        }
-    }
-    if st.audio.is_none() {
-        return out;
-    }
-    for _ in 0..MAX_BATCH {
-        let Some((rx, _)) = p.audio.as_mut() else {
-            break;
-        };
-        match rx.try_recv() {
-            Ok(pkt) => {
-                write_audio(&mut p.rtc, st, &pkt);
-                out.wrote = true;
-            }
-            Err(broadcast::error::TryRecvError::Lagged(_)) => {}
-            Err(broadcast::error::TryRecvError::Empty) => break,
-            Err(broadcast::error::TryRecvError::Closed) => p.audio = None,
         }
     }
     out
@@ -323,15 +319,6 @@ pub(crate) fn timeout(
     true
 }
 
-async fn recv_audio(
-    a: &mut Option<(broadcast::Receiver<OpusFrame>, AudioGuard)>,
-) -> Result<OpusFrame, broadcast::error::RecvError> {
-    match a {
-        Some((rx, _)) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Drains `poll_output` until a timeout, sending transmits and handling events; returns
 /// when str0m wants to be woken next.
 fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
@@ -379,6 +366,9 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
         }
         Event::Connected => {
             st.connected = true;
+            p.cleanup.connected();
+            // The session really starts now: listed, and its `play` webhook fired.
+            p.session.start();
             wr.stats.connected.fetch_add(1, Ordering::Relaxed);
             tracing::info!(stream = %p.stream, "webrtc peer connected");
         }
@@ -402,8 +392,17 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
     }
 }
 
-/// Writes one hub frame to the video track; true if something was written.
-fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut VideoOut, f: &Frame) -> bool {
+/// Writes one hub frame to its track (video, or Opus audio); true if something was written.
+fn write_frame(
+    rtc: &mut Rtc,
+    st: &mut State,
+    annexb: &mut VideoOut,
+    opus: &AudioOut,
+    f: &Frame,
+) -> bool {
+    if f.kind == media::MediaKind::Audio {
+        return write_audio(rtc, st, opus, f);
+    }
     let Some(data) = annexb.convert(st.video_codec.and_then(crate::codecs::hub_codec), f) else {
         return false;
     };
@@ -419,11 +418,19 @@ fn write_video(rtc: &mut Rtc, st: &mut State, annexb: &mut VideoOut, f: &Frame) 
     w.write(pt, wallclock, time, data).is_ok()
 }
 
-fn write_audio(rtc: &mut Rtc, st: &mut State, pkt: &OpusFrame) {
-    let Some((mid, pt)) = st.audio else { return };
-    let wallclock = st.wallclock(pkt.dts_ms);
-    let time = MediaTime::new(pkt.dts_ms.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
-    if let Some(w) = rtc.writer(mid) {
-        let _ = w.write(pt, wallclock, time, Arc::clone(&pkt.data));
-    }
+/// Writes one Opus frame (the packet as the hub carries it) to the audio track, at its dts
+/// on the 48 kHz RTP clock; true if written.
+fn write_audio(rtc: &mut Rtc, st: &mut State, opus: &AudioOut, f: &Frame) -> bool {
+    let Some((mid, pt)) = st.audio else {
+        return false;
+    };
+    let Some(data) = opus.convert(f) else {
+        return false;
+    };
+    let wallclock = st.wallclock(f.dts);
+    let time = MediaTime::new(f.dts.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
+    let Some(w) = rtc.writer(mid) else {
+        return false;
+    };
+    w.write(pt, wallclock, time, data).is_ok()
 }

@@ -328,7 +328,7 @@ pub(crate) mod tests {
         let delivered = (0..10).filter(|_| route(&rtc, a, &[1, 2, 3])).count();
         assert!(delivered <= PEER_QUEUE_TEST);
         // Forgetting the peer removes every route to it.
-        rtc.forget(9, "u", "none", "live/x");
+        crate::forget_in(&mut rtc.tables(), 9, "u", "none", "live/x");
         assert!(rtc.tables().by_addr.is_empty() && rtc.tables().by_ufrag.is_empty());
     }
 

@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 use access::{Action, StreamName};
 use control::admission::Authorized;
 use control::http_error::HttpError;
-use control::{Caller, Refusal, ViewerProtocol};
+use control::limits::{LimitReason, LimitRefusal};
+use control::{Caller, Control, Refusal, ViewerProtocol};
 
 use super::peer::{self, Peer};
 use super::{PEER_QUEUE, PeerRoute, Resource, WebRtc};
@@ -242,19 +243,30 @@ async fn create(
             format!("stream {key} is {name} video and the offer has no {name}"),
         ));
     }
-    let (rtc, creds, answer) = negotiate(&wr, &sdp, config, video)?;
-    let slot = reserve(&wr, &shared.ctl.config.webrtc, &key, &sdp, creds, "viewers")?;
-    // Subscribes, checks `limits.max_viewers_per_stream` (across protocols; 503
-    // {"code":"limit"}), counts the viewer and lists its session.
+    // The peer slot first (cheap to refuse: no DTLS state made yet).
+    let creds = IceCreds::new();
+    let slot = reserve(&shared.ctl, &wr, &key, remote, &sdp, &creds, "viewers")?;
+    let (rtc, answer) = negotiate(&wr, &sdp, config, video, creds)?;
+    // Subscribes (wanting Opus when the offer takes it: the stream's Opus as published, or
+    // its derived Opus track, one per stream), checks `limits.max_viewers_per_stream`
+    // (across protocols; 503 {"code":"limit"}) and counts the viewer. The session is listed
+    // (and its `play` webhook fired) when the peer connects.
+    let want = if media.opus {
+        ViewerProtocol::WebRtc.want()
+    } else {
+        hub::Want::AS_PUBLISHED
+    };
     let remote = remote.map(|c| c.to_string()).unwrap_or_default();
     let playing = shared
         .ctl
-        .play(auth, ViewerProtocol::WebRtc, remote, slot.kick.clone())
+        .play_pending(
+            auth,
+            ViewerProtocol::WebRtc,
+            want,
+            remote,
+            slot.kick.clone(),
+        )
         .map_err(Refusal::http)?;
-    // The stream's transcoder runs only for viewers that can take Opus.
-    let audio = media
-        .opus
-        .then(|| wr.audio.join(&shared.ctl.hub, &shared.ctl.tracker, &key));
     let location = format!(
         "/{}/{}/whep/{}",
         playing.name.app(),
@@ -267,12 +279,11 @@ async fn create(
         rtc,
         stream: key,
         sub: playing.subscriber,
-        audio,
         rx: slot.rx,
         cmd: slot.cmd,
         kick: slot.kick,
         viewer: playing.viewer,
-        session: playing.session,
+        session: playing.session.into(),
     };
     shared
         .ctl
@@ -306,8 +317,8 @@ pub(super) async fn read_offer(
 }
 
 /// Parses the offer, builds the peer's ICE-lite `Rtc` (the `video` codec and Opus only) from
-/// `config` with our candidates, and accepts the offer: the `Rtc`, its ICE credentials and
-/// the answer.
+/// `config` with our candidates and ICE credentials `creds`, and accepts the offer: the
+/// `Rtc` and the answer.
 // The error is the HTTP response axum sends as it is: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn negotiate(
@@ -315,7 +326,8 @@ pub(super) fn negotiate(
     sdp: &str,
     config: RtcConfig,
     video: media::Codec,
-) -> Result<(Rtc, IceCreds, String), Response> {
+    creds: IceCreds,
+) -> Result<(Rtc, String), Response> {
     // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
     let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(sdp)))
         .map_err(|_| err(StatusCode::BAD_REQUEST, "bad_offer", "malformed SDP offer"))?;
@@ -326,10 +338,9 @@ pub(super) fn negotiate(
             format!("malformed SDP offer: {e}"),
         )
     })?;
-    let creds = IceCreds::new();
     let mut rtc = crate::codecs::enable(config, video)
         .set_ice_lite(true)
-        .set_local_ice_credentials(creds.clone())
+        .set_local_ice_credentials(creds)
         .build(std::time::Instant::now());
     for addr in &wr.candidates {
         match Candidate::host(*addr, "udp") {
@@ -368,7 +379,7 @@ pub(super) fn negotiate(
             format!("cannot use this offer: {e}"),
         )
     })?;
-    Ok((rtc, creds, answer.to_sdp_string()))
+    Ok((rtc, answer.to_sdp_string()))
 }
 
 /// A peer's reserved place: its resource, routes and counted slot (freed by `cleanup`'s
@@ -381,18 +392,26 @@ pub(super) struct Slot {
     pub(super) cmd: mpsc::Receiver<super::PeerCmd>,
 }
 
-/// Reserves a peer slot (global `max_peers` and per stream, under the routing lock) and
-/// registers its resource and ufrag route; 503 when a limit is reached.
+/// Reserves a peer slot under the routing lock, pending until the peer connects: the
+/// client address's and the server's pending peers (`max_pending_peers_per_ip`,
+/// `max_pending_peers`), then `max_peers` and `max_peers_per_stream`; registers its resource
+/// and ufrag route. 503 `{"code":"limit"}` with `Retry-After` when a limit is reached
+/// (pending refusals counted and logged with the other limits).
 // The error is the HTTP response axum sends as it is: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn reserve(
+    ctl: &Control,
     wr: &Arc<WebRtc>,
-    cfg: &super::WebRtcConfig,
     key: &str,
+    remote: Option<SocketAddr>,
     sdp: &str,
-    creds: IceCreds,
+    creds: &IceCreds,
     what: &str,
 ) -> Result<Slot, Response> {
+    let cfg = &ctl.config.webrtc;
+    // Counted per address as the connection limits count (IPv6 by its /64); `limits.exempt`
+    // addresses (a local reverse proxy, by default loopback) only count in the total.
+    let ip = remote.and_then(|a| ctl.limits.connections.limited_key(a.ip()));
     let id = wr.next_id();
     let resource: String = {
         let mut rng = rand::rng();
@@ -406,15 +425,54 @@ pub(super) fn reserve(
     let (cmd_tx, cmd_rx) = mpsc::channel(PEER_CMD_QUEUE);
     {
         let mut t = wr.tables();
+        let of_ip = ip
+            .and_then(|ip| t.pending_by_ip.get(&ip).copied())
+            .unwrap_or(0);
+        let pending = if of_ip >= cfg.max_pending_peers_per_ip {
+            Some(LimitReason::PendingPeersPerIp)
+        } else if t.pending >= cfg.max_pending_peers {
+            Some(LimitReason::PendingPeers)
+        } else {
+            None
+        };
+        if let Some(reason) = pending {
+            drop(t);
+            let refusal = LimitRefusal {
+                reason,
+                message: format!(
+                    "too many WebRTC {what} connecting at once{}; retry when they have connected or timed out",
+                    if reason == LimitReason::PendingPeersPerIp {
+                        " from this address"
+                    } else {
+                        ""
+                    }
+                ),
+            };
+            control::limits::refused(ctl, "webrtc", &refusal);
+            return Err(control::http_error::limit_refusal(refusal));
+        }
         let on_stream = t.per_stream.get(key).copied().unwrap_or(0);
         if t.resources.len() >= cfg.max_peers || on_stream >= cfg.max_peers_per_stream {
+            drop(t);
             wr.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%key, "webrtc refused: webrtc.max_peers or max_peers_per_stream reached");
-            return Err(err(
+            if matches!(
+                ctl.limits.refusals.decide(std::time::Instant::now()),
+                control::limits::LogDecision::Log { .. }
+            ) {
+                tracing::warn!(%key, "webrtc refused: webrtc.max_peers or max_peers_per_stream reached");
+            }
+            let mut r = err(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "limit",
                 format!("too many WebRTC {what}"),
-            ));
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return Err(r);
+        }
+        t.pending += 1;
+        if let Some(ip) = ip {
+            *t.pending_by_ip.entry(ip).or_default() += 1;
         }
         *t.per_stream.entry(key.to_owned()).or_default() += 1;
         t.resources.insert(
@@ -435,9 +493,10 @@ pub(super) fn reserve(
         cleanup: peer::Cleanup {
             wr: Arc::clone(wr),
             id,
-            ufrag: creds.ufrag,
+            ufrag: creds.ufrag.clone(),
             resource,
             stream: key.to_owned(),
+            pending: (true, ip),
         },
         etag,
         kick,

@@ -91,22 +91,26 @@ async fn create(
     let config = RtcConfig::new()
         .set_reordering_size_video(REORDER_VIDEO_PACKETS)
         .set_reordering_size_audio(REORDER_AUDIO_PACKETS);
-    let (rtc, creds, answer) = whep::negotiate(&wr, &sdp, config, video)?;
-    // The peer slot first: a publish refused after it (limits, a live publisher) frees it,
-    // and a publish is never left in its grace period by a refused peer.
-    let slot = whep::reserve(&wr, &shared.ctl.config.webrtc, &key, &sdp, creds, "peers")?;
-    // `limits.max_publishers_per_app` (503 {"code":"limit"}), the hub (409 when the stream
-    // has a publisher), the publish hooks and the session.
+    // The peer slot first (cheap to refuse: no DTLS state made yet); a publish refused after
+    // it (limits, a live publisher) frees it, and a publish is never left in its grace
+    // period by a refused peer.
+    let creds = str0m::IceCreds::new();
+    let slot = whep::reserve(&shared.ctl, &wr, &key, remote, &sdp, &creds, "peers")?;
+    let (rtc, answer) = whep::negotiate(&wr, &sdp, config, video, creds)?;
+    // `limits.max_publishers_per_app` (503 {"code":"limit"}) and the hub (409 when the
+    // stream has a publisher). The session is listed (and its `publish` webhook fired) when
+    // the peer connects.
     let remote = remote.map(|c| c.to_string()).unwrap_or_default();
     let admitted = shared
         .ctl
-        .publish(
+        .publish_pending(
             auth,
             ViewerProtocol::WebRtc.as_str(),
             remote,
             slot.kick.clone(),
         )
-        .map_err(Refusal::http)?;
+        .map_err(Refusal::http)?
+        .map_session(control::Session::from);
     let location = format!(
         "/{}/{}/whip/{}",
         admitted.name.app(),
@@ -117,7 +121,6 @@ async fn create(
     let p = Ingest {
         cleanup: slot.cleanup,
         rtc,
-        opus: media.opus.then(|| wr.audio.provide(&key)),
         key,
         admitted,
         rx: slot.rx,

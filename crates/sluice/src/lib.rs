@@ -16,7 +16,8 @@ use std::time::Duration;
 use axum::Router;
 use control::tls::{TlsService, TlsStats};
 use control::{Control, ListenerAddrs};
-use hub::{Hub, HubConfig};
+use hub::{Hub, HubConfig, Transform, TransformError};
+use media::{Codec, Frame};
 use server_http::HttpServer;
 use server_webrtc::WebRtcServer;
 use tokio::net::TcpListener;
@@ -101,6 +102,28 @@ fn hub_config(config: &Config) -> HubConfig {
     }
 }
 
+/// Registers the hub's derived audio tracks: AAC to Opus (for WebRTC viewers of an RTMP
+/// publisher's stream) and Opus to AAC (for the RTMP, FLV and HLS players and the recordings
+/// of a WHIP publisher's stream). Each runs once per stream while someone wants it; the
+/// engines and their frame adapters are `transcode`'s, the closures only bridge its error
+/// type to the hub's.
+fn register_transforms(hub: &Hub) {
+    hub.register_transform(Codec::Aac, Codec::Opus, |header: Option<&Frame>| {
+        let mut engine = transcode::AacToOpusFrames::new(header)?;
+        let push = move |f: &Frame, out: &mut Vec<Frame>| -> Result<(), TransformError> {
+            Ok(engine.push(f, out)?)
+        };
+        Ok(Box::new(push) as Box<dyn Transform>)
+    });
+    hub.register_transform(Codec::Opus, Codec::Aac, |header: Option<&Frame>| {
+        let mut engine = transcode::OpusToAacFrames::new(header)?;
+        let push = move |f: &Frame, out: &mut Vec<Frame>| -> Result<(), TransformError> {
+            Ok(engine.push(f, out)?)
+        };
+        Ok(Box::new(push) as Box<dyn Transform>)
+    });
+}
+
 /// Binds the listeners described by `config` and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     config.validate()?;
@@ -123,6 +146,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     };
     let tls_listeners = bind_tls(&config).await?;
     let hub = Hub::new(hub_config(&config));
+    register_transforms(&hub);
     let ctl = Arc::new(Control::new(config, hub, addrs)?);
     let tls = tls_listeners.as_ref().map(|t| t.0.clone());
     if let Some(t) = &tls {
@@ -269,12 +293,20 @@ impl RunningServer {
         self.webrtc.as_ref().map_or(0, WebRtcServer::sessions)
     }
 
+    /// WebRTC peers whose offer was answered and whose ICE and DTLS have not completed yet.
+    pub fn webrtc_pending_peers(&self) -> usize {
+        self.webrtc.as_ref().map_or(0, WebRtcServer::pending)
+    }
+
     /// WebRTC counters (`None` when `webrtc.enabled` is false).
     pub fn webrtc_stats(&self) -> Option<&WebRtcStats> {
         self.webrtc.as_ref().map(WebRtcServer::stats)
     }
 
-    /// AAC-to-Opus transcoders running now (one per stream with WebRTC viewers).
+    /// Audio transcoders running now for WebRTC's codec: the hub's derived tracks from or to
+    /// Opus (AAC to Opus for WHEP viewers of RTMP streams, Opus to AAC for the other players
+    /// of WHIP streams), at most one per stream and direction; each lingers
+    /// [`hub::DERIVED_LINGER`] after its last viewer left.
     pub fn webrtc_transcoders(&self) -> usize {
         self.webrtc.as_ref().map_or(0, WebRtcServer::transcoders)
     }

@@ -2,20 +2,24 @@
 //! audio codec every browser's WebRTC stack accepts), and back: Opus from WebRTC publishers to
 //! AAC for RTMP, FLV and MPEG-TS players ([`OpusToAac`]).
 //!
-//! One [`AacToOpus`] runs per stream (not per viewer), started when the first WebRTC viewer
-//! appears. It is sans-IO: raw AAC frames and their hub decode times go in, 20 ms Opus packets
-//! with decode times come out; no clock, socket or runtime is touched.
+//! One engine runs per stream (not per viewer), as a derived track of the hub started when
+//! the first subscriber wanting the other codec appears; [`frames`] adapts the engines to hub
+//! frames (FLV-bodied `media::Frame`s), which is what the binary registers with the hub. It
+//! is sans-IO: raw frames and their hub decode times go in, frames of the other codec with
+//! decode times come out; no clock, socket or runtime is touched.
 //!
 //! Pipeline: `symphonia` AAC-LC decoder → [`resample`] (our own polyphase windowed-sinc resampler,
 //! only when the input is not already 48 kHz) → libopus (`opus` crate) at 48 kHz, 20 ms frames.
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod frames;
 mod opus_to_aac;
 pub mod resample;
 mod transcoder;
 
 pub use error::TranscodeError;
+pub use frames::{AacToOpusFrames, OpusToAacFrames};
 pub use opus_to_aac::{
     AAC_BITRATE_MONO, AAC_BITRATE_STEREO, AacFrame, MAX_CONCEAL_MS, MAX_OPUS_PACKET_SAMPLES,
     MIN_CONCEAL_MS, OpusToAac,

@@ -156,6 +156,13 @@ impl ConnectionTable {
         }
     }
 
+    /// The key `ip` is limited by per address ([`address_key`]), or `None` when it is in
+    /// `limits.exempt` (exempt addresses skip every per-address check, a protocol's own
+    /// included).
+    pub fn limited_key(&self, ip: IpAddr) -> Option<IpAddr> {
+        (!self.exempt.iter().any(|c| c.contains(ip))).then(|| address_key(ip))
+    }
+
     /// Admits a connection from `ip` on `listener`: the rate first (every attempt spends a
     /// token), then the per-address count, then the global count (the listener's reserve,
     /// else the shared slots). Exempt addresses skip the per-address checks.
@@ -334,6 +341,16 @@ mod tests {
         let ip: IpAddr = ip.parse().expect("ip");
         l.connections
             .admit(l, ListenerKind::Rtmp, ip, Instant::now())
+    }
+
+    #[test]
+    fn limited_keys_group_ipv6_by_64_and_skip_exempt_addresses() {
+        let l = limits(|c| c.exempt = vec!["10.0.0.0/8".into()]);
+        let key = |ip: &str| l.connections.limited_key(ip.parse().unwrap());
+        assert_eq!(key("10.1.2.3"), None);
+        assert_eq!(key("192.0.2.7"), Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(key("2001:db8::1"), key("2001:db8::ffff:1"));
+        assert_ne!(key("2001:db8::1"), key("2001:db8:0:1::1"));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! WebRTC (WHEP) end to end: ffmpeg publishes the fixture over RTMP and aiortc, an
 //! independent WebRTC stack, plays it over WHEP on loopback (H.264 passed through, AAC
-//! transcoded to Opus). Also the WHEP error answers, CORS, cleanup after DELETE, kick and
+//! transcoded to Opus by the hub's derived track). Also the WHEP error answers, CORS, cleanup after DELETE, kick and
 //! timeout, and hostile datagrams on the shared UDP port.
 //!
 //! aiortc comes from the venv `scripts/test.sh` creates (`.venv-test`); set `SLUICE_PYTHON`
@@ -96,9 +96,10 @@ async fn whep_plays_rtmp_stream_in_aiortc_and_cleans_up() {
     assert_eq!(a["sample_rate"], 48000, "{r}");
     assert_eq!(r["delete_status"], 200, "{r}");
 
-    // DELETE frees everything: the session, the API entry, the transcoder.
+    // DELETE frees everything: the session, the API entry, and (after its linger) the
+    // stream's derived Opus track.
     wait_sessions(&server, 0, Duration::from_secs(5), "after DELETE").await;
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + hub::DERIVED_LINGER + Duration::from_secs(5);
     while server.webrtc_transcoders() != 0 || webrtc_api_sessions(&server).await != 0 {
         assert!(Instant::now() < deadline, "transcoder or API entry left");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -223,7 +224,12 @@ async fn whep_viewer_is_listed_kicked_and_timed_out() {
         "after the viewer vanished",
     )
     .await;
-    assert_eq!(server.webrtc_transcoders(), 0);
+    // The derived Opus track stops once its linger after the last viewer ran out.
+    let deadline = Instant::now() + hub::DERIVED_LINGER + Duration::from_secs(5);
+    while server.webrtc_transcoders() != 0 {
+        assert!(Instant::now() < deadline, "derived Opus track left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = ff.kill().await;
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
@@ -363,14 +369,19 @@ async fn whep_http_errors_cors_and_resources() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["code"], "not_found");
 
-    // The API lists the viewer (not yet connected) as webrtc.
-    assert_eq!(webrtc_api_sessions(&server).await, 1);
+    // A viewer not yet connected is pending, not a session: the API does not list it (and no
+    // `play` webhook fired: tests/webrtc_pending.rs).
+    assert_eq!(webrtc_api_sessions(&server).await, 0);
+    assert_eq!(server.webrtc_pending_peers(), 1);
+    let info = http_get(addr, "/api/v1/server").await.json();
+    assert_eq!(info["webrtc"]["pending_peers"], 1, "{info}");
 
     // DELETE ends it and frees everything; a second DELETE is 404.
     let r = http_request_with(addr, "DELETE", &location, &[], b"").await;
     assert_eq!(r.status, 200);
     wait_sessions(&server, 0, Duration::from_secs(3), "after DELETE").await;
     assert_eq!(webrtc_api_sessions(&server).await, 0);
+    assert_eq!(server.webrtc_pending_peers(), 0);
     let r = http_request_with(addr, "DELETE", &location, &[], b"").await;
     assert_eq!(r.status, 404);
 
@@ -394,6 +405,7 @@ async fn whep_http_errors_cors_and_resources() {
     let r = post_offer(server.http_addr(), "/live/sig/whep", OFFER.as_bytes()).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["code"], "limit");
+    assert_eq!(r.header("retry-after"), Some("5"));
     assert!(server.shutdown(Duration::from_secs(5)).await);
 
     // ICE/DTLS timeout: a peer that keeps sending (unauthenticated) STUN to its session but

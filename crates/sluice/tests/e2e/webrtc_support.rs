@@ -24,15 +24,19 @@ pub fn client_script() -> PathBuf {
 
 /// Runs the aiortc WHEP player for `seconds` and returns its JSON summary.
 pub async fn whep_client(url: &str, seconds: f32, keep: bool) -> Value {
+    whep_client_with(url, seconds, if keep { &["--keep"] } else { &[] }).await
+}
+
+/// Runs the aiortc WHEP player for `seconds` with `extra` arguments (`--keep`,
+/// `--opus-digests`) and returns its JSON summary.
+pub async fn whep_client_with(url: &str, seconds: f32, extra: &[&str]) -> Value {
     let mut args = vec![url.to_owned(), seconds.to_string()];
-    if keep {
-        args.push("--keep".into());
-    }
+    args.extend(extra.iter().map(|s| s.to_string()));
     run_client(&client_script(), &args, seconds).await
 }
 
 /// Runs the aiortc WHIP publisher of the fixture for `seconds` (`extra`: `--token T`,
-/// `--keep`) and returns its JSON summary.
+/// `--keep`, `--opus-digests`) and returns its JSON summary.
 pub async fn whip_client(url: &str, seconds: f32, extra: &[&str]) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/webrtc/whip_client.py");
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/demo.flv");

@@ -1,7 +1,7 @@
 //! WHIP ingest end to end: aiortc (an independent WebRTC stack) publishes the fixture as
-//! H.264 + Opus; ffmpeg plays the stream over RTMP and HTTP-FLV (AAC made from the Opus), a
-//! raw FLV reader checks A/V sync, and aiortc plays it back over WHEP (the publisher's Opus
-//! as it came). Also the WHIP refusals (409, 400, access control) and DELETE ending the
+//! H.264 + Opus; ffmpeg plays the stream over RTMP and HTTP-FLV (the hub's AAC track made
+//! from the Opus), a raw FLV reader checks A/V sync, and aiortc plays it back over WHEP (the
+//! publisher's Opus as it came). Also the WHIP refusals (409, 400, access control) and DELETE ending the
 //! stream.
 
 use crate::common;
@@ -49,8 +49,9 @@ async fn whip_stream_plays_over_rtmp_flv_and_whep_in_sync() {
         tags.iter()
             .any(|t| t.kind == MediaKind::Audio && t.role == FrameRole::SequenceHeader)
     );
-    // Tags arriving together carry timestamps within 200 ms of each other (the ingest
-    // interleaves video with the AAC made from the Opus). aiortc's software encoder can fall
+    // Tags arriving together carry timestamps within 200 ms of each other (the hub's AAC
+    // track, made from the Opus, follows the video of the same time by a frame or two of
+    // the encoder's delay). aiortc's software encoder can fall
     // behind its own audio for a moment on a loaded machine (its video then arrives late,
     // with the right timestamps), so the check is made over up to three windows: a server
     // that mistimes a track fails all three.

@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """A WHEP player built on aiortc (an independent WebRTC stack) for Sluice's e2e tests.
 
-Usage: whep_client.py URL SECONDS [--keep]
+Usage: whep_client.py URL SECONDS [--keep] [--opus-digests]
 
 POSTs a recvonly audio+video offer to URL (the WHEP endpoint), applies the answer, decodes
 every frame it receives for SECONDS, DELETEs the session resource (unless --keep, which
 leaves the session for the server's timeout to clean up) and prints one JSON summary line.
+
+--opus-digests adds "opus_digests" to the summary: a short SHA-256 of every audio RTP payload
+(one Opus packet each) received, in order.
 
 Traffic stays on loopback: no ICE servers (aiortc would otherwise ask a public STUN
 server) and the host address list is patched to 127.0.0.1 (aioice skips loopback).
 """
 
 import asyncio
+import hashlib
 import json
 import sys
 import time
@@ -19,10 +23,24 @@ import urllib.parse
 import urllib.request
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+OPUS_RECEIVED = []
+
+
+def record_opus_received():
+    """Wraps aiortc's receiver so every audio RTP payload (one Opus packet) is noted."""
+    inner = RTCRtpReceiver._handle_rtp_packet
+
+    async def wrapped(self, packet, arrival_time_ms):
+        if self._RTCRtpReceiver__kind == "audio" and packet.payload:
+            OPUS_RECEIVED.append(hashlib.sha256(packet.payload).hexdigest()[:16])
+        return await inner(self, packet, arrival_time_ms)
+
+    RTCRtpReceiver._handle_rtp_packet = wrapped
 
 
 def http(method, url, body=None, content_type=None):
@@ -60,6 +78,8 @@ async def consume(track, stats, deadline):
 async def main():
     url, seconds = sys.argv[1], float(sys.argv[2])
     keep = "--keep" in sys.argv
+    if "--opus-digests" in sys.argv:
+        record_opus_received()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver("video", direction="recvonly")
     pc.addTransceiver("audio", direction="recvonly")
@@ -105,6 +125,8 @@ async def main():
     result["audio"] = stats["audio"]
     result["video_timeline"] = timeline
     result["connection_state"] = pc.connectionState
+    if "--opus-digests" in sys.argv:
+        result["opus_digests"] = OPUS_RECEIVED
     if not keep and location:
         resource = urllib.parse.urljoin(url, location)
         result["delete_status"] = http("DELETE", resource)[0]

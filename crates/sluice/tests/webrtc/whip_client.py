@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
 """A WHIP publisher built on aiortc (an independent WebRTC stack) for Sluice's e2e tests.
 
-Usage: whip_client.py URL SECONDS MEDIA [--token T] [--keep]
+Usage: whip_client.py URL SECONDS MEDIA [--token T] [--keep] [--opus-digests]
 
 Plays the MEDIA file (looped) through aiortc's encoders (H.264 forced by codec preferences,
 Opus) and POSTs a sendonly offer to URL (the WHIP endpoint), publishes for SECONDS, DELETEs
 the session resource (unless --keep) and prints one JSON summary line.
+
+--opus-digests adds "opus_digests" to the summary: a short SHA-256 of every Opus packet sent,
+in order (what the server must pass to WHEP viewers unchanged).
 
 Traffic stays on loopback: no ICE servers and the host address list is patched to
 127.0.0.1 (aioice skips loopback).
 """
 
 import asyncio
+import hashlib
 import json
 import sys
 import time
@@ -23,6 +27,21 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.contrib.media import MediaPlayer
 
 aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]
+
+OPUS_SENT = []
+
+
+def record_opus_sent():
+    """Wraps aiortc's sender so every encoded audio payload (one Opus packet) is noted."""
+    inner = RTCRtpSender._next_encoded_frame
+
+    async def wrapped(self, codec):
+        frame = await inner(self, codec)
+        if frame is not None and self.kind == "audio":
+            OPUS_SENT.extend(hashlib.sha256(p).hexdigest()[:16] for p in frame.payloads)
+        return frame
+
+    RTCRtpSender._next_encoded_frame = wrapped
 
 
 def http(method, url, body=None, headers=None):
@@ -39,6 +58,8 @@ def http(method, url, body=None, headers=None):
 async def main():
     url, seconds, media = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     keep = "--keep" in sys.argv
+    if "--opus-digests" in sys.argv:
+        record_opus_sent()
     token = None
     if "--token" in sys.argv:
         token = sys.argv[sys.argv.index("--token") + 1]
@@ -71,6 +92,8 @@ async def main():
         if pc.connectionState == "connected" and "connected_s" not in result:
             result["connected_s"] = round(time.monotonic() - t0, 3)
     result["connection_state"] = pc.connectionState
+    if "--opus-digests" in sys.argv:
+        result["opus_digests"] = OPUS_SENT
     if not keep and location:
         resource = urllib.parse.urljoin(url, location)
         result["delete_status"] = http("DELETE", resource)[0]
