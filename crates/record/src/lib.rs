@@ -207,6 +207,10 @@ impl Task {
         // Sequence headers and metadata, replayed at the start of every rotated file.
         let mut headers: Vec<Arc<media::Frame>> = Vec::new();
         let mut has_video = false;
+        // The kinds of track the open file's header describes: a kind that appears later (a
+        // publisher whose camera starts after its microphone) starts a new file, as an MP4
+        // header cannot gain a track.
+        let mut file_kinds: (bool, bool) = (false, false);
         let mut connects = sub.publisher_connects();
         let mut file: Option<OpenFile> = None;
         let mut rotate = false;
@@ -240,6 +244,14 @@ impl Task {
                 headers.retain(|h| !(h.kind == frame.kind && h.role == frame.role));
                 headers.push(Arc::clone(&frame));
                 has_video |= frame.kind == MediaKind::Video;
+                let new_kind = match frame.kind {
+                    MediaKind::Video => !file_kinds.0,
+                    MediaKind::Audio => !file_kinds.1,
+                    MediaKind::Data => false,
+                };
+                if frame.role == FrameRole::SequenceHeader && new_kind && file.is_some() {
+                    rotate = true;
+                }
             }
             let starts_file =
                 frame.role == FrameRole::Coded && (frame.is_video_keyframe() || !has_video);
@@ -267,6 +279,10 @@ impl Task {
                     continue;
                 }
                 let mut f = self.open().await?;
+                file_kinds = (
+                    headers.iter().any(|h| h.kind == MediaKind::Video),
+                    headers.iter().any(|h| h.kind == MediaKind::Audio),
+                );
                 for h in &headers {
                     let out = f.muxer.push(h, has_video).unwrap_or_default();
                     self.write(&mut f, out).await?;
