@@ -111,10 +111,32 @@ fn main() -> anyhow::Result<()> {
             .with_span_list(false)
             .init(),
     }
+    raise_descriptor_limit(&cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(run(cfg, cli.demo))
+}
+
+/// Descriptors the server may need besides its TCP connections: listeners, the WebRTC UDP
+/// sockets, some ICE-TCP connections, files (recordings, VOD), and the runtime's own.
+const DESCRIPTOR_HEADROOM: u64 = 1024;
+
+/// Raises the soft limit of open descriptors (often 1,024) towards the hard limit, so
+/// `limits.max_connections` connections can actually be open; warns when the hard limit is
+/// too low for it.
+fn raise_descriptor_limit(cfg: &Config) {
+    let want = cfg.limits.max_connections as u64 + DESCRIPTOR_HEADROOM;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => tracing::warn!(
+            got,
+            want,
+            "the descriptor limit (ulimit -n) is below what limits.max_connections needs: \
+             connections beyond it fail at accept"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
+    }
 }
 
 async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
