@@ -50,10 +50,13 @@ if ! "$venv/bin/python" -c "import prometheus_client, aiortc" >/dev/null 2>&1; t
   "$venv/bin/pip" install -q --disable-pip-version-check prometheus_client==0.21.1 aiortc==1.16.0
 fi
 
+# The layout's dependency rules (docs/architecture.md): a crate that depends on one it must
+# not fails here, in seconds.
+python3 scripts/check-deps.py
+
 # Lints first (every crate and target, warnings are errors): a lint fails the run in minutes
 # rather than after the whole suite. Here rather than in .ci/run because clippy runs the
-# build scripts (bundled libopus needs cmake), which need the packages installed above; the
-# build scripts' output is shared with the test build that follows.
+# build scripts (bundled libopus needs cmake), which need the packages installed above.
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
