@@ -40,6 +40,13 @@ pub struct ConfigError(pub String);
 /// same bound (a test in the binary checks the two agree).
 pub const MAX_HLS_WINDOW_SEGMENTS: usize = 100;
 
+/// Keys still accepted (with a warning) but no longer printed among the defaults: a file or
+/// an environment variable that sets one keeps loading.
+pub const DEPRECATED_KEYS: [(&str, &str); 2] = [
+    ("limits", "max_rtmp_connections"),
+    ("limits", "max_http_viewers"),
+];
+
 /// Prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "SLUICE_";
 
@@ -621,7 +628,8 @@ fn apply_env(
         let known = defaults
             .get(section)
             .and_then(|s| s.as_table())
-            .is_some_and(|s| s.contains_key(key));
+            .is_some_and(|s| s.contains_key(key))
+            || DEPRECATED_KEYS.contains(&(section, key));
         if !known {
             return Err(ConfigError(format!(
                 "unknown key {section}.{key} (from environment variable {name})"
@@ -656,6 +664,17 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = include_str!("../../../sluice.toml");
+
+    #[test]
+    fn deprecated_keys_still_load_from_files_and_the_environment() {
+        let cfg = Config::from_toml("[limits]\nmax_rtmp_connections = 10\n").unwrap();
+        assert_eq!(cfg.limits.max_rtmp_connections, Some(10));
+        let vars = [("SLUICE_LIMITS_MAX_HTTP_VIEWERS".to_owned(), "30000".to_owned())];
+        let cfg = Config::load(None, vars).unwrap();
+        assert_eq!(cfg.limits.max_http_viewers, Some(30000));
+        assert_eq!(cfg.limits.deprecated_keys().len(), 1);
+        assert!(!Config::default().to_toml().contains("max_http_viewers"));
+    }
 
     #[test]
     fn rtmp_partial_budget_fits_one_largest_message() {
