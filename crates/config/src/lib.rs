@@ -669,7 +669,10 @@ mod tests {
     fn deprecated_keys_still_load_from_files_and_the_environment() {
         let cfg = Config::from_toml("[limits]\nmax_rtmp_connections = 10\n").unwrap();
         assert_eq!(cfg.limits.max_rtmp_connections, Some(10));
-        let vars = [("SLUICE_LIMITS_MAX_HTTP_VIEWERS".to_owned(), "30000".to_owned())];
+        let vars = [(
+            "SLUICE_LIMITS_MAX_HTTP_VIEWERS".to_owned(),
+            "30000".to_owned(),
+        )];
         let cfg = Config::load(None, vars).unwrap();
         assert_eq!(cfg.limits.max_http_viewers, Some(30000));
         assert_eq!(cfg.limits.deprecated_keys().len(), 1);

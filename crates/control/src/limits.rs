@@ -191,6 +191,41 @@ impl Limits {
     }
 }
 
+/// Waits for the next connection on `listener` (of kind `kind`) that the connection limits
+/// admit, with its permit; `None` at shutdown. Refused connections are closed at once, before
+/// any handshake; accept errors (out of descriptors, say) back off briefly rather than spin.
+/// Every TCP listener accepts through this.
+pub async fn accept(
+    ctl: &Control,
+    listener: &tokio::net::TcpListener,
+    kind: ListenerKind,
+) -> Option<(tokio::net::TcpStream, SocketAddr, ConnectionPermit)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = ctl.shutdown.cancelled() => return None,
+            a = listener.accept() => a,
+        };
+        let (sock, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, listener = kind.as_str(), "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        match on_accept(ctl, kind, peer) {
+            Some(permit) => {
+                let _ = sock.set_nodelay(true);
+                return Some((sock, peer, permit));
+            }
+            None => drop(sock),
+        }
+    }
+}
+
+/// Pause after a failed `accept` (out of descriptors and the like) before the next one.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Admits a new TCP connection on `listener` from `peer`, or counts and logs the refusal
 /// (the caller then drops the socket: closed before any handshake).
 pub fn on_accept(

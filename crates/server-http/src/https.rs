@@ -46,27 +46,10 @@ pub(crate) async fn serve(
     app: Router,
     tls: Arc<TlsService>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.ctl.shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (sock, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and similar: back off briefly rather than spin.
-                tracing::warn!(error = %e, "https accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Connection limits, before the TLS handshake (the cheapest point to refuse).
-        let Some(permit) = control::limits::on_accept(&shared.ctl, ListenerKind::Https, peer)
-        else {
-            drop(sock);
-            continue;
-        };
-        let _ = sock.set_nodelay(true);
+    // Connection limits come before the TLS handshake (the cheapest point to refuse).
+    while let Some((sock, peer, permit)) =
+        control::limits::accept(&shared.ctl, &listener, ListenerKind::Https).await
+    {
         let (shared, tls, app) = (shared.clone(), tls.clone(), app.clone());
         let tracker = shared.ctl.tracker.clone();
         tracker.spawn(async move {

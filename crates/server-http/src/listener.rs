@@ -3,7 +3,6 @@
 //! `limits.http_max_header_bytes` and the time limits of `crate::conn`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -16,25 +15,9 @@ use crate::Shared;
 /// which counts as `http` too); each runs in a task of the server's tracker, holding its
 /// connection permit.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, app: Router) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.ctl.shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (sock, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and similar: back off briefly rather than spin.
-                tracing::warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Some(permit) = control::limits::on_accept(&shared.ctl, ListenerKind::Http, peer) else {
-            drop(sock);
-            continue;
-        };
-        let _ = sock.set_nodelay(true);
+    while let Some((sock, peer, permit)) =
+        control::limits::accept(&shared.ctl, &listener, ListenerKind::Http).await
+    {
         let (conn_shared, app) = (shared.clone(), app.clone());
         shared.ctl.tracker.spawn(async move {
             crate::https::connection(&conn_shared, sock, peer, app, Some(permit)).await;

@@ -31,33 +31,15 @@ pub async fn run_tls(ctl: Arc<Control>, listener: TcpListener, tls: Arc<TlsServi
 }
 
 async fn accept_loop(ctl: Arc<Control>, listener: TcpListener, tls: Option<Arc<TlsService>>) {
-    loop {
-        let accepted = tokio::select! {
-            _ = ctl.shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (sock, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and similar: back off briefly rather than spin.
-                tracing::warn!(error = %e, "rtmp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // Connection limits, before any handshake (the cheapest point to refuse).
-        let kind = if tls.is_some() {
-            ListenerKind::Rtmps
-        } else {
-            ListenerKind::Rtmp
-        };
-        let Some(permit) = control::limits::on_accept(&ctl, kind, peer) else {
-            drop(sock);
-            continue;
-        };
+    let kind = if tls.is_some() {
+        ListenerKind::Rtmps
+    } else {
+        ListenerKind::Rtmp
+    };
+    // Connection limits, before any handshake (the cheapest point to refuse).
+    while let Some((sock, peer, permit)) = control::limits::accept(&ctl, &listener, kind).await {
         ctl.stats.rtmp_connections.fetch_add(1, Ordering::Relaxed);
         let ctl = ctl.clone();
-        let _ = sock.set_nodelay(true);
         let tls = tls.clone();
         // Every line of this connection carries its peer, and its stream once known.
         let protocol = if tls.is_some() { "rtmps" } else { "rtmp" };

@@ -32,7 +32,9 @@ pub fn request_components(raw: &str) -> Result<Vec<String>, NameError> {
         if out.len() == MAX_PATH_DEPTH {
             return Err(NameError::BadPath("path too deep"));
         }
-        let decoded = percent_decode_strict(part)?;
+        // The one path-segment decoder stream names use too (`+` stays `+`).
+        let decoded = access::name::decode_path_segment(part)
+            .map_err(|_| NameError::BadPath("malformed percent escape or not UTF-8"))?;
         if decoded.is_empty() {
             return Err(NameError::BadPath("empty path component"));
         }
@@ -48,29 +50,6 @@ pub fn request_components(raw: &str) -> Result<Vec<String>, NameError> {
         out.push(decoded);
     }
     Ok(out)
-}
-
-/// Decodes `%XX` escapes; a malformed escape or a result that is not UTF-8 is an error
-/// (`+` stays `+`: this is a path, not a query).
-fn percent_decode_strict(s: &str) -> Result<String, NameError> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = |j: usize| b.get(j).and_then(|&h| (h as char).to_digit(16));
-            let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) else {
-                return Err(NameError::BadPath("malformed percent escape"));
-            };
-            // Two hex digits: at most 0xFF.
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| NameError::BadPath("path is not UTF-8"))
 }
 
 /// Checks an upload's file name: one path component of `[A-Za-z0-9._-]`, no leading dot,
