@@ -155,27 +155,8 @@ fn clamp_i64(v: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use media::Codec;
 
-    fn frame(kind: MediaKind, role: FrameRole, dts: u64) -> Frame {
-        Frame {
-            kind,
-            codec: match kind {
-                MediaKind::Audio => Codec::Aac,
-                MediaKind::Video => Codec::H264,
-                MediaKind::Data => Codec::Script,
-            },
-            role,
-            dts,
-            cts: 0,
-            keyframe: true,
-            body: Bytes::from_static(&[0xAF, 0x01, 0x00]),
-            payload_offset: 2,
-            wire: Default::default(),
-            arrival: None,
-        }
-    }
+    use media::fixtures::frame;
 
     fn run(tl: &mut Timeline, input: &[(MediaKind, u64)]) -> Vec<u64> {
         input

@@ -145,22 +145,8 @@ impl AudioHeaderWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn frame(kind: MediaKind, role: FrameRole, dts: u64) -> Frame {
-        Frame {
-            kind,
-            codec: media::Codec::H264,
-            role,
-            dts,
-            cts: 0,
-            keyframe: true,
-            body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0xAA, 0xBB]),
-            payload_offset: 5,
-            wire: Default::default(),
-            arrival: None,
-        }
-    }
+    use media::fixtures::frame;
 
     #[test]
     fn viewer_clock_starts_at_first_coded_frame() {

@@ -172,3 +172,27 @@ pub fn av1_sequence_header_obu() -> Vec<u8> {
     obu.extend_from_slice(&payload);
     obu
 }
+
+/// A small frame of `kind` and `role` at `dts` ms, as a unit test of a consumer needs one:
+/// H.264 (an FLV video tag body with two payload bytes) for video, AAC for audio, script
+/// data otherwise; a keyframe, no composition offset, no arrival time.
+pub fn frame(kind: crate::MediaKind, role: crate::FrameRole, dts: u64) -> crate::Frame {
+    use crate::{Codec, MediaKind};
+    let (codec, body, payload_offset): (Codec, &'static [u8], usize) = match kind {
+        MediaKind::Video => (Codec::H264, &[0x17, 1, 0, 0, 0, 0xAA, 0xBB], 5),
+        MediaKind::Audio => (Codec::Aac, &[0xAF, 0x01, 0xAA], 2),
+        MediaKind::Data => (Codec::Script, &[0x02, 0x00, 0x00], 0),
+    };
+    crate::Frame {
+        kind,
+        codec,
+        role,
+        dts,
+        cts: 0,
+        keyframe: true,
+        body: bytes::Bytes::from_static(body),
+        payload_offset,
+        wire: Default::default(),
+        arrival: None,
+    }
+}

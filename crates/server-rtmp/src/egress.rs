@@ -144,20 +144,7 @@ mod tests {
     use super::*;
     use media::FrameRole;
 
-    fn frame(kind: MediaKind, role: FrameRole, dts: u64) -> Frame {
-        Frame {
-            kind,
-            codec: media::Codec::H264,
-            role,
-            dts,
-            cts: 0,
-            keyframe: true,
-            body: Bytes::from_static(&[0x17, 1, 0, 0, 0, 0xAA, 0xBB]),
-            payload_offset: 5,
-            wire: Default::default(),
-            arrival: None,
-        }
-    }
+    use media::fixtures::frame;
 
     #[test]
     fn out_queue_advances_across_chunks() {
