@@ -164,6 +164,83 @@ impl AdtsConfig {
     }
 }
 
+/// One ADTS header as read from a stream (MPEG-TS, raw `.aac`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdtsHeader {
+    /// The fields an AudioSpecificConfig is made from.
+    pub config: AdtsConfig,
+    /// Header length: 7, or 9 with the CRC.
+    pub header_len: usize,
+    /// The whole frame's length, header included (`frame_length`).
+    pub frame_len: usize,
+    /// Raw data blocks in the frame (`number_of_raw_data_blocks_in_frame` + 1), each 1024
+    /// samples.
+    pub blocks: u8,
+}
+
+const ADTS_WHAT: &str = "ADTS header";
+
+impl AdtsHeader {
+    /// Reads the ADTS header at the start of `data`. Errors on a missing syncword, a
+    /// reserved sampling frequency index, channel configuration 0 (a program config element
+    /// ADTS readers here do not parse) and a frame length shorter than its header.
+    pub fn parse(data: &[u8]) -> Result<Self, MediaError> {
+        let invalid = |reason| MediaError::InvalidCodecConfig {
+            what: ADTS_WHAT,
+            reason,
+        };
+        let h: &[u8; ADTS_HEADER_LEN] = data
+            .get(..ADTS_HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(invalid("truncated"))?;
+        if h[0] != 0xFF || h[1] & 0xF6 != 0xF0 {
+            return Err(invalid("no syncword"));
+        }
+        let protection_absent = h[1] & 0x01 == 1;
+        let profile = h[2] >> 6;
+        let sampling_frequency_index = (h[2] >> 2) & 0x0F;
+        if usize::from(sampling_frequency_index) >= SAMPLE_RATES.len() {
+            return Err(invalid("reserved sampling frequency index"));
+        }
+        let channel_config = ((h[2] & 0x01) << 2) | (h[3] >> 6);
+        if channel_config == 0 {
+            return Err(invalid("channel configuration 0 (program config element)"));
+        }
+        let frame_len =
+            (usize::from(h[3] & 0x03) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+        let header_len = if protection_absent { 7 } else { 9 };
+        if frame_len <= header_len {
+            return Err(invalid("frame length shorter than the header"));
+        }
+        Ok(Self {
+            config: AdtsConfig {
+                profile,
+                sampling_frequency_index,
+                channel_config,
+            },
+            header_len,
+            frame_len,
+            blocks: (h[6] & 0x03) + 1,
+        })
+    }
+
+    /// The sample rate in Hz.
+    pub fn sample_rate(&self) -> u32 {
+        SAMPLE_RATES[usize::from(self.config.sampling_frequency_index)]
+    }
+}
+
+impl AdtsConfig {
+    /// The two-byte AudioSpecificConfig these fields describe (object type = profile + 1).
+    pub fn audio_specific_config(&self) -> [u8; 2] {
+        let aot = u16::from(self.profile) + 1;
+        let v = (aot << 11)
+            | (u16::from(self.sampling_frequency_index & 0x0F) << 7)
+            | (u16::from(self.channel_config & 0x0F) << 3);
+        v.to_be_bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +386,36 @@ mod tests {
             (c.profile, c.sampling_frequency_index, c.channel_config),
             (1, 6, 2)
         );
+    }
+
+    #[test]
+    fn adts_headers_round_trip_through_the_writer() {
+        let cfg = AdtsConfig::from_audio_specific_config(&[0x12, 0x10]).unwrap(); // LC 44.1k stereo
+        let h = cfg.header(300).unwrap();
+        let parsed = AdtsHeader::parse(&h).unwrap();
+        assert_eq!(parsed.config, cfg);
+        assert_eq!(parsed.header_len, 7);
+        assert_eq!(parsed.frame_len, 307);
+        assert_eq!(parsed.blocks, 1);
+        assert_eq!(parsed.sample_rate(), 44_100);
+        assert_eq!(cfg.audio_specific_config(), [0x12, 0x10]);
+    }
+
+    #[test]
+    fn adts_garbage_is_refused() {
+        assert!(AdtsHeader::parse(&[0xFF, 0xF1, 0x50]).is_err(), "truncated");
+        assert!(
+            AdtsHeader::parse(&[0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "no syncword"
+        );
+        let mut h = AdtsConfig::from_audio_specific_config(&[0x12, 0x10])
+            .unwrap()
+            .header(0)
+            .unwrap();
+        h[1] &= 0xFE; // CRC present: a 7-byte frame is shorter than its 9-byte header
+        assert!(AdtsHeader::parse(&h).is_err());
+        h[1] |= 1;
+        h[2] |= 0x3C; // sampling frequency index 15
+        assert!(AdtsHeader::parse(&h).is_err());
     }
 }

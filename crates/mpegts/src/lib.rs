@@ -1,4 +1,4 @@
-//! MPEG-TS muxer for classic HLS segments (sans-IO).
+//! MPEG-TS muxer for classic HLS segments, and demuxer for TS ingest (sans-IO).
 //!
 //! [`TsMuxer`] turns hub [`media::Frame`]s into 188-byte transport stream packets: one
 //! program with a PAT ([`psi`]), a PMT on [`PMT_PID`], H.264/H.265 video on [`VIDEO_PID`]
@@ -8,6 +8,10 @@
 //! random access flags. Decoder configuration records, NAL unit framing and ADTS headers
 //! come from the `media` crate's codec modules.
 //!
+//! [`TsDemuxer`] reads transport streams (SRT ingest: OBS, ffmpeg, hardware encoders) into
+//! elementary stream units: H.264/H.265 access units, AAC frames, Opus packets, with
+//! timestamps unwrapped; damage from a lossy link is counted, not fatal ([`demux`]).
+//!
 //! Nothing here does IO or reads a clock: timestamps come from the frames (milliseconds,
 //! converted to 90 kHz and masked to 33 bits). Every length from the input is checked before
 //! use and no input can make the crate panic; the limits are media's
@@ -16,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crc;
+pub mod demux;
 mod error;
 mod muxer;
 pub mod packet;
@@ -24,6 +29,7 @@ pub mod psi;
 pub mod video;
 
 pub use crc::crc32_mpeg2;
+pub use demux::{AudioParams, DemuxStats, EsCodec, EsUnit, TsDemuxer};
 pub use error::TsError;
 pub use muxer::{
     PCR_DELAY_90K, STREAM_TYPE_AAC_ADTS, STREAM_TYPE_H264, STREAM_TYPE_H265,
