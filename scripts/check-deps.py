@@ -22,7 +22,7 @@ SANS_IO = {
 }
 # Crates a sans-IO crate must not reach, directly or through its dependencies.
 IO_STACKS = {"tokio", "axum", "hyper", "hyper-util", "str0m", "mio", "tower"}
-SERVERS = {"server-http", "server-rtmp", "server-webrtc"}
+SERVERS = {"server-http", "server-rtmp", "server-webrtc", "server-srt"}
 BINARY = "sluice"
 
 

@@ -26,6 +26,7 @@ pub mod query;
 pub mod refusal;
 mod rules;
 pub mod signed_url;
+pub mod srt;
 
 use std::net::IpAddr;
 

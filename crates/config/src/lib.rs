@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod cidr;
 mod limits;
+pub mod srt;
 pub mod webhooks;
 pub mod webrtc;
 
@@ -27,6 +28,7 @@ pub use limits::{
     LimitsConfig, MAX_HTTP_HEADER_BYTES, MAX_HTTP_TIMEOUT_MS, MAX_LISTENER_RESERVE_PERCENT,
     MIN_HTTP_HEADER_BYTES,
 };
+pub use srt::{SrtConfig, SrtEncryption};
 pub use webhooks::WebhooksConfig;
 pub use webrtc::WebRtcConfig;
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// WebRTC playback (WHEP) over one UDP port.
     pub webrtc: WebRtcConfig,
+    /// SRT ingest and playback (MPEG-TS over SRT).
+    pub srt: SrtConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -589,6 +593,7 @@ impl Config {
         self.webhooks.validate()?;
         self.auth.validate()?;
         self.webrtc.validate()?;
+        self.srt.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");
         }

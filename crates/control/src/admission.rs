@@ -222,7 +222,9 @@ impl ViewerProtocol {
     pub fn want(self) -> Want {
         match self {
             Self::WebRtc => Want::audio(media::Codec::Opus),
-            Self::Rtmp | Self::HttpFlv | Self::WsFlv | Self::Hls => Want::audio(media::Codec::Aac),
+            Self::Rtmp | Self::HttpFlv | Self::WsFlv | Self::Hls | Self::Srt => {
+                Want::audio(media::Codec::Aac)
+            }
         }
     }
 }

@@ -249,6 +249,7 @@ struct PerProtocol {
     ws_flv: u64,
     hls: u64,
     webrtc: u64,
+    srt: u64,
 }
 
 impl PerProtocol {
@@ -259,6 +260,7 @@ impl PerProtocol {
             ws_flv: p.get(ViewerProtocol::WsFlv),
             hls: p.get(ViewerProtocol::Hls),
             webrtc: p.get(ViewerProtocol::WebRtc),
+            srt: p.get(ViewerProtocol::Srt),
         }
     }
 }

@@ -23,16 +23,19 @@ pub enum ViewerProtocol {
     Hls,
     /// WebRTC (WHEP).
     WebRtc,
+    /// MPEG-TS over SRT (`m=request`).
+    Srt,
 }
 
 impl ViewerProtocol {
     /// Every protocol, in label order.
-    pub const ALL: [ViewerProtocol; 5] = [
+    pub const ALL: [ViewerProtocol; 6] = [
         Self::Rtmp,
         Self::HttpFlv,
         Self::WsFlv,
         Self::Hls,
         Self::WebRtc,
+        Self::Srt,
     ];
 
     /// The label value used by metrics and the API (`rtmp`, `http-flv`, `ws-flv`).
@@ -43,6 +46,7 @@ impl ViewerProtocol {
             Self::WsFlv => "ws-flv",
             Self::Hls => "hls",
             Self::WebRtc => "webrtc",
+            Self::Srt => "srt",
         }
     }
 
@@ -54,13 +58,14 @@ impl ViewerProtocol {
             Self::WsFlv => 2,
             Self::Hls => 3,
             Self::WebRtc => 4,
+            Self::Srt => 5,
         }
     }
 }
 
 /// One relaxed atomic per viewer protocol.
 #[derive(Debug, Default)]
-pub struct PerProtocol([AtomicU64; 5]);
+pub struct PerProtocol([AtomicU64; ViewerProtocol::ALL.len()]);
 
 impl PerProtocol {
     /// The current value for `p`.
@@ -235,7 +240,10 @@ mod tests {
     #[test]
     fn labels_are_stable() {
         let labels: Vec<_> = ViewerProtocol::ALL.iter().map(|p| p.as_str()).collect();
-        assert_eq!(labels, ["rtmp", "http-flv", "ws-flv", "hls", "webrtc"]);
+        assert_eq!(
+            labels,
+            ["rtmp", "http-flv", "ws-flv", "hls", "webrtc", "srt"]
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use control::{Control, ListenerAddrs};
 use hub::{Hub, HubConfig, Transform, TransformError};
 use media::{Codec, Frame};
 use server_http::HttpServer;
+use server_srt::SrtServer;
 use server_webrtc::WebRtcServer;
 use tokio::net::TcpListener;
 
@@ -70,6 +71,9 @@ pub enum ServerError {
     /// The WebRTC server could not start.
     #[error(transparent)]
     WebRtc(#[from] server_webrtc::WebRtcError),
+    /// The SRT server could not start.
+    #[error(transparent)]
+    Srt(#[from] server_srt::SrtError),
     /// The demo clip could not be published.
     #[error("demo: {0}")]
     Demo(String),
@@ -87,6 +91,7 @@ pub struct RunningServer {
     metrics_addr: Option<SocketAddr>,
     tls: Option<Arc<TlsService>>,
     webrtc: Option<WebRtcServer>,
+    srt: Option<SrtServer>,
     http: HttpServer,
 }
 
@@ -159,6 +164,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         None
     };
+    let srt = if ctl.config.srt.enabled {
+        Some(SrtServer::start(&ctl).await?)
+    } else {
+        None
+    };
     let app = router(&ctl, &http, &recorder, webrtc.as_ref());
     let tracker = ctl.tracker.clone();
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
@@ -192,6 +202,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics_addr,
         tls,
         webrtc,
+        srt,
         http,
     })
 }
@@ -281,6 +292,16 @@ impl RunningServer {
     /// off).
     pub fn tls_stats(&self) -> Option<&TlsStats> {
         self.tls.as_ref().map(|t| &t.stats)
+    }
+
+    /// The UDP address of the SRT listener (`None` when `srt.enabled` is false).
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt.as_ref().map(SrtServer::local_addr)
+    }
+
+    /// The SRT server's counters (`None` when `srt.enabled` is false).
+    pub fn srt_stats(&self) -> Option<&server_srt::SrtStats> {
+        self.srt.as_ref().map(SrtServer::stats)
     }
 
     /// The UDP address WebRTC peers use (`None` when `webrtc.enabled` is false).

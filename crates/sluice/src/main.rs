@@ -41,6 +41,9 @@ struct Cli {
     /// is disabled: UDP and ICE-TCP then share this address).
     #[arg(long, value_name = "ADDR")]
     webrtc_listen: Option<SocketAddr>,
+    /// SRT listen address (overrides [srt] listen).
+    #[arg(long, value_name = "ADDR")]
+    srt_listen: Option<SocketAddr>,
     /// Log filter such as info, debug or sluice_server=debug (overrides [log] level).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
@@ -78,6 +81,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
         if !cfg.webrtc.tcp_listen.trim().is_empty() {
             cfg.webrtc.tcp_listen = a.to_string();
         }
+    }
+    if let Some(a) = cli.srt_listen {
+        cfg.srt.listen = a;
     }
     if let Some(l) = &cli.log_level {
         cfg.log.level = l.clone();

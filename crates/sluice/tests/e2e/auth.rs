@@ -62,7 +62,7 @@ fn jwt(secret: &str, claims: serde_json::Value) -> String {
     format!("{head}.{body}.{sig}")
 }
 
-fn token(action: &str, stream: &str) -> String {
+pub(crate) fn token(action: &str, stream: &str) -> String {
     jwt(
         SECRET,
         serde_json::json!({"exp": now() + 600, "action": action, "stream": stream}),

@@ -37,6 +37,7 @@ async fn rtmp_and_http_flv_players_against_sluice() {
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     // No WebRTC here: its default ports would collide with the WHEP test's server.
     cfg.webrtc.enabled = false;
+    cfg.srt.enabled = false;
     let server = sluice::start(cfg).await.expect("server starts");
     let rtmp = server.rtmp_addr();
     let http = server.http_addr();
@@ -116,6 +117,7 @@ async fn whep_viewers_against_sluice() {
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.tcp_listen = String::new(); // no ICE-TCP: nothing bound on a fixed port
+    cfg.srt.enabled = false;
     let server = sluice::start(cfg).await.expect("server starts");
     let rtmp = server.rtmp_addr();
     let http = server.http_addr();

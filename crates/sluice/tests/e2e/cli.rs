@@ -87,6 +87,8 @@ async fn start_demo() -> (tokio::process::Child, String, String) {
             "127.0.0.1:0",
             "--webrtc-listen",
             "127.0.0.1:0",
+            "--srt-listen",
+            "127.0.0.1:0",
         ])
         .args(["--log-level", "info"])
         .env("NO_COLOR", "1")
@@ -222,6 +224,8 @@ async fn json_logs_follow_a_session_from_start_to_end() {
             "--http-listen",
             "127.0.0.1:0",
             "--webrtc-listen",
+            "127.0.0.1:0",
+            "--srt-listen",
             "127.0.0.1:0",
         ])
         .env("SLUICE_LOG_FORMAT", "json")

@@ -675,7 +675,13 @@ async fn sigterm_with_faults_in_flight_exits_cleanly() {
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .args(["--webrtc-listen", "127.0.0.1:0", "--log-level", "info"])
+        .args([
+            "--webrtc-listen",
+            "127.0.0.1:0",
+            "--srt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-level", "info"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -27,6 +27,7 @@ mod observability;
 mod record;
 mod rtmp_memory;
 mod security_http;
+mod srt;
 mod tls;
 mod vod;
 mod webhooks;

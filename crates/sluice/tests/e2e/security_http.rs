@@ -968,6 +968,8 @@ async fn client_text_cannot_forge_log_lines() {
             "127.0.0.1:0",
             "--webrtc-listen",
             "127.0.0.1:0",
+            "--srt-listen",
+            "127.0.0.1:0",
             "--log-level",
             "debug,hyper=info,h2=info,str0m=info,rustls=info",
         ])

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""A lossy UDP relay for the WebRTC loss test, used where the kernel has no netem.
+"""A lossy UDP relay for the WebRTC and SRT loss tests (this kernel has no netem).
 
-Usage: loss_proxy.py LISTEN_HOST:PORT TARGET_HOST:PORT LOSS_PERCENT MAX_SECONDS
+Usage: loss_proxy.py LISTEN_HOST:PORT TARGET_HOST:PORT LOSS_PERCENT MAX_SECONDS [DELAY_MS]
 
 Each client address gets its own upstream socket (like a NAT); LOSS_PERCENT of the
 datagrams in each direction are dropped (seeded, so runs are comparable). Exits after
-MAX_SECONDS. Clients (at most MAX_CLIENTS) beyond the limit are ignored.
+MAX_SECONDS. Clients (at most MAX_CLIENTS) beyond the limit are ignored. DELAY_MS (default
+0) delays every datagram kept, in each direction.
 """
 
 import asyncio
@@ -13,6 +14,15 @@ import random
 import sys
 
 MAX_CLIENTS = 16
+DELAY_S = 0.0
+
+
+def later(send, data, dest):
+    """Sends now, or after DELAY_S."""
+    if DELAY_S > 0:
+        asyncio.get_running_loop().call_later(DELAY_S, send, data, dest)
+    else:
+        send(data, dest)
 
 
 def addr(s):
@@ -29,7 +39,7 @@ class Upstream(asyncio.DatagramProtocol):
 
     def datagram_received(self, data, _src):
         if self.rng.random() * 100 >= self.loss:
-            self.front.transport.sendto(data, self.client)
+            later(self.front.transport.sendto, data, self.client)
 
 
 class Front(asyncio.DatagramProtocol):
@@ -57,12 +67,14 @@ class Front(asyncio.DatagramProtocol):
             up.transport.sendto(d, self.target)
         up.pending = []
         if self.rng.random() * 100 >= self.loss:
-            up.transport.sendto(data, self.target)
+            later(up.transport.sendto, data, self.target)
 
 
 async def main():
     listen, target = addr(sys.argv[1]), addr(sys.argv[2])
     loss, seconds = float(sys.argv[3]), float(sys.argv[4])
+    global DELAY_S
+    DELAY_S = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0.0
     loop = asyncio.get_running_loop()
     await loop.create_datagram_endpoint(lambda: Front(target, loss), local_addr=listen)
     await asyncio.sleep(seconds)

@@ -28,6 +28,7 @@ pub fn test_config() -> Config {
     cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
     cfg.http.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.srt.listen = "127.0.0.1:0".parse().unwrap();
     cfg.webrtc.tcp_listen = "127.0.0.1:0".to_owned();
     // A private VOD directory (recordings inside it) per server, so tests never write into
     // the source tree and never see each other's files.
