@@ -6,6 +6,7 @@ use media::{Frame, FrameRole, MediaKind};
 
 use super::*;
 use crate::TsMuxer;
+use crate::reader_tests::demo_frames;
 
 const H264_AAC: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -14,10 +15,6 @@ const H264_AAC: &[u8] = include_bytes!(concat!(
 const HEVC_OPUS: &[u8] = include_bytes!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../fixtures/hevc-opus.ts"
-));
-const DEMO: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../fixtures/demo.flv"
 ));
 
 /// Demuxes `ts` in pieces of `chunk` bytes, flushing at the end.
@@ -104,14 +101,6 @@ fn ffmpeg_hevc_and_opus_with_its_registration_descriptor() {
             .all(|u| opus_packet_duration(&u.data) == Ok(960))
     );
     assert_eq!(stats.pes_dropped, 0);
-}
-
-fn demo_frames() -> Vec<Frame> {
-    flv::read_all_tags(DEMO)
-        .unwrap()
-        .into_iter()
-        .map(|tag| flv::frame_from_tag(tag.tag_type, tag.timestamp, tag.body).unwrap())
-        .collect()
 }
 
 /// Our muxer's output of `frames`, with the tables before every keyframe (as the HLS

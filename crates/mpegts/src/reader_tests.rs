@@ -17,7 +17,8 @@ const DEMO: &[u8] = include_bytes!(concat!(
     "/../../fixtures/demo.flv"
 ));
 
-fn demo_frames() -> Vec<Frame> {
+/// The demo fixture's frames (the demuxer's tests use them too).
+pub(crate) fn demo_frames() -> Vec<Frame> {
     flv::read_all_tags(DEMO)
         .unwrap()
         .into_iter()

@@ -154,36 +154,37 @@ async fn caller(ctl: &Arc<Control>, stats: &SrtStats, req: ConnectionRequest) {
     let key = auth.name().key().to_owned();
     let kick = ctl.shutdown.child_token();
     let peer = remote.to_string();
-    match id.action {
-        Action::Publish => match ctl.publish(auth, "srt", peer, kick.clone()) {
-            Ok(admitted) => {
-                let Some(socket) = accept(stats, req, keys).await else {
-                    return;
-                };
-                tracing::info!(%remote, stream = %key, user = ?id.user, "srt publish");
-                ingest::run(ctl, stats, socket, admitted, kick).await;
-            }
-            Err(r) => {
-                let code = reject_code(&r);
-                refuse(&r);
-                let _ = req.reject(RejectReason::Server(code)).await;
-            }
-        },
-        Action::Play => match ctl.play(auth, ViewerProtocol::Srt, peer, kick.clone()) {
-            Ok(playing) => {
-                let Some(socket) = accept(stats, req, keys).await else {
-                    return;
-                };
-                tracing::info!(%remote, stream = %key, user = ?id.user, "srt play");
-                player::run(ctl, stats, socket, playing, kick).await;
-            }
-            Err(r) => {
-                let code = reject_code(&r);
-                refuse(&r);
-                let _ = req.reject(RejectReason::Server(code)).await;
-            }
-        },
+    let admitted = match id.action {
+        Action::Publish => ctl
+            .publish(auth, "srt", peer, kick.clone())
+            .map(Admitted::Publish),
+        Action::Play => ctl
+            .play(auth, ViewerProtocol::Srt, peer, kick.clone())
+            .map(Admitted::Play),
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(r) => {
+            let code = reject_code(&r);
+            refuse(&r);
+            let _ = req.reject(RejectReason::Server(code)).await;
+            return;
+        }
+    };
+    let Some(socket) = accept(stats, req, keys).await else {
+        return;
+    };
+    tracing::info!(%remote, stream = %key, user = ?id.user, action = id.action.as_str(), "srt caller admitted");
+    match admitted {
+        Admitted::Publish(p) => ingest::run(ctl, stats, socket, p, kick).await,
+        Admitted::Play(p) => player::run(ctl, stats, socket, p, kick).await,
     }
+}
+
+/// An admitted caller, before its handshake completes.
+enum Admitted {
+    Publish(control::Publishing),
+    Play(control::Playing),
 }
 
 /// Completes an admitted caller's handshake (with its app's passphrase, if it has one).
