@@ -294,3 +294,82 @@ async fn srt_repairs_five_percent_loss_at_the_default_latency() {
         "MPEG-TS packets missing after SRT's recovery"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_live_transmit_relays_udp_ts_into_sluice_and_reads_it_back() {
+    let server = start(test_config()).await;
+    let addr = srt(&server);
+    let udp_port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    // srt-live-transmit (libsrt's own tool) takes MPEG-TS over UDP from ffmpeg and calls
+    // Sluice with a stream id in SRT's access control syntax.
+    let _relay = Command::new("srt-live-transmit")
+        .arg(format!("udp://127.0.0.1:{udp_port}"))
+        .arg(format!("srt://{addr}?streamid=#!::r=live/slt,m=publish"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("srt-live-transmit runs (the test command installs srt-tools)");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let _enc = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+        ])
+        .arg(demo())
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("udp://127.0.0.1:{udp_port}?pkt_size=1316"))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("ffmpeg runs");
+    wait_live(&server, "live/slt").await;
+    // And srt-live-transmit reading it back to a file-like stdout that ffmpeg decodes.
+    let flv = format!("http://{}/live/slt.flv", server.http_addr());
+    assert_plays(
+        "http-flv of an srt-live-transmit relay",
+        &ffmpeg_decode(&flv, 2.0).await,
+        30,
+    );
+    let out = Command::new("timeout")
+        .args(["4", "srt-live-transmit"])
+        .arg(format!("srt://{addr}?streamid=read:live/slt"))
+        .arg("file://con")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("srt-live-transmit runs");
+    let ts = out.stdout;
+    assert!(
+        ts.len() > 50_000,
+        "srt-live-transmit read {} bytes",
+        ts.len()
+    );
+    let mut demux = mpegts::TsDemuxer::new();
+    let mut units = Vec::new();
+    demux.push(&ts, &mut units);
+    let video = units
+        .iter()
+        .filter(|u| u.codec == mpegts::EsCodec::H264)
+        .count();
+    let audio = units
+        .iter()
+        .filter(|u| u.codec == mpegts::EsCodec::Aac)
+        .count();
+    assert!(
+        video > 40 && audio > 60,
+        "{video} video, {audio} audio units read back"
+    );
+    assert_eq!(demux.stats().continuity_errors, 0);
+}
