@@ -183,12 +183,14 @@ impl Control {
     pub fn new(config: Config, hub: Arc<Hub>, addrs: ListenerAddrs) -> Result<Self, ControlError> {
         config.validate()?;
         let auth = auth::AuthState::new(&config.auth, addrs.http)?;
-        let running: &[limits::ListenerKind] = if config.tls.enabled() {
-            &limits::ListenerKind::ALL
-        } else {
-            &[limits::ListenerKind::Rtmp, limits::ListenerKind::Http]
-        };
-        let limits = limits::Limits::new(&config.limits, running)?;
+        let mut running = vec![ListenerKind::Rtmp, ListenerKind::Http];
+        if config.tls.enabled() {
+            running.extend([ListenerKind::Rtmps, ListenerKind::Https]);
+        }
+        if config.srt.enabled {
+            running.push(ListenerKind::Srt);
+        }
+        let limits = limits::Limits::new(&config.limits, &running)?;
         let stats = ServerStats::default();
         let webhooks = Webhooks::start(&config.webhooks, Arc::clone(&stats.webhooks));
         Ok(Self {

@@ -54,11 +54,14 @@ pub enum ListenerKind {
     Http,
     /// HTTPS and WSS.
     Https,
+    /// SRT callers (UDP, but each caller is a connection: it counts like one).
+    Srt,
 }
 
 impl ListenerKind {
     /// Every listener, in label order.
-    pub const ALL: [ListenerKind; 4] = [Self::Rtmp, Self::Rtmps, Self::Http, Self::Https];
+    pub const ALL: [ListenerKind; 5] =
+        [Self::Rtmp, Self::Rtmps, Self::Http, Self::Https, Self::Srt];
 
     /// The label value.
     pub fn as_str(self) -> &'static str {
@@ -67,6 +70,7 @@ impl ListenerKind {
             Self::Rtmps => "rtmps",
             Self::Http => "http",
             Self::Https => "https",
+            Self::Srt => "srt",
         }
     }
 
@@ -76,6 +80,7 @@ impl ListenerKind {
             Self::Rtmps => 1,
             Self::Http => 2,
             Self::Https => 3,
+            Self::Srt => 4,
         }
     }
 }
@@ -226,7 +231,7 @@ pub async fn accept(
 /// Pause after a failed `accept` (out of descriptors and the like) before the next one.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Admits a new TCP connection on `listener` from `peer`, or counts and logs the refusal
+/// Admits a new connection on `listener` (TCP, or an SRT caller) from `peer`, or counts and logs the refusal
 /// (the caller then drops the socket: closed before any handshake).
 pub fn on_accept(
     ctl: &Control,
@@ -305,6 +310,7 @@ pub struct OpenConnections {
     rtmps: usize,
     http: usize,
     https: usize,
+    srt: usize,
 }
 
 impl OpenConnections {
@@ -316,6 +322,7 @@ impl OpenConnections {
             rtmps: c.open(ListenerKind::Rtmps),
             http: c.open(ListenerKind::Http),
             https: c.open(ListenerKind::Https),
+            srt: c.open(ListenerKind::Srt),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use access::srt::SrtStreamId;
 use access::{Action, StreamName};
+use control::limits::ListenerKind;
 use control::{Caller, Control, Refusal, ViewerProtocol};
 use futures_util::StreamExt;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
@@ -70,16 +71,24 @@ pub(crate) async fn start(
                     None => break,
                 },
             };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(remote = %req.remote(), "srt: srt.max_connections reached, caller rejected");
+                reject(req, ServerRejectReason::Overload);
+                continue;
+            };
+            // The server-wide connection limits (`[limits]`: in total, per address, rate)
+            // count an SRT caller like a TCP connection; refusals are logged there.
+            let Some(permit) = control::limits::on_accept(&ctl2, ListenerKind::Srt, req.remote())
+            else {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
                 reject(req, ServerRejectReason::Overload);
                 continue;
             };
             let (ctl, stats) = (ctl2.clone(), stats.clone());
             ctl2.tracker.spawn(async move {
                 caller(&ctl, &stats, req).await;
-                drop(permit);
+                drop((slot, permit));
             });
         }
         server.close().await;

@@ -38,21 +38,21 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Default)]
 struct Counts {
     /// Open connections per listener ([`ListenerKind::index`]).
-    open: [usize; 4],
+    open: [usize; ListenerKind::ALL.len()],
 }
 
 /// How `max_connections` is shared: each running listener keeps `reserve[i]` slots no other
 /// listener may use; the remaining `shared` slots go to whoever comes first.
 #[derive(Debug, Clone, Copy)]
 struct Shares {
-    reserve: [usize; 4],
+    reserve: [usize; ListenerKind::ALL.len()],
     shared: usize,
 }
 
 impl Shares {
     fn new(max: usize, percent: u8, running: &[ListenerKind]) -> Self {
         let each = max * usize::from(percent) / 100;
-        let mut reserve = [0; 4];
+        let mut reserve = [0; ListenerKind::ALL.len()];
         for l in running {
             reserve[l.index()] = each;
         }
@@ -65,7 +65,7 @@ impl Shares {
 
     /// Whether one more connection on listener `i` fits: within its reserve, or in the
     /// shared slots not already taken by connections beyond their listener's reserve.
-    fn admits(&self, open: &[usize; 4], i: usize) -> bool {
+    fn admits(&self, open: &[usize; ListenerKind::ALL.len()], i: usize) -> bool {
         if open[i] < self.reserve[i] {
             return true;
         }
