@@ -101,7 +101,7 @@ fn render_histograms(shared: &Shared) -> String {
     );
     q.estimate.render(
         "sluice_webrtc_bwe_estimate_bits_per_second",
-        "Egress bandwidth estimate (TWCC) of WebRTC viewers (one sample per viewer per second).",
+        "Egress bandwidth estimate (TWCC) of WebRTC viewers that run bandwidth estimation (one sample per viewer per second; broadcast WHEP viewers run none).",
         &mut out,
     );
     out

@@ -1,5 +1,7 @@
-//! Per-viewer quality of WHEP peers, from str0m's stats and bandwidth estimation (TWCC):
-//! RTT, the egress bitrate estimate, packets sent, NACKs received, retransmitted packets,
+//! Per-viewer quality of WHEP peers, from str0m's stats: RTT, the egress bitrate estimate
+//! (only where bandwidth estimation runs: broadcast WHEP viewers negotiate no transport-cc
+//! and run no BWE, so theirs stays `null` and they never count in the low-estimate
+//! counter, kept for peers whose estimate drives a decision), packets sent, NACKs received, retransmitted packets,
 //! the loss the viewer reports in its Receiver Reports and the selected candidate pair.
 //!
 //! Each peer task owns one [`PeerQuality`] (no lock); it publishes a JSON snapshot to its
@@ -24,9 +26,6 @@ use str0m::stats::{MediaEgressStats, PeerStats};
 
 /// How often str0m emits stats events for a peer (and the API entry is refreshed).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// The bandwidth estimator's starting point (bits/s): above the usual 0.2–2 Mb/s streams
-/// so probing starts near the rate actually sent.
-pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 /// An estimate below this fraction of the rate actually sent is logged (once per peer): we
 /// pass video through and cannot re-encode to fit it.
 pub const LOW_ESTIMATE_RATIO: f64 = 0.5;
@@ -245,6 +244,10 @@ impl PeerQuality {
 
     /// Takes str0m's egress stats of one media section (once per interval).
     pub(crate) fn on_egress(&mut self, s: &MediaEgressStats, totals: &QualityTotals) {
+        // RTT (LSR/DLSR) and the loss fraction of the viewer's receiver reports: the peer's
+        // own figures come from transport-cc feedback, which broadcast viewers do not send.
+        self.rtt = s.rtt.or(self.rtt);
+        self.loss_fraction = s.loss.or(self.loss_fraction);
         let lost = s.remote.as_ref().map_or(0, |r| r.packets_lost);
         let i = match self.mids.iter().position(|m| m.mid == s.mid) {
             Some(i) => i,
