@@ -153,6 +153,10 @@ pub(crate) struct PeerQuality {
     last_tx: Option<(u64, Instant)>,
     send_bps: Option<u64>,
     warned_low: bool,
+    /// RTP mode: video payloads this viewer wrote, and the payloads its stream built (for
+    /// every viewer) when it last wrote: shared packetization shows as the second not
+    /// growing with the viewers.
+    payloads: Option<(u64, u64)>,
 }
 
 /// Payload type and SSRC of an RTP (not RTCP) packet; SRTP leaves the header in the clear.
@@ -281,6 +285,13 @@ impl PeerQuality {
         }
     }
 
+    /// `n` more video payloads written in RTP mode; `stream_built`: the payloads the
+    /// stream has built so far.
+    pub(crate) fn payloads_written(&mut self, n: u64, stream_built: u64) {
+        let (written, _) = self.payloads.unwrap_or_default();
+        self.payloads = Some((written + n, stream_built));
+    }
+
     /// The latest egress bitrate estimate (bits/s).
     pub(crate) fn set_estimate(&mut self, bps: u64) {
         self.estimate_bps = Some(bps);
@@ -294,6 +305,8 @@ impl PeerQuality {
             "estimate_bps": self.estimate_bps,
             "send_bps": self.send_bps,
             "packets_sent": sum(|m| m.packets),
+            "rtp_payloads_written": self.payloads.map(|p| p.0),
+            "stream_rtp_payloads_built": self.payloads.map(|p| p.1),
             "nacks_received": sum(|m| m.nacks),
             "retransmitted_packets": self.retransmits,
             "loss_fraction": self.loss_fraction,
@@ -397,6 +410,8 @@ mod tests {
             "estimate_bps",
             "send_bps",
             "packets_sent",
+            "rtp_payloads_written",
+            "stream_rtp_payloads_built",
             "nacks_received",
             "retransmitted_packets",
             "loss_fraction",

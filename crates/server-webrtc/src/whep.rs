@@ -234,6 +234,10 @@ async fn create(
     // probes) and no transport-cc (no feedback packets from every viewer): its loss and RTT
     // come from its receiver reports.
     let config = RtcConfig::new().set_stats_interval(Some(super::quality::STATS_INTERVAL));
+    // H.264 (what RTMP brings, nearly always): RTP mode, the payloads built once per stream
+    // (`payloads.rs`); the other codecs are packetized by str0m per viewer.
+    let rtp_mode = video == media::Codec::H264;
+    let config = config.set_rtp_mode(rtp_mode);
     if media.has_video && !media.has(video) {
         let name = rtp::sdp::codec_name(video);
         return Err(err(
@@ -273,6 +277,7 @@ async fn create(
         slot.cleanup.resource
     );
     let etag = slot.etag.clone();
+    let payloads = rtp_mode.then(|| wr.payloads.get(&key));
     let p = Peer {
         cleanup: slot.cleanup,
         rtc,
@@ -283,6 +288,7 @@ async fn create(
         kick: slot.kick,
         viewer: playing.viewer,
         session: playing.session.into(),
+        payloads,
     };
     shared
         .ctl
