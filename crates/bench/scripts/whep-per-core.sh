@@ -7,7 +7,9 @@
 #
 # usage: whep-per-core.sh SLUICE_BIN BENCH_BIN whep|flv N LABEL [SECONDS]
 # env:   FIXTURE (default bench/out/bench-232k.flv), OUT (default /tmp/whep-per-core),
-#        PERF=1 to record `perf record -g` of the server for 10 s inside the window.
+#        PERF=1 to record `perf record -g` of the server for 10 s inside the window,
+#        SERVER_CPUS (default 0) the cores the server is pinned to (0,1 for a 2-core run:
+#        the tool then shares core 1 with it).
 # Compare builds back to back, alternating (A B A B), and report medians: the machine is
 # usually shared.
 set -u
@@ -19,7 +21,7 @@ port() { python3 -c "import socket;s=socket.socket(socket.AF_INET,socket.$1);s.b
 RTMP=$(port SOCK_STREAM); HTTP=$(port SOCK_STREAM); WR=$(port SOCK_DGRAM)
 SLUICE_LIMITS_EXEMPT='["127.0.0.0/8"]' SLUICE_LIMITS_MAX_HTTP_VIEWERS=30000 \
   SLUICE_WEBRTC_MAX_PEERS=5000 SLUICE_WEBRTC_MAX_PEERS_PER_STREAM=5000 \
-  taskset -c 0 "$SRV" --rtmp-listen 127.0.0.1:$RTMP --http-listen 127.0.0.1:$HTTP \
+  taskset -c "${SERVER_CPUS:-0}" "$SRV" --rtmp-listen 127.0.0.1:$RTMP --http-listen 127.0.0.1:$HTTP \
   --webrtc-listen 127.0.0.1:$WR --log-level warn >"$OUT/$LABEL.server.log" 2>&1 &
 SPID=$!
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$RTMP) 2>/dev/null && break; sleep 0.1; done

@@ -41,6 +41,7 @@
 pub(crate) mod codecs;
 pub(crate) mod ingest;
 pub(crate) mod metrics;
+pub(crate) mod payloads;
 pub(crate) mod peer;
 pub(crate) mod player;
 pub(crate) mod quality;
@@ -189,6 +190,10 @@ pub struct WebRtcStats {
     pub send_dropped: AtomicU64,
     /// Bytes sent to peers.
     pub bytes_out: AtomicU64,
+    /// RTP payloads built for WHEP viewers in RTP mode: once per stream, not per viewer.
+    pub payloads_built: AtomicU64,
+    /// RTP payloads written to WHEP viewers in RTP mode (each viewer's, counted per viewer).
+    pub payloads_written: AtomicU64,
     /// WHEP offers refused because `max_peers` / `max_peers_per_stream` was reached.
     /// (Refusals for `max_pending_peers` and `max_pending_peers_per_ip` are counted with the
     /// other limits, `sluice_connections_refused_total{protocol="webrtc",reason=...}`.)
@@ -301,6 +306,8 @@ pub(crate) struct WebRtc {
     pub(crate) annexb: rtp::h264::AnnexBCaches,
     /// Each watched stream's Opus packets as str0m takes them, shared by its viewers.
     pub(crate) opus: rtp::h264::AnnexBCaches,
+    /// Each watched H.264 stream's RTP payloads, built once and shared by its viewers.
+    pub(crate) payloads: payloads::PayloadCaches,
     tables: Mutex<Tables>,
     next_id: AtomicU64,
 }
@@ -347,6 +354,7 @@ impl WebRtc {
             stats: WebRtcStats::default(),
             annexb: rtp::h264::AnnexBCaches::default(),
             opus: rtp::h264::AnnexBCaches::default(),
+            payloads: payloads::PayloadCaches::default(),
             tables: Mutex::new(Tables::default()),
             next_id: AtomicU64::new(1),
         })

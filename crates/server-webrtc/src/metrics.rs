@@ -46,6 +46,10 @@ fn render(shared: &Shared) {
         "RTP packets sent again to WebRTC viewers in answer to NACKs."
     );
     describe_counter!(
+        "sluice_webrtc_rtp_payloads_total",
+        "RTP payloads of WHEP viewers in RTP mode (H.264 video): stage=\"built\" once per stream (shared by its viewers), stage=\"written\" per viewer."
+    );
+    describe_counter!(
         "sluice_webrtc_low_estimate_total",
         "WebRTC viewers whose bandwidth estimate fell below half the bitrate sent to them."
     );
@@ -75,6 +79,10 @@ fn render(shared: &Shared) {
     counter!("sluice_webrtc_nacks_total").absolute(load(&q.nacks));
     counter!("sluice_webrtc_retransmits_total").absolute(load(&q.retransmits));
     counter!("sluice_webrtc_low_estimate_total").absolute(load(&q.low_estimate));
+    counter!("sluice_webrtc_rtp_payloads_total", "stage" => "built")
+        .absolute(load(&s.payloads_built));
+    counter!("sluice_webrtc_rtp_payloads_total", "stage" => "written")
+        .absolute(load(&s.payloads_written));
     gauge!("sluice_webrtc_peers").set(w.live() as f64);
     gauge!("sluice_webrtc_transcoders").set(super::transcoders(&shared.ctl.hub) as f64);
     gauge!("sluice_webrtc_pending_peers").set(w.tables().pending as f64);
@@ -101,7 +109,7 @@ fn render_histograms(shared: &Shared) -> String {
     );
     q.estimate.render(
         "sluice_webrtc_bwe_estimate_bits_per_second",
-        "Egress bandwidth estimate (TWCC) of WebRTC viewers (one sample per viewer per second).",
+        "Egress bandwidth estimate (TWCC) of WebRTC viewers that run bandwidth estimation (one sample per viewer per second; broadcast WHEP viewers run none).",
         &mut out,
     );
     out

@@ -5,6 +5,12 @@
 //! The viewer's one hub subscription carries the video and its audio in Opus (as published,
 //! or the stream's derived Opus track): both are written as they come.
 //!
+//! A viewer of an H.264 stream runs its `Rtc` in RTP mode: its video is written as the
+//! stream's shared RTP payloads ([`crate::payloads`], built once per stream) and its Opus
+//! packets as one payload each, with the viewer's own sequence numbers; str0m adds the
+//! header, keeps the RTX history (of the shared bytes), answers NACKs, encrypts and sends.
+//! Other video codecs go through str0m's frame mode (str0m packetizes per viewer).
+//!
 //! The peer is pending (counted against `webrtc.max_pending_peers`) until ICE and DTLS
 //! complete; then its session starts (API entry, `play` webhook) and media flows.
 //!
@@ -24,10 +30,12 @@ use str0m::bwe::BweKind;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Frequency, MediaTime, Mid, Pt};
 use str0m::net::Receive;
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::payloads::StreamPayloads;
 use super::quality::PeerQuality;
 use super::{Datagram, PeerCmd, WebRtc};
 use crate::Shared;
@@ -83,6 +91,8 @@ pub(crate) struct Peer {
     pub(crate) viewer: ViewerGuard,
     /// Listed (and announced) when the peer connects.
     pub(crate) session: Session,
+    /// The stream's shared RTP payloads when the `Rtc` is in RTP mode (H.264 video).
+    pub(crate) payloads: Option<Arc<StreamPayloads>>,
 }
 
 /// What the drain loop learnt.
@@ -98,6 +108,8 @@ struct State {
     epoch: Option<(Instant, u64)>,
     sent: usize,
     quality: PeerQuality,
+    /// RTP mode: the next (extended) sequence numbers of the video and audio tracks.
+    seq: (u64, u64),
 }
 
 impl State {
@@ -123,7 +135,14 @@ pub const MAX_SETTLE_ROUNDS: usize = 4;
 /// Runs the peer until it ends, then frees everything it held.
 pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
     let ice_timeout = Duration::from_millis(shared.ctl.config.webrtc.ice_timeout_ms);
-    let mut st = State::default();
+    let mut st = State {
+        // Random starting points below 2^16 (RFC 3550; ROC 0, nothing to signal).
+        seq: (
+            u64::from(rand::random::<u16>()),
+            u64::from(rand::random::<u16>()),
+        ),
+        ..State::default()
+    };
     // Video conversions (H.264 Annex B, the other codecs' bytes) are shared with the
     // stream's other viewers.
     let mut annexb = VideoOut::default().with_cache(wr.annexb.get(&p.stream));
@@ -178,9 +197,9 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Peer) {
                 let Some(f) = f else { break };
                 let live = p.sub.backlog() == 0;
                 let t0 = Instant::now();
-                let wrote = write_frame(&mut p.rtc, &mut st, &mut annexb, &opus, &f);
+                let wrote = write_frame(&mut p, &wr, &mut st, &mut annexb, &opus, &f);
                 let video = wrote && f.kind == media::MediaKind::Video;
-                let more = write_ready(&mut p, &mut st, &mut annexb, &opus);
+                let more = write_ready(&mut p, &wr, &mut st, &mut annexb, &opus);
                 if more.ended {
                     break;
                 }
@@ -219,14 +238,20 @@ struct Pumped {
 /// one wake and one drain serve all of them: a video frame and the audio beside it, or a
 /// burst after a stall, no longer cost one wake each. Only once connected, as the select's
 /// guards have it.
-fn write_ready(p: &mut Peer, st: &mut State, annexb: &mut VideoOut, opus: &AudioOut) -> Pumped {
+fn write_ready(
+    p: &mut Peer,
+    wr: &WebRtc,
+    st: &mut State,
+    annexb: &mut VideoOut,
+    opus: &AudioOut,
+) -> Pumped {
     let mut out = Pumped::default();
     if !st.connected {
         return out;
     }
     for _ in 0..MAX_BATCH {
         match p.sub.try_recv() {
-            TryRecv::Frame(f) => out.wrote |= write_frame(&mut p.rtc, st, annexb, opus, &f),
+            TryRecv::Frame(f) => out.wrote |= write_frame(p, wr, st, annexb, opus, &f),
             TryRecv::Empty => break,
             TryRecv::Ended => {
                 out.ended = true;
@@ -346,12 +371,23 @@ fn drain(p: &mut Peer, wr: &WebRtc, st: &mut State) -> Instant {
 fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
     match e {
         Event::MediaAdded(m) => {
-            let Some(w) = p.rtc.writer(m.mid) else { return };
-            let pt = w.payload_params().find_map(|pp| {
-                let spec = pp.spec();
-                let ok = spec.codec == RtcCodec::Opus || crate::codecs::usable(&spec);
-                ok.then_some((spec.codec, pp.pt()))
-            });
+            // The negotiated payload types of the section (what `Writer::payload_params`
+            // gives, which RTP mode does not allow).
+            let Some(media) = p.rtc.media(m.mid) else {
+                return;
+            };
+            let remote = media.remote_pts().to_vec();
+            let pt = p
+                .rtc
+                .codec_config()
+                .params()
+                .iter()
+                .filter(|pp| remote.contains(&pp.pt()))
+                .find_map(|pp| {
+                    let spec = pp.spec();
+                    let ok = spec.codec == RtcCodec::Opus || crate::codecs::usable(&spec);
+                    ok.then_some((spec.codec, pp.pt()))
+                });
             if let Some((_, pt)) = pt {
                 st.quality.media_pt(*pt);
             }
@@ -394,14 +430,15 @@ fn event(p: &mut Peer, wr: &WebRtc, st: &mut State, e: Event) {
 
 /// Writes one hub frame to its track (video, or Opus audio); true if something was written.
 fn write_frame(
-    rtc: &mut Rtc,
+    p: &mut Peer,
+    wr: &WebRtc,
     st: &mut State,
     annexb: &mut VideoOut,
     opus: &AudioOut,
     f: &Frame,
 ) -> bool {
     if f.kind == media::MediaKind::Audio {
-        return write_audio(rtc, st, opus, f);
+        return write_audio(p, st, opus, f);
     }
     let Some(data) = annexb.convert(st.video_codec.and_then(crate::codecs::hub_codec), f) else {
         return false;
@@ -411,8 +448,40 @@ fn write_frame(
     };
     let pts = f.dts.saturating_add_signed(i64::from(f.cts));
     let wallclock = st.wallclock(pts);
+    if let Some(payloads) = &p.payloads {
+        let (built, n) = payloads.h264(&data);
+        if n > 0 {
+            wr.stats
+                .payloads_built
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        let Some(built) = built else {
+            return false;
+        };
+        let mut api = p.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        // The 90 kHz clock, wrapping as RTP timestamps do.
+        let time = pts.wrapping_mul(90) as u32;
+        for b in built.iter() {
+            let seq: SeqNo = st.seq.0.into();
+            st.seq.0 += 1;
+            tx.write_rtp(
+                RtpWrite::new(pt, seq, time, wallclock, Arc::clone(&b.data))
+                    .marker(b.marker)
+                    .nackable(true),
+            );
+        }
+        st.quality
+            .payloads_written(built.len() as u64, payloads.built());
+        wr.stats
+            .payloads_written
+            .fetch_add(built.len() as u64, Ordering::Relaxed);
+        return true;
+    }
     let time = MediaTime::new(pts.saturating_mul(90), Frequency::NINETY_KHZ);
-    let Some(w) = rtc.writer(mid) else {
+    let Some(w) = p.rtc.writer(mid) else {
         return false;
     };
     w.write(pt, wallclock, time, data).is_ok()
@@ -420,7 +489,7 @@ fn write_frame(
 
 /// Writes one Opus frame (the packet as the hub carries it) to the audio track, at its dts
 /// on the 48 kHz RTP clock; true if written.
-fn write_audio(rtc: &mut Rtc, st: &mut State, opus: &AudioOut, f: &Frame) -> bool {
+fn write_audio(p: &mut Peer, st: &mut State, opus: &AudioOut, f: &Frame) -> bool {
     let Some((mid, pt)) = st.audio else {
         return false;
     };
@@ -428,8 +497,21 @@ fn write_audio(rtc: &mut Rtc, st: &mut State, opus: &AudioOut, f: &Frame) -> boo
         return false;
     };
     let wallclock = st.wallclock(f.dts);
+    if p.payloads.is_some() {
+        // RTP mode: the Opus packet is the payload (RFC 7587), not answered by NACK (as
+        // str0m's Opus packetizer has it).
+        let mut api = p.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        let seq: SeqNo = st.seq.1.into();
+        st.seq.1 += 1;
+        let time = f.dts.wrapping_mul(48) as u32;
+        tx.write_rtp(RtpWrite::new(pt, seq, time, wallclock, data));
+        return true;
+    }
     let time = MediaTime::new(f.dts.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
-    let Some(w) = rtc.writer(mid) else {
+    let Some(w) = p.rtc.writer(mid) else {
         return false;
     };
     w.write(pt, wallclock, time, data).is_ok()

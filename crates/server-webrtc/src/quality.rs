@@ -1,5 +1,7 @@
-//! Per-viewer quality of WHEP peers, from str0m's stats and bandwidth estimation (TWCC):
-//! RTT, the egress bitrate estimate, packets sent, NACKs received, retransmitted packets,
+//! Per-viewer quality of WHEP peers, from str0m's stats: RTT, the egress bitrate estimate
+//! (only where bandwidth estimation runs: broadcast WHEP viewers negotiate no transport-cc
+//! and run no BWE, so theirs stays `null` and they never count in the low-estimate
+//! counter, kept for peers whose estimate drives a decision), packets sent, NACKs received, retransmitted packets,
 //! the loss the viewer reports in its Receiver Reports and the selected candidate pair.
 //!
 //! Each peer task owns one [`PeerQuality`] (no lock); it publishes a JSON snapshot to its
@@ -24,9 +26,6 @@ use str0m::stats::{MediaEgressStats, PeerStats};
 
 /// How often str0m emits stats events for a peer (and the API entry is refreshed).
 pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
-/// The bandwidth estimator's starting point (bits/s): above the usual 0.2–2 Mb/s streams
-/// so probing starts near the rate actually sent.
-pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 /// An estimate below this fraction of the rate actually sent is logged (once per peer): we
 /// pass video through and cannot re-encode to fit it.
 pub const LOW_ESTIMATE_RATIO: f64 = 0.5;
@@ -154,6 +153,10 @@ pub(crate) struct PeerQuality {
     last_tx: Option<(u64, Instant)>,
     send_bps: Option<u64>,
     warned_low: bool,
+    /// RTP mode: video payloads this viewer wrote, and the payloads its stream built (for
+    /// every viewer) when it last wrote: shared packetization shows as the second not
+    /// growing with the viewers.
+    payloads: Option<(u64, u64)>,
 }
 
 /// Payload type and SSRC of an RTP (not RTCP) packet; SRTP leaves the header in the clear.
@@ -245,6 +248,10 @@ impl PeerQuality {
 
     /// Takes str0m's egress stats of one media section (once per interval).
     pub(crate) fn on_egress(&mut self, s: &MediaEgressStats, totals: &QualityTotals) {
+        // RTT (LSR/DLSR) and the loss fraction of the viewer's receiver reports: the peer's
+        // own figures come from transport-cc feedback, which broadcast viewers do not send.
+        self.rtt = s.rtt.or(self.rtt);
+        self.loss_fraction = s.loss.or(self.loss_fraction);
         let lost = s.remote.as_ref().map_or(0, |r| r.packets_lost);
         let i = match self.mids.iter().position(|m| m.mid == s.mid) {
             Some(i) => i,
@@ -278,6 +285,13 @@ impl PeerQuality {
         }
     }
 
+    /// `n` more video payloads written in RTP mode; `stream_built`: the payloads the
+    /// stream has built so far.
+    pub(crate) fn payloads_written(&mut self, n: u64, stream_built: u64) {
+        let (written, _) = self.payloads.unwrap_or_default();
+        self.payloads = Some((written + n, stream_built));
+    }
+
     /// The latest egress bitrate estimate (bits/s).
     pub(crate) fn set_estimate(&mut self, bps: u64) {
         self.estimate_bps = Some(bps);
@@ -291,6 +305,8 @@ impl PeerQuality {
             "estimate_bps": self.estimate_bps,
             "send_bps": self.send_bps,
             "packets_sent": sum(|m| m.packets),
+            "rtp_payloads_written": self.payloads.map(|p| p.0),
+            "stream_rtp_payloads_built": self.payloads.map(|p| p.1),
             "nacks_received": sum(|m| m.nacks),
             "retransmitted_packets": self.retransmits,
             "loss_fraction": self.loss_fraction,
@@ -394,6 +410,8 @@ mod tests {
             "estimate_bps",
             "send_bps",
             "packets_sent",
+            "rtp_payloads_written",
+            "stream_rtp_payloads_built",
             "nacks_received",
             "retransmitted_packets",
             "loss_fraction",

@@ -229,12 +229,15 @@ async fn create(
     let video = live.video_codec.unwrap_or(media::Codec::H264);
     let media = rtp::sdp::check_offer(&sdp)
         .map_err(|why| err(StatusCode::BAD_REQUEST, "bad_offer", why))?;
-    // Viewers report stats every second and get a bandwidth estimate (TWCC).
-    let config = RtcConfig::new()
-        .set_stats_interval(Some(super::quality::STATS_INTERVAL))
-        .enable_bwe(Some(str0m::bwe::Bitrate::bps(
-            super::quality::INITIAL_ESTIMATE_BPS,
-        )));
+    // Viewers report stats every second. A broadcast viewer gets one layer passed through:
+    // no bandwidth estimate would drive any decision, so no BWE (no pacer, no padding
+    // probes) and no transport-cc (no feedback packets from every viewer): its loss and RTT
+    // come from its receiver reports.
+    let config = RtcConfig::new().set_stats_interval(Some(super::quality::STATS_INTERVAL));
+    // H.264 (what RTMP brings, nearly always): RTP mode, the payloads built once per stream
+    // (`payloads.rs`); the other codecs are packetized by str0m per viewer.
+    let rtp_mode = video == media::Codec::H264;
+    let config = config.set_rtp_mode(rtp_mode);
     if media.has_video && !media.has(video) {
         let name = rtp::sdp::codec_name(video);
         return Err(err(
@@ -246,7 +249,7 @@ async fn create(
     // The peer slot first (cheap to refuse: no DTLS state made yet).
     let creds = IceCreds::new();
     let slot = reserve(&shared.ctl, &wr, &key, remote, &sdp, &creds, "viewers")?;
-    let (rtc, answer) = negotiate(&wr, &sdp, config, video, creds)?;
+    let (rtc, answer) = negotiate(&wr, &sdp, config, video, creds, true)?;
     // Subscribes (wanting Opus when the offer takes it: the stream's Opus as published, or
     // its derived Opus track, one per stream), checks `limits.max_viewers_per_stream`
     // (across protocols; 503 {"code":"limit"}) and counts the viewer. The session is listed
@@ -274,6 +277,7 @@ async fn create(
         slot.cleanup.resource
     );
     let etag = slot.etag.clone();
+    let payloads = rtp_mode.then(|| wr.payloads.get(&key));
     let p = Peer {
         cleanup: slot.cleanup,
         rtc,
@@ -284,6 +288,7 @@ async fn create(
         kick: slot.kick,
         viewer: playing.viewer,
         session: playing.session.into(),
+        payloads,
     };
     shared
         .ctl
@@ -295,6 +300,35 @@ async fn create(
         &etag,
         &answer,
     ))
+}
+
+/// `config` (its codecs enabled) for a broadcast (one layer, pass-through) viewer:
+/// str0m's standard RTP header extensions except transport-wide sequence numbers and
+/// abs-send-time, and no transport-cc or REMB feedback on any payload type (the inputs of
+/// bandwidth estimation), BWE left off. The viewer then sends no transport-cc feedback
+/// (about 20 RTCP packets a second each, before) nor REMB, and the server runs no
+/// estimator, pacer or padding probes per viewer. NACK, PLI and FIR stay.
+pub(super) fn broadcast_config(mut config: RtcConfig) -> RtcConfig {
+    use str0m::rtp::Extension;
+    let params: Vec<_> = config
+        .codec_config()
+        .params()
+        .iter()
+        .map(|p| {
+            let mut p = *p;
+            p.set_fb_transport_cc(false);
+            p.set_fb_remb(false);
+            p
+        })
+        .collect();
+    *config.codec_config() = str0m::format::CodecConfig::new_from_payload_params(params);
+    config
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
+        .set_extension(10, Extension::RtpStreamId)
+        .set_extension(11, Extension::RepairedRtpStreamId)
+        .set_extension(13, Extension::VideoOrientation)
 }
 
 /// The checks every offer POST shares: WebRTC enabled, `application/sdp`, the body within
@@ -317,8 +351,9 @@ pub(super) async fn read_offer(
 }
 
 /// Parses the offer, builds the peer's ICE-lite `Rtc` (the `video` codec and Opus only) from
-/// `config` with our candidates and ICE credentials `creds`, and accepts the offer: the
-/// `Rtc` and the answer.
+/// `config` with our candidates and ICE credentials `creds` (a `broadcast` viewer's without
+/// bandwidth estimation: [`broadcast_config`]), and accepts the offer: the `Rtc` and the
+/// answer.
 // The error is the HTTP response axum sends as it is: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
 pub(super) fn negotiate(
@@ -327,6 +362,7 @@ pub(super) fn negotiate(
     config: RtcConfig,
     video: media::Codec,
     creds: IceCreds,
+    broadcast: bool,
 ) -> Result<(Rtc, String), Response> {
     // str0m parses hostile text: a panic in it is a 400 here, not a dead handler.
     let parsed = catch_unwind(AssertUnwindSafe(|| SdpOffer::from_sdp_string(sdp)))
@@ -338,7 +374,11 @@ pub(super) fn negotiate(
             format!("malformed SDP offer: {e}"),
         )
     })?;
-    let mut rtc = crate::codecs::enable(config, video)
+    let mut config = crate::codecs::enable(config, video);
+    if broadcast {
+        config = broadcast_config(config);
+    }
+    let mut rtc = config
         .set_ice_lite(true)
         .set_local_ice_credentials(creds)
         .build(std::time::Instant::now());
@@ -637,4 +677,50 @@ async fn trickle(
         }
     }
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use str0m::media::{Direction, MediaKind};
+
+    use super::*;
+
+    /// A browser-like recvonly offer (str0m's standard extensions, transport-cc included).
+    fn offer() -> (Rtc, str0m::change::SdpPendingOffer, SdpOffer) {
+        let mut viewer = Rtc::new(Instant::now());
+        let mut api = viewer.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        (viewer, pending, offer)
+    }
+
+    #[test]
+    fn broadcast_viewers_negotiate_no_transport_cc() {
+        let (_viewer, _pending, offer) = offer();
+        let text = offer.to_sdp_string();
+        assert!(
+            text.contains("transport-wide-cc"),
+            "the offer has it: {text}"
+        );
+        let mut rtc = broadcast_config(crate::codecs::enable(RtcConfig::new(), media::Codec::H264))
+            .set_ice_lite(true)
+            .build(Instant::now());
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .expect("accepted")
+            .to_sdp_string();
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
+        assert!(!answer.contains("abs-send-time"), "{answer}");
+        assert!(!answer.contains("goog-remb"), "{answer}");
+        assert!(
+            answer.contains("sdes:mid"),
+            "the mid extension stays: {answer}"
+        );
+        assert!(answer.contains("nack pli"), "NACK and PLI stay: {answer}");
+        assert!(answer.contains("H264"), "{answer}");
+    }
 }

@@ -96,7 +96,7 @@ async fn create(
     // period by a refused peer.
     let creds = str0m::IceCreds::new();
     let slot = whep::reserve(&shared.ctl, &wr, &key, remote, &sdp, &creds, "peers")?;
-    let (rtc, answer) = whep::negotiate(&wr, &sdp, config, video, creds)?;
+    let (rtc, answer) = whep::negotiate(&wr, &sdp, config, video, creds, false)?;
     // `limits.max_publishers_per_app` (503 {"code":"limit"}) and the hub (409 when the
     // stream has a publisher). The session is listed (and its `publish` webhook fired) when
     // the peer connects.

@@ -144,3 +144,64 @@ async fn whep_viewers_against_sluice() {
     assert!(r.players_per_core.unwrap() > 0.0);
     assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }
+
+/// The value of the counter sample `series` (name and labels, as exposed) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} in /metrics:\n{text}"))
+}
+
+/// 50 WHEP viewers of one H.264 stream (the load tool's str0m viewers: full ICE, DTLS and
+/// SRTP, frames reassembled from the RTP they receive) all play at the clip's full frame
+/// rate, while the stream's RTP payloads are built once for all of them: the server's
+/// counter of payloads built (per stream) stays at a fiftieth of the payloads written (per
+/// viewer), give or take the viewers' join times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_whep_viewers_share_one_packetization() {
+    if !own_process(module_path!(), "fifty_whep_viewers_share_one_packetization").await {
+        return;
+    }
+    let mut cfg = sluice::Config::default();
+    cfg.rtmp.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.webrtc.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.webrtc.tcp_listen = String::new();
+    let server = sluice::start(cfg).await.expect("server starts");
+    let (rtmp, http) = (server.rtmp_addr(), server.http_addr());
+    let mut o = opts(
+        format!("rtmp://{rtmp}/live/fifty"),
+        format!("http://{http}/live/fifty/whep"),
+        50,
+    );
+    o.warmup = 1.5;
+    o.duration = 4.0;
+    let r = run(o).await.unwrap_or_else(|e| panic!("whep: {e}"));
+    eprintln!("{r}");
+    assert_eq!(r.players_connected, 50, "{:?}", r.errors);
+    assert_eq!(r.players_without_stalls, 50, "no viewer stalled");
+    let p = &r.per_player;
+    // The clip is 25 fps: the viewers' frames over the media they received come at that
+    // rate, and in the measured window the slowest viewer received what the others did
+    // (every viewer at the full rate, none starved; a stall would have counted above).
+    let fps = p.video_frames_mean / r.media_secs_per_player;
+    assert!(fps >= 22.5, "{fps:.1} fps: {p:?}");
+    let (mean, min) = (p.kbit_per_s_mean, p.kbit_per_s_min.unwrap());
+    assert!(min >= 0.95 * mean && mean > 300.0, "{p:?}");
+    let metrics = crate::common::http_get(http, "/metrics").await.body;
+    let built = sample(
+        &metrics,
+        r#"sluice_webrtc_rtp_payloads_total{stage="built"}"#,
+    );
+    let written = sample(
+        &metrics,
+        r#"sluice_webrtc_rtp_payloads_total{stage="written"}"#,
+    );
+    eprintln!("payloads built {built}, written {written}");
+    assert!(built > 0.0, "H.264 viewers run in RTP mode");
+    assert!(
+        written >= 40.0 * built,
+        "payloads built once per stream, not per viewer: built {built}, written {written}"
+    );
+    assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
+}

@@ -92,7 +92,10 @@ async fn ice_tcp_carries_playback_to_chromium_without_udp() {
         0,
         "nothing may have used UDP"
     );
-    assert!(stats.tcp_frames_in.load(Ordering::Relaxed) > 100);
+    // The viewer's STUN consent checks and RTCP (receiver reports about once a second; a
+    // broadcast viewer sends no transport-cc feedback) came over TCP.
+    let frames_in = stats.tcp_frames_in.load(Ordering::Relaxed);
+    assert!(frames_in > 5, "{frames_in} frames from the viewer");
     assert!(stats.bytes_out.load(Ordering::Relaxed) > 100_000);
     assert_eq!(stats.tcp_invalid.load(Ordering::Relaxed), 0);
     let _ = ff.kill().await;
