@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod cidr;
+pub mod cluster;
 mod limits;
 pub mod webhooks;
 pub mod webrtc;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, AuthMode, AuthRule};
 pub use cidr::{BadCidr, Cidr};
+pub use cluster::ClusterConfig;
 pub use limits::{
     LimitsConfig, MAX_HTTP_HEADER_BYTES, MAX_HTTP_TIMEOUT_MS, MAX_LISTENER_RESERVE_PERCENT,
     MIN_HTTP_HEADER_BYTES,
@@ -78,6 +80,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// WebRTC playback (WHEP) over one UDP port.
     pub webrtc: WebRtcConfig,
+    /// Clustering over Redis (off unless `redis_url` is set).
+    pub cluster: ClusterConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -599,6 +603,8 @@ impl Config {
             return bad("vod.cache_max_age_s", "must be at most 31536000 (one year)");
         }
         self.tls.validate()?;
+        self.cluster
+            .validate(!self.http.listen.ip().is_unspecified())?;
         Ok(())
     }
 

@@ -247,12 +247,30 @@ impl Control {
             hls_segment: caller.hls_segment,
         };
         match self.auth.check(&req).await {
-            Ok(grant) => Ok(Authorized {
-                name,
-                action,
-                grant,
-            }),
+            Ok(grant) => {
+                if action == Action::Play {
+                    // A stream another node has is brought here now, so the play (whatever
+                    // its protocol) finds it in the hub.
+                    self.locate(name.key()).await;
+                }
+                Ok(Authorized {
+                    name,
+                    action,
+                    grant,
+                })
+            }
             Err(r) => Err(Refusal::Access(r)),
+        }
+    }
+
+    /// Step 1 for an ingest authenticated by other means than access rules: the cluster
+    /// relay, whose peer proved the cluster's shared secret and whose stream was admitted
+    /// on the node that owns it. Only ever a publish.
+    pub fn authorize_internal(&self, name: StreamName) -> Authorized {
+        Authorized {
+            name,
+            action: Action::Publish,
+            grant: Grant::default(),
         }
     }
 

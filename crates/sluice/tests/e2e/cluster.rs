@@ -1,0 +1,376 @@
+//! Clustering on Redis: a real `redis-server` (the test command installs Debian's) on a free
+//! port, two Sluice nodes in this process. ffmpeg publishes over RTMP to node A; players on
+//! node B get the stream through one relay connection; the relay refuses a wrong secret; a
+//! stream keeps playing on B while Redis is down, and the registry heals when it is back.
+
+use crate::common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use media::MediaKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const SECRET: &str = "cluster-test-secret-0123456789";
+
+/// A `redis-server` on a loopback port of its own, without persistence.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("its address").port()
+        };
+        let mut r = Redis { port, child: None };
+        r.restart().await;
+        r
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (the test command installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)).await {
+                let _ = s.write_all(b"PING\r\n").await;
+                let mut buf = [0u8; 7];
+                if tokio::time::timeout(Duration::from_millis(500), s.read_exact(&mut buf))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+fn node_config(redis: &Redis, node: &str) -> sluice::Config {
+    let mut cfg = test_config();
+    cfg.cluster.redis_url = redis.url();
+    cfg.cluster.node_id = node.to_owned();
+    cfg.cluster.secret = SECRET.to_owned();
+    cfg
+}
+
+fn cluster(s: &sluice::RunningServer) -> &std::sync::Arc<cluster::Cluster> {
+    s.cluster().expect("clustering is on")
+}
+
+/// Waits (bounded) until `server` owns `key` in the registry; returns the epoch.
+async fn wait_owned(server: &sluice::RunningServer, key: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = cluster(server).owned_epoch(key) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "{key} never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads FLV tags from `c` until the first video keyframe; returns when it arrived.
+async fn first_keyframe(c: &mut RawFlvClient, within: Duration) -> Duration {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero() && !c.ended,
+            "no keyframe (status {})",
+            c.status
+        );
+        for t in c.read_tags(left).await {
+            if t.kind == MediaKind::Video && t.keyframe && t.role == media::FrameRole::Coded {
+                return t.at - c.started;
+            }
+        }
+    }
+}
+
+async fn server_info(addr: SocketAddr) -> serde_json::Value {
+    http_get(addr, "/api/v1/server").await.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_on_one_node_play_on_another_through_one_relay() {
+    let redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let key = "live/clu";
+    let _publisher = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    wait_owned(&a, key).await;
+    // Into the second GOP: players on B join mid-stream.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // The first player on B: time to its first keyframe (lookup, relay, GOP cache).
+    let mut first = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+    let ttff = first_keyframe(&mut first, Duration::from_secs(5)).await;
+    assert_eq!(first.status, 200);
+    eprintln!("FIGURE cluster: first keyframe on the edge after {ttff:?}");
+    assert!(
+        ttff < Duration::from_secs(2),
+        "first frame on B after {ttff:?}"
+    );
+    assert_eq!(
+        b.hub()
+            .stream(key)
+            .and_then(|s| s.publisher)
+            .map(|p| p.protocol),
+        Some("relay")
+    );
+
+    // ffmpeg decodes it from B: every frame, timestamps increasing.
+    let d = ffmpeg_decode(&format!("http://{}/{key}.flv", b.http_addr()), 3.0).await;
+    eprintln!(
+        "FIGURE cluster: edge http-flv decoded {} video and {} audio frames",
+        d.video_frames, d.audio_frames
+    );
+    assert!(d.stderr.trim().is_empty(), "decode errors: {}", d.stderr);
+    assert!(d.video_frames >= 50, "only {} video frames", d.video_frames);
+    assert!(d.audio_frames >= 50, "only {} audio frames", d.audio_frames);
+    assert_monotonic("edge video", &d.video_dts);
+    assert_monotonic("edge audio", &d.audio_dts);
+
+    // 20 more players on B: each starts on a keyframe, still one relay connection.
+    let players = (0..20).map(|_| async {
+        let mut c = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+        let t = first_keyframe(&mut c, Duration::from_secs(5)).await;
+        let more = c.collect_for(Duration::from_millis(1000)).await;
+        let video: Vec<u32> = more
+            .iter()
+            .filter(|t| t.kind == MediaKind::Video)
+            .map(|t| t.timestamp)
+            .collect();
+        (t, video)
+    });
+    let results = futures_util::future::join_all(players).await;
+    for (t, video) in &results {
+        assert!(*t < Duration::from_secs(2), "a player waited {t:?}");
+        assert!(
+            video.len() >= 10,
+            "only {} video tags in a second",
+            video.len()
+        );
+        assert!(
+            video.windows(2).all(|w| w[1] > w[0]),
+            "timestamps go back: {video:?}"
+        );
+    }
+    let slowest = results.iter().map(|r| r.0).max().unwrap_or_default();
+    eprintln!("FIGURE cluster: 20 edge players, slowest first keyframe {slowest:?}");
+
+    // HLS from the edge too (the muxer is one more local subscriber of the relayed stream).
+    let hls = ffmpeg_decode(&format!("http://{}/{key}/index.m3u8", b.http_addr()), 2.0).await;
+    assert!(
+        hls.video_frames >= 30,
+        "only {} HLS video frames",
+        hls.video_frames
+    );
+    assert_monotonic("edge hls video", &hls.video_dts);
+
+    let info_b = server_info(b.http_addr()).await;
+    let info_a = server_info(a.http_addr()).await;
+    eprintln!(
+        "FIGURE cluster: edge {}, owner {}",
+        info_b["cluster"], info_a["cluster"]
+    );
+    assert_eq!(info_b["cluster"]["relay_pulls_total"], 1, "{info_b}");
+    assert_eq!(info_b["cluster"]["relay_pulls_active"], 1, "{info_b}");
+    assert_eq!(info_a["cluster"]["relay_served_total"], 1, "{info_a}");
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 1);
+    let metrics = http_get(b.http_addr(), "/metrics").await.body;
+    assert!(
+        metrics.contains("sluice_cluster_relay_pulls_total 1"),
+        "{metrics}"
+    );
+
+    // Probes.
+    assert_eq!(http_get(b.http_addr(), "/healthz").await.status, 200);
+    assert_eq!(http_get(b.http_addr(), "/readyz").await.status, 200);
+    // A stream no node has: a plain 404 on B, no relay.
+    let missing = http_get(b.http_addr(), "/live/nowhere.flv").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 1);
+    drop(first);
+    assert!(b.shutdown(Duration::from_secs(5)).await);
+    assert!(a.shutdown(Duration::from_secs(5)).await);
+}
+
+/// The first bytes of a relay response (status line and body start), reading at most `n`
+/// body bytes.
+async fn relay_request(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(pos) = raw.windows(4).position(|w| w == b"\r\n\r\n")
+            && raw.len() >= pos + 4 + 32
+        {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => raw.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| raw[p + 4..].to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_refuses_a_wrong_secret_and_a_stale_epoch() {
+    let redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let key = "live/auth";
+    let _publisher = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    let epoch = wait_owned(&a, key).await;
+    let path = format!("/_cluster/relay/{key}?epoch={epoch}");
+    let good = format!("Bearer {SECRET}");
+    let wrong = format!("Bearer {}x", &SECRET[..SECRET.len() - 1]);
+    assert_eq!(relay_request(a.http_addr(), &path, None).await.0, 401);
+    assert_eq!(
+        relay_request(a.http_addr(), &path, Some(&wrong)).await.0,
+        401
+    );
+    assert_eq!(
+        relay_request(a.http_addr(), &path, Some("Bearer ")).await.0,
+        401
+    );
+    // The right secret for an epoch this node does not hold: the edge must look up again.
+    let stale = format!("/_cluster/relay/{key}?epoch={}", epoch + 1);
+    assert_eq!(
+        relay_request(a.http_addr(), &stale, Some(&good)).await.0,
+        409
+    );
+    assert_eq!(
+        relay_request(
+            a.http_addr(),
+            "/_cluster/relay/live/none?epoch=1",
+            Some(&good)
+        )
+        .await
+        .0,
+        409
+    );
+    assert_eq!(cluster(&a).stats.refused_total.load(Ordering::Relaxed), 5);
+    assert_eq!(cluster(&a).stats.served_total.load(Ordering::Relaxed), 0);
+    // The right secret and epoch: the relay framing, preamble first.
+    let (status, body) = relay_request(a.http_addr(), &path, Some(&good)).await;
+    assert_eq!(status, 200);
+    // Chunked transfer: the first chunk's size line, then the preamble.
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("SLRELAY1"), "{text:?}");
+    assert!(a.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_keeps_playing_on_the_edge_while_redis_is_down() {
+    let mut redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let key = "live/outage";
+    let _publisher = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    wait_owned(&a, key).await;
+    let mut player = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+    first_keyframe(&mut player, Duration::from_secs(5)).await;
+
+    redis.stop().await;
+    let stopped = Instant::now();
+    // Past the records' expiry: both nodes notice, nothing stalls.
+    let tags = player.collect_for(Duration::from_millis(4000)).await;
+    let video: Vec<&SeenTag> = tags.iter().filter(|t| t.kind == MediaKind::Video).collect();
+    assert!(!player.ended, "the edge player was disconnected");
+    assert!(
+        video.len() >= 80,
+        "only {} video tags in 4 s without Redis",
+        video.len()
+    );
+    let gap = video
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "FIGURE cluster: 4 s without redis, {} video tags on the edge, longest gap {gap:?}",
+        video.len()
+    );
+    assert!(gap < Duration::from_millis(700), "the edge stalled {gap:?}");
+    assert!(
+        video.windows(2).all(|w| w[1].timestamp > w[0].timestamp),
+        "timestamps go back"
+    );
+    assert!(!cluster(&a).registered() && !cluster(&b).registered());
+    assert_eq!(http_get(b.http_addr(), "/readyz").await.status, 503);
+    assert_eq!(http_get(b.http_addr(), "/healthz").await.status, 200);
+    assert!(stopped.elapsed() < Duration::from_secs(6));
+
+    // Redis back (empty): the registry heals, the owner claims its stream again.
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !(cluster(&a).registered()
+        && cluster(&b).registered()
+        && cluster(&a).owned_epoch(key).is_some())
+    {
+        assert!(Instant::now() < deadline, "the registry did not heal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http_get(b.http_addr(), "/readyz").await.status, 200);
+    let more = player.collect_for(Duration::from_millis(500)).await;
+    assert!(
+        more.iter().any(|t| t.kind == MediaKind::Video),
+        "the edge player stopped"
+    );
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 1);
+    drop(player);
+    assert!(b.shutdown(Duration::from_secs(5)).await);
+    assert!(a.shutdown(Duration::from_secs(5)).await);
+}
