@@ -47,6 +47,9 @@ pub const PULL_IDLE: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
+    /// The configuration does not let the cluster start; the message names the key.
+    #[error("{0}")]
+    Config(String),
     /// The Redis URL does not parse.
     #[error("cluster.redis_url: {0}")]
     RedisUrl(String),
@@ -116,6 +119,13 @@ impl Cluster {
             cfg.node_id.clone()
         };
         let advertise = if cfg.advertise.is_empty() {
+            if ctl.addrs.http.ip().is_unspecified() {
+                return Err(ClusterError::Config(
+                    "cluster.advertise: must be set when http.listen is a wildcard address \
+                     (0.0.0.0 or ::): other nodes need an address to reach this one"
+                        .into(),
+                ));
+            }
             ctl.addrs.http.to_string()
         } else {
             cfg.advertise.clone()
@@ -157,6 +167,11 @@ impl Cluster {
     /// guard: it has its own authentication).
     pub fn routes(self: &Arc<Self>) -> axum::Router {
         serve::routes(Arc::clone(self))
+    }
+
+    /// The owner of `key` as Redis says now.
+    pub async fn owner(&self, key: &str) -> Result<Option<registry::Owner>, ClusterError> {
+        self.registry.lookup(key).await
     }
 
     /// The epoch this node holds for `key`, if it owns it and is not fenced.

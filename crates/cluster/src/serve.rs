@@ -54,7 +54,8 @@ async fn relay(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !crate::constant_time_eq(presented.as_bytes(), c.secret.as_bytes()) {
-        tracing::warn!("cluster: relay request with a wrong secret refused");
+        // Debug only: whoever reaches the port could fill the log otherwise (it is counted).
+        tracing::debug!("cluster: relay request with a wrong secret refused");
         return refuse(StatusCode::UNAUTHORIZED, "bad cluster secret");
     }
     let Ok(name) = access::StreamName::new(&app, &stream) else {
@@ -130,19 +131,24 @@ impl Serving {
                 for _ in 1..MAX_FRAMES_PER_CHUNK {
                     match self.sub.try_recv() {
                         hub::TryRecv::Frame(f) => relay::encode_frame(&f, &mut out),
-                        hub::TryRecv::Ended => {
-                            relay::encode_end(&mut out);
-                            self.done = true;
-                            break;
-                        }
+                        // Empty, or ended: the next call sees the end (and whether it is a shutdown).
                         _ => break,
                     }
                 }
                 Some(out.freeze())
             }
             Ok(None) => {
-                relay::encode_end(&mut out);
                 self.done = true;
+                if self.c.ctl.shutdown.is_cancelled() {
+                    // This node is going away, the stream is not over: close without END so
+                    // the edge keeps its viewers and re-attaches to the next owner.
+                    return if out.is_empty() {
+                        None
+                    } else {
+                        Some(out.freeze())
+                    };
+                }
+                relay::encode_end(&mut out);
                 Some(out.freeze())
             }
             Err(_) => {

@@ -84,10 +84,8 @@ impl ClusterConfig {
         !self.redis_url.is_empty()
     }
 
-    /// Checks every key, naming the bad one (`cluster.secret: ...`). `http_listen_specific`
-    /// says whether the HTTP listener binds a specific address (then `advertise` may be
-    /// empty).
-    pub fn validate(&self, http_listen_specific: bool) -> Result<(), ConfigError> {
+    /// Checks every key, naming the bad one (`cluster.secret: ...`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError(format!("cluster.{key}: {why}")));
         if !self.enabled() {
             return Ok(());
@@ -118,14 +116,9 @@ impl ClusterConfig {
                 "1 to 128 of letters, digits, '-', '.' and '_'",
             );
         }
-        if self.advertise.is_empty() {
-            if !http_listen_specific {
-                return bad(
-                    "advertise",
-                    "must be set when http.listen is a wildcard address (0.0.0.0 or ::)",
-                );
-            }
-        } else {
+        // An empty `advertise` with a wildcard `http.listen` is refused when the cluster
+        // starts (flags may still set the listen address after the file is loaded).
+        if !self.advertise.is_empty() {
             let ok = self.advertise.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
             }) && !self.advertise.contains(['/', ' ', '@']);
@@ -161,38 +154,29 @@ mod tests {
     #[test]
     fn off_by_default_and_then_anything_goes() {
         assert!(!ClusterConfig::default().enabled());
-        assert!(ClusterConfig::default().validate(false).is_ok());
+        assert!(ClusterConfig::default().validate().is_ok());
     }
 
     #[test]
     fn bad_values_are_named() {
-        let check = |f: fn(&mut ClusterConfig), specific: bool, key: &str| {
+        let check = |f: fn(&mut ClusterConfig), key: &str| {
             let mut c = on();
             f(&mut c);
-            let e = c.validate(specific).unwrap_err().to_string();
+            let e = c.validate().unwrap_err().to_string();
             assert!(e.contains(key), "{e}");
         };
-        assert!(on().validate(true).is_ok());
-        check(|_| {}, false, "cluster.advertise");
-        check(
-            |c| c.redis_url = "http://x".into(),
-            true,
-            "cluster.redis_url",
-        );
-        check(|c| c.secret = "short".into(), true, "cluster.secret");
-        check(|c| c.node_id = "a b".into(), true, "cluster.node_id");
-        check(|c| c.key_prefix = String::new(), true, "cluster.key_prefix");
-        check(
-            |c| c.advertise = "http://x:1".into(),
-            true,
-            "cluster.advertise",
-        );
-        check(|c| c.advertise = "x:0".into(), true, "cluster.advertise");
-        check(|c| c.heartbeat_ms = 10, true, "cluster.heartbeat_ms");
-        check(|c| c.expiry_ms = 1500, true, "cluster.expiry_ms");
+        assert!(on().validate().is_ok());
+        check(|c| c.redis_url = "http://x".into(), "cluster.redis_url");
+        check(|c| c.secret = "short".into(), "cluster.secret");
+        check(|c| c.node_id = "a b".into(), "cluster.node_id");
+        check(|c| c.key_prefix = String::new(), "cluster.key_prefix");
+        check(|c| c.advertise = "http://x:1".into(), "cluster.advertise");
+        check(|c| c.advertise = "x:0".into(), "cluster.advertise");
+        check(|c| c.heartbeat_ms = 10, "cluster.heartbeat_ms");
+        check(|c| c.expiry_ms = 1500, "cluster.expiry_ms");
         let mut c = on();
         c.advertise = "10.0.0.5:8080".into();
-        assert!(c.validate(false).is_ok());
+        assert!(c.validate().is_ok());
     }
 
     #[test]

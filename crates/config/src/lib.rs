@@ -603,8 +603,7 @@ impl Config {
             return bad("vod.cache_max_age_s", "must be at most 31536000 (one year)");
         }
         self.tls.validate()?;
-        self.cluster
-            .validate(!self.http.listen.ip().is_unspecified())?;
+        self.cluster.validate()?;
         Ok(())
     }
 

@@ -374,3 +374,150 @@ async fn a_stream_keeps_playing_on_the_edge_while_redis_is_down() {
     assert!(b.shutdown(Duration::from_secs(5)).await);
     assert!(a.shutdown(Duration::from_secs(5)).await);
 }
+
+/// A Sluice node in a process of its own (so it can be killed with SIGKILL): its child and
+/// its RTMP and HTTP addresses, read from its log.
+async fn node_process(redis: &Redis, node: &str) -> (Child, SocketAddr, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .env("SLUICE_CLUSTER_REDIS_URL", redis.url())
+        .env("SLUICE_CLUSTER_NODE_ID", node)
+        .env("SLUICE_CLUSTER_SECRET", SECRET)
+        .args([
+            "--rtmp-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--webrtc-listen", "127.0.0.1:0", "--log-level", "info"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sluice runs");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut rtmp, mut http) = (None::<SocketAddr>, None::<SocketAddr>);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rtmp.is_none() || http.is_none() {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("listening lines in time")
+            .expect("read")
+            .expect("server still running");
+        let field = |name: &str| {
+            line.split(name)
+                .nth(1)
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse().ok())
+        };
+        if line.contains("rtmp listening") {
+            rtmp = field("rtmp_addr=");
+        } else if line.contains("http listening") {
+            http = field("http_addr=");
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, rtmp.expect("rtmp addr"), http.expect("http addr"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_keeps_its_viewers_when_the_owner_is_killed_and_the_stream_moves() {
+    let redis = Redis::start().await;
+    let (mut a, a_rtmp, _) = node_process(&redis, "node-a").await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let c = start(node_config(&redis, "node-c")).await;
+    let key = "live/failover";
+    let mut publisher = publish(&format!("rtmp://{a_rtmp}/{key}"), -1, &["-re"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first_owner = loop {
+        if let Ok(Some(o)) = cluster(&b).owner(key).await {
+            break o;
+        }
+        assert!(Instant::now() < deadline, "node A never claimed {key}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(first_owner.node, "node-a");
+    let mut player = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+    first_keyframe(&mut player, Duration::from_secs(5)).await;
+    let before = player.collect_for(Duration::from_millis(1000)).await;
+    assert!(before.iter().filter(|t| t.kind == MediaKind::Video).count() >= 15);
+
+    // The owner dies; the encoder reconnects to another node half a second later.
+    a.kill().await.expect("SIGKILL node A");
+    let killed = Instant::now();
+    let _ = publisher.kill().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _republisher = publish(&format!("rtmp://{}/{key}", c.rtmp_addr()), -1, &["-re"]);
+    let epoch = wait_owned(&c, key).await;
+    assert!(
+        epoch > first_owner.epoch,
+        "the new owner's epoch {epoch} is not newer"
+    );
+
+    // The edge's player stays connected and resumes: measure the stall.
+    let after = player.collect_for(Duration::from_millis(6000)).await;
+    assert!(!player.ended, "the edge player was disconnected");
+    let video: Vec<&SeenTag> = after
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .collect();
+    let last_before = before
+        .iter()
+        .rfind(|t| t.kind == MediaKind::Video)
+        .map(|t| t.at)
+        .expect("video before");
+    let mut times: Vec<Instant> = vec![last_before];
+    times.extend(video.iter().map(|t| t.at));
+    let stall = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let resumed = video.first().map(|t| t.at - killed);
+    eprintln!(
+        "FIGURE cluster failover: owner SIGKILLed, publisher back on node C after 0.5 s; \
+         edge player resumed after {resumed:?}, longest video stall {stall:?}, {} video tags in 6 s",
+        video.len()
+    );
+    assert!(
+        video.len() >= 60,
+        "only {} video tags after the failover",
+        video.len()
+    );
+    // Target 3 s (issue 17), measured about 1.6 s here; slack for a loaded CI machine.
+    assert!(stall < Duration::from_secs(4), "stall {stall:?}");
+    // Coded video (a new owner's sequence header shares its first keyframe's timestamp).
+    let stamps: Vec<u32> = before
+        .iter()
+        .chain(after.iter())
+        .filter(|t| t.kind == MediaKind::Video && t.role == media::FrameRole::Coded)
+        .map(|t| t.timestamp)
+        .collect();
+    assert!(
+        stamps.windows(2).all(|w| w[1] > w[0]),
+        "edge timestamps go back across the failover: {stamps:?}"
+    );
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 2);
+    assert_eq!(cluster(&c).stats.served_total.load(Ordering::Relaxed), 1);
+    drop(player);
+    assert!(b.shutdown(Duration::from_secs(5)).await);
+    assert!(c.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_listener_needs_an_advertised_address() {
+    let redis = Redis::start().await;
+    let mut cfg = node_config(&redis, "node-w");
+    cfg.http.listen = "0.0.0.0:0".parse().unwrap();
+    let err = sluice::start(cfg.clone()).await.err().expect("refused");
+    assert!(err.to_string().contains("cluster.advertise"), "{err}");
+    cfg.cluster.advertise = "127.0.0.1:1".into();
+    let s = sluice::start(cfg)
+        .await
+        .expect("starts with an advertised address");
+    assert_eq!(cluster(&s).advertise(), "127.0.0.1:1");
+    assert!(s.shutdown(Duration::from_secs(5)).await);
+}
