@@ -56,14 +56,22 @@ enum PullState {
     Failed,
 }
 
+/// One pull under way: its readiness (the sender closes when its task ends) and what stops
+/// it.
+#[derive(Debug, Clone)]
+struct Pull {
+    state: watch::Receiver<PullState>,
+    kick: CancellationToken,
+}
+
 /// The pulls under way, one per stream key.
 #[derive(Debug, Default)]
 pub struct Pulls {
-    map: Mutex<HashMap<String, watch::Receiver<PullState>>>,
+    map: Mutex<HashMap<String, Pull>>,
 }
 
 impl Pulls {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Receiver<PullState>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pull>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -87,26 +95,47 @@ impl control::RemoteStreams for Remote {
         let key = key.to_owned();
         Box::pin(async move { fetch(c, key).await })
     }
+
+    fn release(&self, key: &str) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let pull = self.0.pulls.lock().get(key).cloned();
+        let key = key.to_owned();
+        Box::pin(async move {
+            let Some(mut pull) = pull else {
+                return;
+            };
+            tracing::info!(%key, "cluster: a publisher here takes the stream; stopping the pull");
+            pull.kick.cancel();
+            // The task drops its publisher, then the sender: wait for the sender.
+            while pull.state.changed().await.is_ok() {}
+        })
+    }
 }
 
 async fn fetch(c: Arc<Cluster>, key: String) -> bool {
     let mut rx = {
         let mut map = c.pulls.lock();
         match map.get(&key) {
-            Some(rx) => rx.clone(),
+            Some(pull) => pull.state.clone(),
             None => {
                 if c.ctl.hub.contains(&key) {
                     return true;
                 }
                 let (tx, rx) = watch::channel(PullState::Starting);
-                map.insert(key.clone(), rx.clone());
+                let kick = CancellationToken::new();
+                map.insert(
+                    key.clone(),
+                    Pull {
+                        state: rx.clone(),
+                        kick: kick.clone(),
+                    },
+                );
                 let task = Arc::clone(&c);
                 c.ctl.tracker.spawn(async move {
                     let entry = Entry {
                         c: Arc::clone(&task),
                         key: key.clone(),
                     };
-                    run(&task, &key, &tx).await;
+                    run(&task, &key, &tx, kick).await;
                     if *tx.borrow() == PullState::Starting {
                         let _ = tx.send(PullState::Failed);
                     }
@@ -169,11 +198,10 @@ struct Progress {
     ready: bool,
 }
 
-async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>) {
+async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>, kick: CancellationToken) {
     let Ok(name) = access::StreamName::from_key(key) else {
         return;
     };
-    let kick = CancellationToken::new();
     let mut publishing: Option<control::Publishing> = None;
     let mut progress = Progress {
         upstream: None,

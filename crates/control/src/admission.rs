@@ -248,10 +248,12 @@ impl Control {
         };
         match self.auth.check(&req).await {
             Ok(grant) => {
-                if action == Action::Play {
+                match action {
                     // A stream another node has is brought here now, so the play (whatever
                     // its protocol) finds it in the hub.
-                    self.locate(name.key()).await;
+                    Action::Play => self.locate(name.key()).await,
+                    // A publisher here wins over a pull of the same stream from elsewhere.
+                    Action::Publish => self.release_remote(name.key()).await,
                 }
                 Ok(Authorized {
                     name,

@@ -184,6 +184,12 @@ pub trait RemoteStreams: Send + Sync {
     /// way: one upstream per stream per node). Resolves `true` once the stream is in the
     /// hub, `false` when no node has it or it could not be pulled.
     fn fetch(&self, key: &str) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'static>>;
+
+    /// Lets go of `key` before a publisher here takes it (an encoder that reconnects to a
+    /// node pulling its stream): stops the pull, so the local publish takes the stream over
+    /// in its grace period and its viewers stay. Resolves once the pulled publisher is gone
+    /// (or at once when `key` is not pulled).
+    fn release(&self, key: &str) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
 impl std::fmt::Debug for Control {
@@ -253,6 +259,18 @@ impl Control {
         }
         let found = tokio::time::timeout(REMOTE_FETCH_TIMEOUT, remote.fetch(key)).await;
         tracing::debug!(key, found = ?found, "remote stream lookup");
+    }
+
+    /// Before a publish: when `key` is pulled from another node, stops the pull (bounded by
+    /// [`REMOTE_FETCH_TIMEOUT`]) so the publisher here can take the stream over.
+    pub(crate) async fn release_remote(&self, key: &str) {
+        let Some(remote) = self.remote.get() else {
+            return;
+        };
+        if !self.hub.contains(key) {
+            return;
+        }
+        let _ = tokio::time::timeout(REMOTE_FETCH_TIMEOUT, remote.release(key)).await;
     }
 
     /// The registered status sources.

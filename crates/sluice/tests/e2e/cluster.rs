@@ -379,7 +379,13 @@ async fn a_stream_keeps_playing_on_the_edge_while_redis_is_down() {
 /// its RTMP and HTTP addresses, read from its log.
 async fn node_process(redis: &Redis, node: &str) -> (Child, SocketAddr, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    // Only this node's settings (the test runner's own SLUICE_* variables, e.g.
+    // SLUICE_PYTHON, would be unknown keys to the server).
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SLUICE_")) {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
         .env("SLUICE_CLUSTER_REDIS_URL", redis.url())
@@ -401,12 +407,15 @@ async fn node_process(redis: &Redis, node: &str) -> (Child, SocketAddr, SocketAd
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
     let (mut rtmp, mut http) = (None::<SocketAddr>, None::<SocketAddr>);
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
     while rtmp.is_none() || http.is_none() {
         let line = tokio::time::timeout_at(deadline, lines.next_line())
             .await
             .expect("listening lines in time")
             .expect("read")
-            .expect("server still running");
+            .unwrap_or_else(|| panic!("node {node} exited: {seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
         let field = |name: &str| {
             line.split(name)
                 .nth(1)
@@ -520,4 +529,163 @@ async fn a_wildcard_listener_needs_an_advertised_address() {
         .expect("starts with an advertised address");
     assert_eq!(cluster(&s).advertise(), "127.0.0.1:1");
     assert!(s.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_publish_elsewhere_fences_the_old_owner() {
+    let redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let c = start(node_config(&redis, "node-c")).await;
+    let key = "live/fence";
+    let _first = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    let old = wait_owned(&a, key).await;
+    let mut player = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+    first_keyframe(&mut player, Duration::from_secs(5)).await;
+
+    // The same stream published on C: the newest publish wins at once, with a newer epoch.
+    let _second = publish(&format!("rtmp://{}/{key}", c.rtmp_addr()), -1, &["-re"]);
+    let new = wait_owned(&c, key).await;
+    assert!(new > old, "epoch {new} is not newer than {old}");
+    // A learns it on its next refresh, stops owning and ends the relay it served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster(&a).owned_epoch(key).is_some() {
+        assert!(Instant::now() < deadline, "node A was never fenced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cluster(&a).stats.fenced_total.load(Ordering::Relaxed), 1);
+    let path = format!("/_cluster/relay/{key}?epoch={old}");
+    let auth = format!("Bearer {SECRET}");
+    assert_eq!(
+        relay_request(a.http_addr(), &path, Some(&auth)).await.0,
+        409
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster(&a).stats.served_active.load(Ordering::Relaxed) != 0
+        || cluster(&c).stats.served_active.load(Ordering::Relaxed) != 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the edge did not move to the new owner"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The edge's player carried on through the move.
+    let after = player.collect_for(Duration::from_millis(1500)).await;
+    assert!(!player.ended, "the edge player was disconnected");
+    let coded: Vec<u32> = after
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video && t.role == media::FrameRole::Coded)
+        .map(|t| t.timestamp)
+        .collect();
+    assert!(
+        coded.len() >= 20,
+        "only {} video frames after the move",
+        coded.len()
+    );
+    assert!(coded.windows(2).all(|w| w[1] > w[0]), "{coded:?}");
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        cluster(&b).owner(key).await.expect("redis").map(|o| o.node),
+        Some("node-c".to_owned())
+    );
+    drop(player);
+    for s in [b, c, a] {
+        assert!(s.shutdown(Duration::from_secs(5)).await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_and_rtmp_play_from_the_edge() {
+    let redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let key = "live/edgertc";
+    let _publisher = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    wait_owned(&a, key).await;
+    // WebRTC from the edge (aiortc; Opus derived on B from the relayed AAC) and RTMP (ffmpeg),
+    // at once: both join the one relayed stream.
+    let whep = format!("http://{}/{key}/whep", b.http_addr());
+    let rtmp = format!("rtmp://{}/{key}", b.rtmp_addr());
+    let (r, d) = tokio::join!(
+        crate::webrtc_support::whep_client(&whep, 3.0, false),
+        ffmpeg_decode(&rtmp, 3.0)
+    );
+    assert_eq!(r["status"], 201, "{r}");
+    assert!(r["video"]["frames"].as_u64().unwrap_or(0) >= 50, "{r}");
+    assert_eq!(r["video"]["non_increasing"], 0, "{r}");
+    assert!(r["audio"]["frames"].as_u64().unwrap_or(0) > 100, "{r}");
+    assert!(
+        d.stderr.trim().is_empty(),
+        "rtmp decode errors: {}",
+        d.stderr
+    );
+    assert!(d.video_frames >= 50 && d.audio_frames >= 50, "{d:?}");
+    assert_monotonic("edge rtmp video", &d.video_dts);
+    eprintln!(
+        "FIGURE cluster: edge WHEP {} video / {} audio frames, edge RTMP {} video frames",
+        r["video"]["frames"], r["audio"]["frames"], d.video_frames
+    );
+    assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 1);
+    assert!(b.shutdown(Duration::from_secs(5)).await);
+    assert!(a.shutdown(Duration::from_secs(5)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_reconnecting_to_an_edge_takes_the_stream_over_there() {
+    let redis = Redis::start().await;
+    let a = start(node_config(&redis, "node-a")).await;
+    let b = start(node_config(&redis, "node-b")).await;
+    let key = "live/moveto";
+    let mut first = publish(&format!("rtmp://{}/{key}", a.rtmp_addr()), -1, &["-re"]);
+    wait_live(&a, key).await;
+    let old = wait_owned(&a, key).await;
+    let mut player = RawFlvClient::connect(b.http_addr(), &format!("/{key}.flv")).await;
+    first_keyframe(&mut player, Duration::from_secs(5)).await;
+    let before = player.collect_for(Duration::from_millis(500)).await;
+
+    // The encoder loses A and comes back on B (where a load balancer sent it), which was
+    // pulling the stream: the pull yields, the publish takes the stream over in its grace
+    // period, and B becomes the owner with a newer epoch.
+    let _ = first.kill().await;
+    let moved = Instant::now();
+    let _second = publish(&format!("rtmp://{}/{key}", b.rtmp_addr()), -1, &["-re"]);
+    let new = wait_owned(&b, key).await;
+    assert!(new > old, "epoch {new} is not newer than {old}");
+    let after = player.collect_for(Duration::from_millis(3000)).await;
+    assert!(!player.ended, "the player on B was disconnected");
+    let snapshot = b.hub().stream(key).expect("the stream on B");
+    assert_eq!(snapshot.publisher.map(|p| p.protocol), Some("rtmp"));
+    let coded: Vec<&SeenTag> = before
+        .iter()
+        .chain(after.iter())
+        .filter(|t| t.kind == MediaKind::Video && t.role == media::FrameRole::Coded)
+        .collect();
+    assert!(
+        coded.windows(2).all(|w| w[1].timestamp > w[0].timestamp),
+        "timestamps go back across the move"
+    );
+    let stall = coded
+        .windows(2)
+        .map(|w| w[1].at - w[0].at)
+        .max()
+        .unwrap_or_default();
+    let resumed = after
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video && t.at > moved)
+        .count();
+    eprintln!(
+        "FIGURE cluster: encoder moved to the edge; longest stall {stall:?}, {resumed} video tags in 3 s"
+    );
+    assert!(resumed >= 40, "only {resumed} video tags after the move");
+    assert!(stall < Duration::from_secs(3), "stall {stall:?}");
+    assert_eq!(
+        cluster(&a).owner(key).await.expect("redis").map(|o| o.node),
+        Some("node-b".to_owned())
+    );
+    drop(player);
+    assert!(b.shutdown(Duration::from_secs(5)).await);
+    assert!(a.shutdown(Duration::from_secs(5)).await);
 }
