@@ -72,6 +72,8 @@ pub struct ClusterStats {
     pub served_total: AtomicU64,
     /// Relay connections this node serves now.
     pub served_active: AtomicU64,
+    /// Bytes sent on served relay connections (counted in the node record's egress).
+    pub served_bytes_total: AtomicU64,
     /// Relay requests refused (bad secret, not the owner at that epoch, no such stream).
     pub refused_total: AtomicU64,
     /// Redis commands that failed or timed out.
@@ -247,6 +249,12 @@ impl StatusSource for Status {
             get(&s.served_active),
         );
         add(
+            "sluice_cluster_relay_served_bytes_total",
+            "counter",
+            "Bytes sent on relay connections served to other nodes.",
+            get(&s.served_bytes_total),
+        );
+        add(
             "sluice_cluster_relay_refused_total",
             "counter",
             "Relay requests refused.",
@@ -288,6 +296,7 @@ impl StatusSource for Status {
                 "relay_pulls_active": get(&s.pulls_active),
                 "relay_served_total": get(&s.served_total),
                 "relay_served_active": get(&s.served_active),
+                "relay_served_bytes_total": get(&s.served_bytes_total),
                 "relay_refused_total": get(&s.refused_total),
                 "redis_errors_total": get(&s.redis_errors_total),
                 "claims_total": get(&s.claims_total),

@@ -5,7 +5,7 @@
 //!
 //! | key | value | life |
 //! |---|---|---|
-//! | `<p>:node:<id>` | JSON: id, advertise, state, streams, sessions, started | `expiry_ms`, refreshed every `heartbeat_ms` |
+//! | `<p>:node:<id>` | JSON: id, advertise, state, streams, sessions, cpu (cores), egress_bps, started | `expiry_ms`, refreshed every `heartbeat_ms` |
 //! | `<p>:owner:<key>` | `"<node id> <epoch> <advertise>"` | `expiry_ms`, refreshed every `heartbeat_ms` |
 //! | `<p>:epoch:<key>` | the last epoch handed out (`INCR`) | kept |
 //!
@@ -121,6 +121,36 @@ pub struct Registry {
     last_ok: Mutex<Option<Instant>>,
     wake: Notify,
     started: u64,
+    /// The previous load sample, for rates.
+    sample: Mutex<Option<LoadSample>>,
+}
+
+/// Cumulative figures at one instant; two of them give the node record's rates.
+#[derive(Debug, Clone, Copy)]
+struct LoadSample {
+    at: Instant,
+    cpu_seconds: f64,
+    bytes_out: u64,
+}
+
+impl LoadSample {
+    fn now(ctl: &control::Control, relay_bytes: u64) -> LoadSample {
+        let bytes_out = control::counters::ViewerProtocol::ALL
+            .iter()
+            .map(|p| ctl.stats.bytes_out.get(*p))
+            .sum::<u64>()
+            .saturating_add(ctl.stats.vod_bytes_out.load(Ordering::Relaxed))
+            .saturating_add(relay_bytes);
+        let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| control::procfs::parse_cpu_seconds(&s))
+            .unwrap_or(0.0);
+        LoadSample {
+            at: Instant::now(),
+            cpu_seconds,
+            bytes_out,
+        }
+    }
 }
 
 impl Registry {
@@ -154,6 +184,7 @@ impl Registry {
             started: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            sample: Mutex::new(None),
         })
     }
 
@@ -230,13 +261,33 @@ impl Registry {
         Ok(())
     }
 
-    async fn write_node(&self, ctl: &control::Control, streams: usize) -> Result<(), ClusterError> {
+    async fn write_node(
+        &self,
+        ctl: &control::Control,
+        streams: usize,
+        relay_bytes: u64,
+    ) -> Result<(), ClusterError> {
+        let now = LoadSample::now(ctl, relay_bytes);
+        let (cpu, egress_bps) = match lock(&self.sample).replace(now) {
+            Some(prev) if now.at > prev.at => {
+                let secs = (now.at - prev.at).as_secs_f64();
+                (
+                    ((now.cpu_seconds - prev.cpu_seconds) / secs).max(0.0),
+                    (now.bytes_out.saturating_sub(prev.bytes_out) as f64 * 8.0 / secs) as u64,
+                )
+            }
+            _ => (0.0, 0),
+        };
         let record = serde_json::json!({
             "id": self.node_id,
             "advertise": self.advertise,
-            "state": "serving",
+            "state": if ctl.shutdown.is_cancelled() { "draining" } else { "serving" },
             "streams": streams,
             "sessions": ctl.sessions.len(),
+            // Cores' worth of CPU this process used since the last record, and bits per
+            // second sent to viewers and other nodes: what a node choice by load reads.
+            "cpu": (cpu * 100.0).round() / 100.0,
+            "egress_bps": egress_bps,
             "started": self.started,
         })
         .to_string();
@@ -340,7 +391,8 @@ pub(crate) fn spawn(cluster: &Arc<Cluster>) {
 async fn pass(c: &Cluster) -> Result<(), ClusterError> {
     let reg = &c.registry;
     let streams = c.ctl.hub.streams();
-    reg.write_node(&c.ctl, streams.len()).await?;
+    let relay_bytes = c.stats.served_bytes_total.load(Ordering::Relaxed);
+    reg.write_node(&c.ctl, streams.len(), relay_bytes).await?;
     let fresh: HashSet<String> = std::mem::take(&mut *lock(&reg.fresh));
     let mut first_error = None;
     // Streams whose publisher is here (not pulled): ours to claim. A stream in its grace

@@ -84,6 +84,9 @@ async fn relay(
     };
     let body = futures_util::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
+        s.c.stats
+            .served_bytes_total
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         Some((Ok::<Bytes, std::io::Error>(chunk), s))
     });
     Response::builder()

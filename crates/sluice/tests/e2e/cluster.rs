@@ -72,6 +72,20 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    /// `GET key` through redis-cli (Debian's redis-server brings it); `None` when absent.
+    async fn get(&self, key: &str) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw", "GET", key])
+            .stdin(std::process::Stdio::null())
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(5), out)
+            .await
+            .expect("redis-cli in time")
+            .expect("redis-cli runs");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!text.is_empty()).then_some(text)
+    }
 }
 
 fn node_config(redis: &Redis, node: &str) -> sluice::Config {
@@ -213,6 +227,35 @@ async fn publish_on_one_node_play_on_another_through_one_relay() {
         metrics.contains("sluice_cluster_relay_pulls_total 1"),
         "{metrics}"
     );
+
+    // The registry's keys, as another Redis client sees them.
+    let epoch = cluster(&a).owned_epoch(key).expect("A owns it");
+    assert_eq!(
+        redis.get(&format!("sluice:owner:{key}")).await,
+        Some(format!("node-a {epoch} {}", a.http_addr()))
+    );
+    assert_eq!(
+        redis.get(&format!("sluice:epoch:{key}")).await,
+        Some(epoch.to_string())
+    );
+    let node_b: serde_json::Value =
+        serde_json::from_str(&redis.get("sluice:node:node-b").await.expect("B's record"))
+            .expect("JSON");
+    let node_a: serde_json::Value =
+        serde_json::from_str(&redis.get("sluice:node:node-a").await.expect("A's record"))
+            .expect("JSON");
+    eprintln!("FIGURE cluster: node records {node_a} {node_b}");
+    assert_eq!(node_b["advertise"], b.http_addr().to_string());
+    assert_eq!(node_b["state"], "serving");
+    assert!(
+        node_b["egress_bps"].as_u64().unwrap_or(0) > 100_000,
+        "{node_b}"
+    );
+    assert!(
+        node_a["egress_bps"].as_u64().unwrap_or(0) > 100_000,
+        "{node_a}"
+    );
+    assert!(node_b["sessions"].as_u64().unwrap_or(0) >= 2, "{node_b}");
 
     // Probes.
     assert_eq!(http_get(b.http_addr(), "/healthz").await.status, 200);
@@ -629,6 +672,21 @@ async fn whep_and_rtmp_play_from_the_edge() {
         r["video"]["frames"], r["audio"]["frames"], d.video_frames
     );
     assert_eq!(cluster(&b).stats.pulls_total.load(Ordering::Relaxed), 1);
+    // Both players gone: the pull stops after cluster::PULL_IDLE, and A stops serving it.
+    let left = Instant::now();
+    let deadline = left + cluster::PULL_IDLE + Duration::from_secs(5);
+    while cluster(&b).stats.pulls_active.load(Ordering::Relaxed) != 0
+        || cluster(&a).stats.served_active.load(Ordering::Relaxed) != 0
+    {
+        assert!(Instant::now() < deadline, "the idle pull never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let idle = left.elapsed();
+    assert!(
+        idle >= cluster::PULL_IDLE - Duration::from_millis(500),
+        "{idle:?}"
+    );
+    eprintln!("FIGURE cluster: idle pull stopped {idle:?} after its last viewer left");
     assert!(b.shutdown(Duration::from_secs(5)).await);
     assert!(a.shutdown(Duration::from_secs(5)).await);
 }
