@@ -4,6 +4,9 @@
 //! 1. [`Control::authorize`] decides on a checked [`StreamName`] (the name the hub will use:
 //!    no protocol decodes a name one way for the decision and another for the lookup), logs
 //!    and counts a refusal, and returns an [`Authorized`] that only this module can make.
+//!    In a cluster ([`crate::RemoteStreams`]) an allowed play of a stream the hub lacks
+//!    first brings it from the node that owns it, and an allowed publish first stops a pull
+//!    of the same stream, so no protocol adapter knows about other nodes.
 //! 2. [`Control::publish`] or [`Control::play`] take that proof, check the per-app and
 //!    per-stream limits, enter the hub, list the session in the API (which fires its
 //!    webhook) and count it. What they return holds every slot it took; dropping it (on
