@@ -163,6 +163,20 @@ async fn publish_on_one_node_play_on_another_through_one_relay() {
         Some("relay")
     );
 
+    // The relay hop's added latency: when B's hub got each video frame after A's hub did
+    // (the hubs stamp each frame's arrival; frames matched by their bytes).
+    let hop = relay_hop_latency(&a, &b, key).await;
+    eprintln!(
+        "FIGURE cluster: relay hop latency over {} frames: p50 {:?}, p99 {:?}, max {:?}",
+        hop.len(),
+        hop[hop.len() / 2],
+        hop[hop.len() * 99 / 100],
+        hop[hop.len() - 1]
+    );
+    // At most one frame interval (40 ms at 25 fps): the target for a relay hop.
+    assert!(hop[hop.len() / 2] < Duration::from_millis(40), "{hop:?}");
+    assert!(hop[hop.len() - 1] < Duration::from_millis(200), "{hop:?}");
+
     // ffmpeg decodes it from B: every frame, timestamps increasing.
     let d = ffmpeg_decode(&format!("http://{}/{key}.flv", b.http_addr()), 3.0).await;
     eprintln!(
@@ -267,6 +281,44 @@ async fn publish_on_one_node_play_on_another_through_one_relay() {
     drop(first);
     assert!(b.shutdown(Duration::from_secs(5)).await);
     assert!(a.shutdown(Duration::from_secs(5)).await);
+}
+
+/// Per live video frame seen by both hubs over about 2 s: how much later it entered `b`'s hub
+/// than `a`'s, sorted.
+async fn relay_hop_latency(
+    a: &sluice::RunningServer,
+    b: &sluice::RunningServer,
+    key: &str,
+) -> Vec<Duration> {
+    async fn arrivals(mut sub: hub::Subscriber) -> Vec<(bytes::Bytes, std::time::Instant)> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut out = Vec::new();
+        while let Ok(Some(f)) = tokio::time::timeout_at(deadline, sub.recv()).await {
+            if f.kind == MediaKind::Video
+                && f.role == media::FrameRole::Coded
+                && let Some(at) = f.arrival
+            {
+                out.push((f.body.clone(), at));
+            }
+        }
+        out
+    }
+    // Live frames only: the GOP cache each join starts with holds older frames, which B
+    // received in its pull's first burst.
+    let since = std::time::Instant::now();
+    let on_a = a.hub().subscribe(key).expect("on A");
+    let on_b = b.hub().subscribe(key).expect("on B");
+    let (from_a, from_b) = tokio::join!(arrivals(on_a), arrivals(on_b));
+    let mut hop: Vec<Duration> = from_b
+        .iter()
+        .filter_map(|(body, at_b)| {
+            let (_, at_a) = from_a.iter().find(|(x, at)| x == body && *at >= since)?;
+            Some(at_b.saturating_duration_since(*at_a))
+        })
+        .collect();
+    hop.sort();
+    assert!(hop.len() >= 30, "only {} frames matched", hop.len());
+    hop
 }
 
 /// The first bytes of a relay response (status line and body start), reading at most `n`
