@@ -189,13 +189,67 @@ enum Stop {
 }
 
 /// What survives a reconnection: the last coded dts pushed per kind (so a replayed GOP from
-/// the same owner is not pushed twice) and whether the waiting plays were let through.
+/// the same owner is not pushed twice) and whether the waiting plays were let through. Pure:
+/// [`Progress::admit`] decides per frame.
+#[derive(Debug, Default)]
 struct Progress {
     upstream: Option<(String, u64)>,
     last_dts: HashMap<MediaKind, u64>,
-    replaying: bool,
+    /// Kinds whose frames are still the replay of what was pushed before.
+    replaying: Vec<MediaKind>,
     video_config: bool,
     ready: bool,
+}
+
+/// What to do with one received frame.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    /// Already pushed on an earlier connection to the same owner: drop it.
+    Skip,
+    /// Push it.
+    Push,
+    /// Push it, then let the waiting plays through (a player joining now starts on it).
+    PushAndReady,
+}
+
+impl Progress {
+    /// A new connection to `owner` at `epoch`: the same owner and epoch replays its headers
+    /// and GOP cache, which the local stream already has; another one starts afresh.
+    fn connected(&mut self, owner: &str, epoch: u64) {
+        let same = self
+            .upstream
+            .as_ref()
+            .is_some_and(|(n, e)| n == owner && *e == epoch);
+        self.replaying.clear();
+        if same {
+            self.replaying.extend(self.last_dts.keys().copied());
+        } else {
+            self.last_dts.clear();
+        }
+        self.upstream = Some((owner.to_owned(), epoch));
+    }
+
+    /// Decides on one received frame.
+    fn admit(&mut self, f: &media::Frame) -> Admit {
+        if f.role == FrameRole::Coded {
+            let last = self.last_dts.get(&f.kind).copied();
+            if self.replaying.contains(&f.kind) && last.is_some_and(|l| f.dts <= l) {
+                return Admit::Skip;
+            }
+            self.replaying.retain(|k| *k != f.kind);
+            self.last_dts.insert(f.kind, f.dts);
+        }
+        if f.kind == MediaKind::Video && f.role == FrameRole::SequenceHeader {
+            self.video_config = true;
+        }
+        let starts = f.is_video_keyframe()
+            || (f.role == FrameRole::Coded && f.kind == MediaKind::Audio && !self.video_config);
+        if starts && !self.ready {
+            self.ready = true;
+            return Admit::PushAndReady;
+        }
+        Admit::Push
+    }
 }
 
 async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>, kick: CancellationToken) {
@@ -203,13 +257,7 @@ async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>, kick: C
         return;
     };
     let mut publishing: Option<control::Publishing> = None;
-    let mut progress = Progress {
-        upstream: None,
-        last_dts: HashMap::new(),
-        replaying: false,
-        video_config: false,
-        ready: false,
-    };
+    let mut progress = Progress::default();
     let mut broken_since: Option<Instant> = None;
     let mut delay = RETRY_DELAY;
     let mut ended_upstream = false;
@@ -267,12 +315,7 @@ async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>, kick: C
         let Some(p) = publishing.as_mut() else {
             return;
         };
-        let same = progress.upstream.as_ref() == Some(&(owner.node.clone(), owner.epoch));
-        progress.replaying = same;
-        if !same {
-            progress.last_dts.clear();
-        }
-        progress.upstream = Some((owner.node.clone(), owner.epoch));
+        progress.connected(&owner.node, owner.epoch);
         tracing::info!(key, owner = %owner.node, epoch = owner.epoch, "cluster: pulling");
         let stop = read(
             &c.ctl,
@@ -396,28 +439,14 @@ async fn read(
                 Err(e) => return Stop::Broken(ClusterError::Relay(e.to_string())),
             };
             match msg {
-                relay::Message::Frame(f) => {
-                    if f.role == FrameRole::Coded {
-                        let last = progress.last_dts.get(&f.kind).copied();
-                        if progress.replaying && last.is_some_and(|l| f.dts <= l) {
-                            continue;
-                        }
-                        progress.replaying = false;
-                        progress.last_dts.insert(f.kind, f.dts);
-                    }
-                    if f.kind == MediaKind::Video && f.role == FrameRole::SequenceHeader {
-                        progress.video_config = true;
-                    }
-                    let starts = f.is_video_keyframe()
-                        || (f.role == FrameRole::Coded
-                            && f.kind == MediaKind::Audio
-                            && !progress.video_config);
-                    publisher.push(f);
-                    if starts && !progress.ready {
-                        progress.ready = true;
+                relay::Message::Frame(f) => match progress.admit(&f) {
+                    Admit::Skip => {}
+                    Admit::Push => publisher.push(f),
+                    Admit::PushAndReady => {
+                        publisher.push(f);
                         let _ = tx.send(PullState::Ready);
                     }
-                }
+                },
                 relay::Message::Keepalive => {
                     // The owner has nothing more now: what is here is what a player gets.
                     if !progress.ready && ctl.hub.stream(key).is_some_and(|s| s.frames_in > 0) {
@@ -451,6 +480,105 @@ fn encode_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(kind: MediaKind, role: FrameRole, dts: u64, key: bool) -> media::Frame {
+        media::Frame {
+            kind,
+            codec: if kind == MediaKind::Video {
+                media::Codec::H264
+            } else {
+                media::Codec::Aac
+            },
+            role,
+            dts,
+            cts: 0,
+            keyframe: key,
+            body: Bytes::from_static(b"x"),
+            payload_offset: 0,
+            wire: media::WireCache::default(),
+            arrival: None,
+        }
+    }
+
+    #[test]
+    fn plays_go_through_on_the_first_video_keyframe() {
+        let mut p = Progress::default();
+        p.connected("a", 1);
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::SequenceHeader, 0, true)),
+            Admit::Push
+        );
+        // Audio before the keyframe of a stream with video does not start a player.
+        assert_eq!(
+            p.admit(&frame(MediaKind::Audio, FrameRole::Coded, 0, true)),
+            Admit::Push
+        );
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, 0, true)),
+            Admit::PushAndReady
+        );
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, 40, true)),
+            Admit::Push
+        );
+        // Audio only: the first coded frame.
+        let mut p = Progress::default();
+        p.connected("a", 1);
+        assert_eq!(
+            p.admit(&frame(MediaKind::Audio, FrameRole::SequenceHeader, 0, true)),
+            Admit::Push
+        );
+        assert_eq!(
+            p.admit(&frame(MediaKind::Audio, FrameRole::Coded, 0, true)),
+            Admit::PushAndReady
+        );
+    }
+
+    #[test]
+    fn a_replayed_gop_from_the_same_owner_is_not_pushed_twice() {
+        let mut p = Progress::default();
+        p.connected("a", 3);
+        for dts in [0, 40, 80] {
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, dts, dts == 0));
+        }
+        p.admit(&frame(MediaKind::Audio, FrameRole::Coded, 70, true));
+        // Reconnected to the same owner at the same epoch: its GOP cache comes again.
+        p.connected("a", 3);
+        let header = frame(MediaKind::Video, FrameRole::SequenceHeader, 0, true);
+        assert_eq!(
+            p.admit(&header),
+            Admit::Push,
+            "headers pass (the hub dedupes)"
+        );
+        for dts in [0, 40, 80] {
+            let f = frame(MediaKind::Video, FrameRole::Coded, dts, dts == 0);
+            assert_eq!(p.admit(&f), Admit::Skip, "dts {dts}");
+        }
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, 120, false)),
+            Admit::Push
+        );
+        // Each kind replays on its own: audio up to what was pushed is still skipped.
+        assert_eq!(
+            p.admit(&frame(MediaKind::Audio, FrameRole::Coded, 50, true)),
+            Admit::Skip
+        );
+        assert_eq!(
+            p.admit(&frame(MediaKind::Audio, FrameRole::Coded, 93, true)),
+            Admit::Push
+        );
+        // Once live, nothing is skipped.
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, 160, false)),
+            Admit::Push
+        );
+        // A new owner (or epoch) has its own timeline: nothing is skipped.
+        p.connected("b", 4);
+        assert_eq!(
+            p.admit(&frame(MediaKind::Video, FrameRole::Coded, 0, true)),
+            Admit::Push
+        );
+    }
 
     #[test]
     fn segments_are_encoded_and_decode_back() {
