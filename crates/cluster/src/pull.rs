@@ -46,8 +46,13 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// claim it.
 pub const RECONNECT_WINDOW: Duration = Duration::from_secs(10);
 
-/// First wait between two attempts; doubles up to one second.
+/// First wait between two attempts; doubles up to [`MAX_RETRY_DELAY`].
 pub const RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// Longest wait between two attempts: an attempt is one Redis `GET` (and a connection when
+/// an owner is there), cheap enough to make a few times a second during a failover, where
+/// each wait adds to the viewers' stall.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PullState {
@@ -275,7 +280,7 @@ async fn run(c: &Arc<Cluster>, key: &str, tx: &watch::Sender<PullState>, kick: C
                 _ = kick.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(1));
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
         }
         let owner = match c.registry.lookup(key).await {
             Ok(Some(o)) if o.node != c.node_id => o,
