@@ -232,6 +232,12 @@ async fn publish_on_one_node_play_on_another_through_one_relay() {
         "FIGURE cluster: edge {}, owner {}",
         info_b["cluster"], info_a["cluster"]
     );
+    // Both answers follow the API's published schema (the cluster section included).
+    let doc = http_get(b.http_addr(), "/api/v1/openapi.json").await.json();
+    let schema = &doc["paths"]["/api/v1/server"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    crate::observability::validate(&doc, schema, &info_b, "edge /api/v1/server");
+    crate::observability::validate(&doc, schema, &info_a, "owner /api/v1/server");
     assert_eq!(info_b["cluster"]["relay_pulls_total"], 1, "{info_b}");
     assert_eq!(info_b["cluster"]["relay_pulls_active"], 1, "{info_b}");
     assert_eq!(info_a["cluster"]["relay_served_total"], 1, "{info_a}");
