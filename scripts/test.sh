@@ -14,6 +14,7 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)   # builds the bundled libopus
 command -v ip >/dev/null 2>&1 || need+=(iproute2)   # ip and tc in the WebRTC loss test's namespace
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)   # its private network namespace
 command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)   # libsrt's own SRT peer
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)   # the cluster tests' Redis
 for element in rtmpsrc rtmp2src rtmpsink rtmp2sink flvdemux flvmux h264parse aacparse \
     avdec_h264 avdec_aac fakesink filesrc; do
   if ! gst-inspect-1.0 "$element" >/dev/null 2>&1; then

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod cidr;
+pub mod cluster;
 mod limits;
 pub mod srt;
 pub mod webhooks;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, AuthMode, AuthRule};
 pub use cidr::{BadCidr, Cidr};
+pub use cluster::ClusterConfig;
 pub use limits::{
     LimitsConfig, MAX_HTTP_HEADER_BYTES, MAX_HTTP_TIMEOUT_MS, MAX_LISTENER_RESERVE_PERCENT,
     MIN_HTTP_HEADER_BYTES,
@@ -82,6 +84,8 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     /// SRT ingest and playback (MPEG-TS over SRT).
     pub srt: SrtConfig,
+    /// Clustering over Redis (off unless `redis_url` is set).
+    pub cluster: ClusterConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -604,6 +608,7 @@ impl Config {
             return bad("vod.cache_max_age_s", "must be at most 31536000 (one year)");
         }
         self.tls.validate()?;
+        self.cluster.validate()?;
         Ok(())
     }
 

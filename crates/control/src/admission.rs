@@ -4,6 +4,9 @@
 //! 1. [`Control::authorize`] decides on a checked [`StreamName`] (the name the hub will use:
 //!    no protocol decodes a name one way for the decision and another for the lookup), logs
 //!    and counts a refusal, and returns an [`Authorized`] that only this module can make.
+//!    In a cluster ([`crate::RemoteStreams`]) an allowed play of a stream the hub lacks
+//!    first brings it from the node that owns it, and an allowed publish first stops a pull
+//!    of the same stream, so no protocol adapter knows about other nodes.
 //! 2. [`Control::publish`] or [`Control::play`] take that proof, check the per-app and
 //!    per-stream limits, enter the hub, list the session in the API (which fires its
 //!    webhook) and count it. What they return holds every slot it took; dropping it (on
@@ -249,12 +252,32 @@ impl Control {
             hls_segment: caller.hls_segment,
         };
         match self.auth.check(&req).await {
-            Ok(grant) => Ok(Authorized {
-                name,
-                action,
-                grant,
-            }),
+            Ok(grant) => {
+                match action {
+                    // A stream another node has is brought here now, so the play (whatever
+                    // its protocol) finds it in the hub.
+                    Action::Play => self.locate(name.key()).await,
+                    // A publisher here wins over a pull of the same stream from elsewhere.
+                    Action::Publish => self.release_remote(name.key()).await,
+                }
+                Ok(Authorized {
+                    name,
+                    action,
+                    grant,
+                })
+            }
             Err(r) => Err(Refusal::Access(r)),
+        }
+    }
+
+    /// Step 1 for an ingest authenticated by other means than access rules: the cluster
+    /// relay, whose peer proved the cluster's shared secret and whose stream was admitted
+    /// on the node that owns it. Only ever a publish.
+    pub fn authorize_internal(&self, name: StreamName) -> Authorized {
+        Authorized {
+            name,
+            action: Action::Publish,
+            grant: Grant::default(),
         }
     }
 

@@ -167,6 +167,29 @@ pub struct Control {
     /// Connection, viewer and publisher limits (`[limits]`).
     pub limits: Arc<limits::Limits>,
     sources: Mutex<Vec<Arc<dyn StatusSource>>>,
+    remote: std::sync::OnceLock<Arc<dyn RemoteStreams>>,
+}
+
+/// Longest time a play waits for [`RemoteStreams::fetch`] to bring a stream the local hub
+/// does not have: an upstream that takes longer is as good as absent for a player (which
+/// retries), and the request holds a connection meanwhile.
+pub const REMOTE_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Where a play finds a stream the local hub does not have (the cluster: another node owns
+/// it, and this node pulls it into its hub). Registered once at start
+/// ([`Control::set_remote`]); [`Control::authorize`] consults it for every allowed play of a
+/// missing stream, so every protocol's players get it without knowing about it.
+pub trait RemoteStreams: Send + Sync {
+    /// Brings `key` into the local hub if another node has it (joining a pull already under
+    /// way: one upstream per stream per node). Resolves `true` once the stream is in the
+    /// hub, `false` when no node has it or it could not be pulled.
+    fn fetch(&self, key: &str) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + 'static>>;
+
+    /// Lets go of `key` before a publisher here takes it (an encoder that reconnects to a
+    /// node pulling its stream): stops the pull, so the local publish takes the stream over
+    /// in its grace period and its viewers stay. Resolves once the pulled publisher is gone
+    /// (or at once when `key` is not pulled).
+    fn release(&self, key: &str) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 }
 
 impl std::fmt::Debug for Control {
@@ -208,6 +231,7 @@ impl Control {
             auth,
             limits,
             sources: Mutex::new(Vec::new()),
+            remote: std::sync::OnceLock::new(),
         })
     }
 
@@ -217,6 +241,38 @@ impl Control {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(source);
+    }
+
+    /// Registers where plays of streams the local hub lacks look next (the cluster). Only
+    /// the first registration counts; returns false for a later one.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteStreams>) -> bool {
+        self.remote.set(remote).is_ok()
+    }
+
+    /// Makes sure `key` is in the local hub before a play subscribes: a no-op when it is
+    /// there or no [`RemoteStreams`] is registered; else waits (at most
+    /// [`REMOTE_FETCH_TIMEOUT`]) for the remote source to bring it.
+    pub(crate) async fn locate(&self, key: &str) {
+        let Some(remote) = self.remote.get() else {
+            return;
+        };
+        if self.hub.contains(key) {
+            return;
+        }
+        let found = tokio::time::timeout(REMOTE_FETCH_TIMEOUT, remote.fetch(key)).await;
+        tracing::debug!(key, found = ?found, "remote stream lookup");
+    }
+
+    /// Before a publish: when `key` is pulled from another node, stops the pull (bounded by
+    /// [`REMOTE_FETCH_TIMEOUT`]) so the publisher here can take the stream over.
+    pub(crate) async fn release_remote(&self, key: &str) {
+        let Some(remote) = self.remote.get() else {
+            return;
+        };
+        if !self.hub.contains(key) {
+            return;
+        }
+        let _ = tokio::time::timeout(REMOTE_FETCH_TIMEOUT, remote.release(key)).await;
     }
 
     /// The registered status sources.

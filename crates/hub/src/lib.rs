@@ -411,6 +411,11 @@ impl Hub {
         Ok(Subscriber::new(stream, join, want))
     }
 
+    /// True when `key` is in the registry (live or in its grace period).
+    pub fn contains(&self, key: &str) -> bool {
+        self.registry().contains_key(key)
+    }
+
     /// Snapshots of every stream.
     pub fn streams(&self) -> Vec<StreamSnapshot> {
         let streams: Vec<Arc<Stream>> = self.registry().values().cloned().collect();

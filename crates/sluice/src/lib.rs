@@ -74,6 +74,9 @@ pub enum ServerError {
     /// The SRT server could not start.
     #[error(transparent)]
     Srt(#[from] server_srt::SrtError),
+    /// The cluster could not start (its Redis URL).
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The demo clip could not be published.
     #[error("demo: {0}")]
     Demo(String),
@@ -93,6 +96,7 @@ pub struct RunningServer {
     webrtc: Option<WebRtcServer>,
     srt: Option<SrtServer>,
     http: HttpServer,
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 /// The hub's settings from `[hub]` and `[limits]`.
@@ -169,7 +173,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         None
     };
-    let app = router(&ctl, &http, &recorder, webrtc.as_ref());
+    let cluster = cluster::Cluster::start(&ctl)?;
+    let app = router(&ctl, &http, &recorder, webrtc.as_ref(), cluster.as_ref());
     let tracker = ctl.tracker.clone();
     if let Some((tls, rtmps_listener, https_listener)) = tls_listeners {
         tracker.spawn(server_rtmp::run_tls(
@@ -204,16 +209,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         webrtc,
         srt,
         http,
+        cluster,
     })
 }
 
 /// Every HTTP route: the HTTP server's media routes, the WebRTC signalling routes and pages,
-/// and the REST API (the control plane's, the recorder's and VOD's) behind one guard.
+/// the REST API (the control plane's, the recorder's and VOD's) behind one guard, the
+/// cluster's relay (its own authentication) and the probes `/healthz` and `/readyz`.
 fn router(
     ctl: &Arc<Control>,
     http: &HttpServer,
     recorder: &Arc<record::Recorder>,
     webrtc: Option<&WebRtcServer>,
+    cluster: Option<&Arc<cluster::Cluster>>,
 ) -> Router {
     let (media, vod_api) = http.routes();
     let api = control::api::routes(Arc::clone(ctl))
@@ -227,7 +235,38 @@ fn router(
     if let Some(w) = webrtc {
         app = app.merge(w.routes());
     }
-    app
+    if let Some(c) = cluster {
+        app = app.merge(c.routes());
+    }
+    app.merge(probes(ctl, cluster))
+}
+
+/// `GET /healthz`: 200 while the process serves (liveness). `GET /readyz`: 200 when this
+/// node should get new sessions: not shutting down and, in a cluster, registered in Redis
+/// (else 503, so a load balancer sends new sessions elsewhere; existing ones carry on).
+fn probes(ctl: &Arc<Control>, cluster: Option<&Arc<cluster::Cluster>>) -> Router {
+    use axum::http::StatusCode;
+    let ctl = Arc::clone(ctl);
+    let cluster = cluster.cloned();
+    Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|| async { (StatusCode::OK, "ok\n") }),
+        )
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready =
+                    !ctl.shutdown.is_cancelled() && cluster.as_ref().is_none_or(|c| c.registered());
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
 }
 
 /// Loads the certificate (a bad file is a startup error naming it) and binds the RTMPS and
@@ -340,6 +379,11 @@ impl RunningServer {
     /// TCP connections open now on `listener` (admitted by `[limits]`, not yet closed).
     pub fn open_connections(&self, listener: ListenerKind) -> usize {
         self.ctl.limits.connections.open(listener)
+    }
+
+    /// The cluster membership, when `[cluster]` is on.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// The stream hub.

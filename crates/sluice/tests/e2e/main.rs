@@ -17,6 +17,7 @@ mod auth;
 mod auth_tokens;
 mod bench;
 mod cli;
+mod cluster;
 mod console;
 mod faults;
 mod hls;

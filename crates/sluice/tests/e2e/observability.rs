@@ -98,7 +98,7 @@ async fn scrape_until(
 /// Validates `v` against the subset of JSON Schema the document uses: `$ref` (to
 /// `#/components/schemas/..`), `oneOf`, `type` (a name or a list), `properties`, `required`,
 /// `items`, `minimum`, `maximum`, `additionalProperties: false`.
-fn validate(doc: &Value, schema: &Value, v: &Value, at: &str) {
+pub(crate) fn validate(doc: &Value, schema: &Value, v: &Value, at: &str) {
     if let Some(r) = schema["$ref"].as_str() {
         let name = r
             .strip_prefix("#/components/schemas/")
