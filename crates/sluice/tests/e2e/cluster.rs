@@ -498,7 +498,13 @@ async fn node_process(redis: &Redis, node: &str) -> (Child, SocketAddr, SocketAd
             "--http-listen",
             "127.0.0.1:0",
         ])
-        .args(["--webrtc-listen", "127.0.0.1:0", "--log-level", "info"])
+        .args([
+            "--webrtc-listen",
+            "127.0.0.1:0",
+            "--srt-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-level", "info"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
