@@ -208,8 +208,7 @@ pub(crate) async fn serve<S>(
         partial: partial::PartialShare::new(ctl.clone()),
     };
     let result = conn.run(&mut sock).await;
-    // Ends the stream cleanly (a TLS close_notify, then FIN), bounded.
-    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, sock.shutdown()).await;
+    // Counted and logged before the close, so whoever sees the close sees the count.
     match result {
         Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
         Err(ConnError::Io(e))
@@ -225,6 +224,8 @@ pub(crate) async fn serve<S>(
             tracing::warn!(%peer, "rtmp connection closed: {e}");
         }
     }
+    // Ends the stream cleanly (a TLS close_notify, then FIN), bounded.
+    let _ = tokio::time::timeout(SHUTDOWN_FLUSH, sock.shutdown()).await;
 }
 
 impl Conn {
