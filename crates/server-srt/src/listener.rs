@@ -111,20 +111,16 @@ async fn caller(ctl: &Arc<Control>, stats: &SrtStats, req: ConnectionRequest) {
         stats.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(%remote, stream_id = %access::escape_for_log(&raw), "srt caller rejected: {why}");
     };
-    let id = match SrtStreamId::parse(&raw) {
-        Ok(id) => id,
-        Err(e) => {
-            refuse(&e);
-            let _ = req
-                .reject(RejectReason::Server(ServerRejectReason::BadRequest))
-                .await;
-            return;
-        }
-    };
-    let name = match StreamName::new(&id.app, &id.stream) {
-        Ok(n) => n,
-        Err(e) => {
-            refuse(&e);
+    let parsed = SrtStreamId::parse(&raw)
+        .map_err(|e| e.to_string())
+        .and_then(|id| match StreamName::new(&id.app, &id.stream) {
+            Ok(name) => Ok((id, name)),
+            Err(e) => Err(e.to_string()),
+        });
+    let (id, name) = match parsed {
+        Ok(v) => v,
+        Err(why) => {
+            refuse(&why);
             let _ = req
                 .reject(RejectReason::Server(ServerRejectReason::BadRequest))
                 .await;
