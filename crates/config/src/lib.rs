@@ -15,6 +15,7 @@ pub mod cidr;
 pub mod cluster;
 mod limits;
 pub mod srt;
+pub mod transcode;
 pub mod webhooks;
 pub mod webrtc;
 
@@ -31,6 +32,7 @@ pub use limits::{
     MIN_HTTP_HEADER_BYTES,
 };
 pub use srt::{SrtConfig, SrtEncryption};
+pub use transcode::{Rung, TranscodeConfig};
 pub use webhooks::WebhooksConfig;
 pub use webrtc::WebRtcConfig;
 
@@ -84,6 +86,8 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     /// SRT ingest and playback (MPEG-TS over SRT).
     pub srt: SrtConfig,
+    /// The adaptive-bitrate ladder (off unless `apps` is set).
+    pub transcode: TranscodeConfig,
     /// Clustering over Redis (off unless `redis_url` is set).
     pub cluster: ClusterConfig,
 }
@@ -598,6 +602,7 @@ impl Config {
         self.auth.validate()?;
         self.webrtc.validate()?;
         self.srt.validate()?;
+        self.transcode.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");
         }

@@ -199,6 +199,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         tracker.spawn(http.clone().serve_metrics(l));
         tracing::info!(%addr, "metrics listening");
     }
+    // The ABR ladder follows publishes of the `[transcode]` apps (nothing when none).
+    ladder::start(&ctl);
     ctl.spawn_upkeep();
     tracing::info!(rtmp_addr = %addrs.rtmp, "rtmp listening");
     tracing::info!(http_addr = %addrs.http, "http listening");

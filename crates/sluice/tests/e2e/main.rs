@@ -22,6 +22,7 @@ mod console;
 mod faults;
 mod hls;
 mod interop;
+mod ladder;
 mod limits;
 mod live;
 mod observability;
