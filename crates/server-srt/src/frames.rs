@@ -37,6 +37,11 @@ pub const START_MARGIN_90K: u64 = 90_000;
 
 /// Longest stretch (ms of stream time) frames of one track wait for the other track's.
 pub const MAX_INTERLEAVE_MS: u64 = 1_000;
+/// Most frames and bytes waiting for the other track (whatever the timestamps say: a
+/// publisher's times cannot make the queue grow without bound).
+pub const MAX_INTERLEAVE_FRAMES: usize = 512;
+/// See [`MAX_INTERLEAVE_FRAMES`].
+pub const MAX_INTERLEAVE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The video converter of the stream's codec.
 #[derive(Debug)]
@@ -67,6 +72,8 @@ pub struct TsToFrames {
     /// Frames waiting for the other track, per track.
     video_q: VecDeque<Frame>,
     audio_q: VecDeque<Frame>,
+    /// Body bytes waiting in both queues.
+    queued_bytes: usize,
     /// The tracks the PMT lists (a track it does not list is never waited for).
     has_video: bool,
     has_audio: bool,
@@ -96,6 +103,7 @@ impl TsToFrames {
         self.make(u, &mut made);
         self.frames += made.len() as u64;
         for f in made {
+            self.queued_bytes += f.body.len();
             match f.kind {
                 media::MediaKind::Video => self.video_q.push_back(f),
                 _ => self.audio_q.push_back(f),
@@ -111,8 +119,11 @@ impl TsToFrames {
 
     /// Moves the frames that are due from the queues to `out`.
     fn release(&mut self, out: &mut Vec<Frame>, all: bool) {
+        let full = self.video_q.len() + self.audio_q.len() > MAX_INTERLEAVE_FRAMES
+            || self.queued_bytes > MAX_INTERLEAVE_BYTES;
         let span = |q: &VecDeque<Frame>| match (q.front(), q.back()) {
-            (Some(a), Some(b)) => b.dts.saturating_sub(a.dts),
+            (Some(a), Some(b)) if !full => b.dts.saturating_sub(a.dts),
+            (Some(_), Some(_)) => u64::MAX,
             _ => 0,
         };
         loop {
@@ -136,7 +147,10 @@ impl TsToFrames {
                 &mut self.audio_q
             };
             match q.pop_front() {
-                Some(f) => out.push(f),
+                Some(f) => {
+                    self.queued_bytes -= f.body.len();
+                    out.push(f);
+                }
                 None => break,
             }
         }
@@ -347,6 +361,30 @@ mod tests {
     fn hevc_and_opus_from_ffmpeg() {
         let ts = include_bytes!("../../../fixtures/hevc-opus.ts");
         check(&frames_of(ts), Codec::H265, Codec::Opus, 101);
+    }
+
+    #[test]
+    fn a_track_waiting_for_a_silent_one_is_bounded() {
+        // The PMT lists audio that never comes, and every video unit has the same time:
+        // frames still leave once the queue holds MAX_INTERLEAVE_FRAMES.
+        let ts = include_bytes!("../../../fixtures/h264-aac.ts");
+        let mut d = TsDemuxer::new();
+        let mut units = Vec::new();
+        d.push(ts, &mut units);
+        d.flush(&mut units);
+        let key = units
+            .iter()
+            .find(|u| u.codec == EsCodec::H264 && u.keyframe)
+            .unwrap()
+            .clone();
+        let mut c = TsToFrames::new();
+        c.set_tracks(true, true);
+        let mut out = Vec::new();
+        for _ in 0..2_000 {
+            c.convert(&key, &mut out);
+        }
+        assert!(c.video_q.len() + c.audio_q.len() <= MAX_INTERLEAVE_FRAMES + 2);
+        assert!(out.len() > 1_000, "{} frames out", out.len());
     }
 
     #[test]

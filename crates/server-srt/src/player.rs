@@ -57,7 +57,11 @@ pub(crate) async fn run(
         if frame.role == FrameRole::Coded {
             let (t0, d0) = *clock.get_or_insert((tokio::time::Instant::now(), frame.dts));
             let due = t0 + std::time::Duration::from_millis(frame.dts.saturating_sub(d0));
-            tokio::time::sleep_until(due).await;
+            tokio::select! {
+                _ = kick.cancelled() => break,
+                _ = ctl.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(due) => {}
+            }
         }
         if frame.role == FrameRole::Coded && (!started || frame.is_video_keyframe()) {
             mux.write_tables(&mut out);
