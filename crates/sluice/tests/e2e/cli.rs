@@ -78,18 +78,8 @@ async fn unknown_config_key_is_named() {
 /// Starts the binary with the demo on port 0 and returns it with its bound addresses,
 /// read from its log.
 async fn start_demo() -> (tokio::process::Child, String, String) {
-    let mut child = sluice()
-        .args([
-            "--demo",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = common::sluice_process()
+        .arg("--demo")
         .args(["--log-level", "info"])
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
@@ -216,18 +206,8 @@ async fn demo_plays_and_sigterm_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_follow_a_session_from_start_to_end() {
-    let mut child = sluice()
-        .args([
-            "--demo",
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = common::sluice_process()
+        .arg("--demo")
         .env("SLUICE_LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

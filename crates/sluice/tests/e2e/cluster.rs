@@ -480,35 +480,19 @@ async fn a_stream_keeps_playing_on_the_edge_while_redis_is_down() {
 /// its RTMP and HTTP addresses, read from its log.
 async fn node_process(redis: &Redis, node: &str) -> (Child, SocketAddr, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    let mut cmd = sluice_process();
     // Only this node's settings (the test runner's own SLUICE_* variables, e.g.
     // SLUICE_PYTHON, would be unknown keys to the server).
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SLUICE_")) {
         cmd.env_remove(k);
     }
     let mut child = cmd
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
         .env("SLUICE_CLUSTER_REDIS_URL", redis.url())
         .env("SLUICE_CLUSTER_NODE_ID", node)
         .env("SLUICE_CLUSTER_SECRET", SECRET)
-        .args([
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-        ])
         .args(["--log-level", "info"])
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("sluice runs");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();

@@ -665,27 +665,11 @@ const CLI_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_faults_in_flight_exits_cleanly() {
     let _turn = LOCK.lock().await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
+    let mut child = sluice_process()
         .env("SLUICE_LIMITS_EXEMPT", r#"["127.0.0.0/8"]"#)
-        .args([
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
-        ])
         .args(["--log-level", "info"])
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("sluice runs");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();

@@ -962,21 +962,11 @@ async fn names_with_control_characters_are_refused_by_every_protocol() {
 
 #[tokio::test]
 async fn client_text_cannot_forge_log_lines() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let mut child = sluice_process()
         .args([
-            "--rtmp-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--webrtc-listen",
-            "127.0.0.1:0",
-            "--srt-listen",
-            "127.0.0.1:0",
             "--log-level",
             "debug,hyper=info,h2=info,str0m=info,rustls=info",
         ])
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
         .env(
             "SLUICE_VOD_DIR",
             temp_dir("log-vod").to_string_lossy().as_ref(),

@@ -97,6 +97,31 @@ pub async fn own_process(module: &str, name: &str) -> bool {
     false
 }
 
+/// Every listener flag of the binary, each on loopback port 0: a process test's server
+/// binds nothing fixed (a new listener gets its flag here, once, for every such test).
+pub const LOOPBACK_LISTENERS: [&str; 8] = [
+    "--rtmp-listen",
+    "127.0.0.1:0",
+    "--http-listen",
+    "127.0.0.1:0",
+    "--webrtc-listen",
+    "127.0.0.1:0",
+    "--srt-listen",
+    "127.0.0.1:0",
+];
+
+/// The `sluice` binary with [`LOOPBACK_LISTENERS`], no inherited `RUST_LOG`, no colour, no
+/// stdin, killed when dropped.
+pub fn sluice_process() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.args(LOOPBACK_LISTENERS)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
 /// Starts an in-process server.
 pub async fn start(cfg: Config) -> RunningServer {
     sluice::start(cfg).await.expect("server starts")
