@@ -19,7 +19,7 @@ import sys
 
 SANS_IO = {
     "media", "amf", "flv", "rtmp", "mpegts", "fmp4", "hls", "rtp", "access", "config",
-    "transcode", "relay",
+    "transcode", "relay", "rooms",
 }
 # Crates a sans-IO crate must not reach, directly or through its dependencies.
 IO_STACKS = {"tokio", "axum", "hyper", "hyper-util", "str0m", "mio", "tower"}

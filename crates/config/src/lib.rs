@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cidr;
 pub mod cluster;
 mod limits;
+pub mod rooms;
 pub mod srt;
 pub mod transcode;
 pub mod webhooks;
@@ -31,6 +32,7 @@ pub use limits::{
     LimitsConfig, MAX_HTTP_HEADER_BYTES, MAX_HTTP_TIMEOUT_MS, MAX_LISTENER_RESERVE_PERCENT,
     MIN_HTTP_HEADER_BYTES,
 };
+pub use rooms::RoomsConfig;
 pub use srt::{SrtConfig, SrtEncryption};
 pub use transcode::{Rung, TranscodeConfig};
 pub use webhooks::WebhooksConfig;
@@ -90,6 +92,8 @@ pub struct Config {
     pub transcode: TranscodeConfig,
     /// Clustering over Redis (off unless `redis_url` is set).
     pub cluster: ClusterConfig,
+    /// Real-time rooms (LiveKit's client protocol at `/rtc`).
+    pub rooms: RoomsConfig,
 }
 
 /// `[rtmp]`: the RTMP listener.
@@ -602,6 +606,7 @@ impl Config {
         self.auth.validate()?;
         self.webrtc.validate()?;
         self.srt.validate()?;
+        self.rooms.validate()?;
         self.transcode.validate()?;
         if self.vod.dir.as_os_str().is_empty() {
             return bad("vod.dir", "must not be empty");

@@ -1,0 +1,43 @@
+//! Rooms without IO: what the LiveKit-protocol SFU (`server-webrtc`'s `rooms`) decides on.
+//!
+//! - [`token`]: LiveKit access tokens (HS256 JWTs signed with a `[rooms.keys]` secret) and
+//!   their grants.
+//! - [`ids`]: room, participant and track ids in the forms LiveKit's clients check (`RM_`,
+//!   `PA_`, `TR_`) and the stream id of a subscribed track (`PA_x|TR_y`).
+//! - [`names`]: the hub stream a room track is published as.
+//! - [`directory`]: the operations LiveKit's `RoomService` (and Sluice's API) performs on
+//!   rooms, as a trait the server implements.
+//!
+//! The crate's rule: no socket, no task, no clock read; time is passed in.
+
+#![forbid(unsafe_code)]
+
+pub mod directory;
+pub mod ids;
+pub mod names;
+pub mod token;
+
+/// The LiveKit protocol's generated types (`livekit-protocol`), re-exported so every user
+/// names the same version.
+pub use livekit_protocol as proto;
+
+/// Errors of room operations and token checks. The message is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomsError {
+    /// The token is missing, malformed, signed with an unknown key or badly, or expired.
+    #[error("invalid token: {0}")]
+    Token(String),
+    /// The token is valid but does not grant what was asked.
+    #[error("permission denied: {0}")]
+    Denied(String),
+    /// No such room, participant or track.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A limit (`rooms.max_rooms`, `rooms.max_participants`) was reached.
+    #[error("limit reached: {0}")]
+    Limit(String),
+    /// The request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
