@@ -31,7 +31,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use media::Frame;
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind as RtcKind, MediaTime, Mid};
 use str0m::{Event, IceConnectionState, Output, Rtc};
@@ -60,10 +59,9 @@ pub const REORDER_AUDIO_PACKETS: usize = 15;
 pub(crate) struct Ingest {
     pub(crate) cleanup: Cleanup,
     pub(crate) rtc: Rtc,
-    pub(crate) key: String,
-    /// The hub publisher, its counters, its session (started when the peer connects) and
-    /// its limit slot.
-    pub(crate) admitted: control::Publishing<control::Session>,
+    /// The stream's hub publisher (its session started when the peer connects) and the
+    /// conversion into it.
+    pub(crate) sink: HubSink,
     pub(crate) rx: mpsc::Receiver<Datagram>,
     pub(crate) cmd: mpsc::Receiver<PeerCmd>,
     pub(crate) kick: CancellationToken,
@@ -178,11 +176,14 @@ fn sender_time(tc: &TrackClock) -> Option<SystemTime> {
     }
 }
 
-/// What the task keeps between events.
-struct State {
-    connected: bool,
-    disconnected: bool,
-    video_mid: Option<Mid>,
+/// Turns one publisher's depacketized media (str0m's `MediaData`) into hub frames of one
+/// stream: the shared timeline, the video converter, the Opus header, strictly increasing
+/// times per track. A WHIP ingest has one; a room participant one per stream it publishes.
+pub(crate) struct HubSink {
+    /// The stream's key (for logs).
+    pub(crate) key: String,
+    /// The hub publisher, its counters, its session and its limit slot.
+    pub(crate) admitted: control::Publishing<control::Session>,
     clock: Clock,
     /// Made for the codec of the first video frame (the one the answer negotiated).
     video: Option<VideoIn>,
@@ -193,10 +194,146 @@ struct State {
     base: Option<u64>,
     last_video_dts: Option<u64>,
     last_audio_dts: Option<u64>,
+    /// When the last video keyframe went to the hub.
+    pub(crate) last_keyframe: Instant,
+    /// The next video frame starts another simulcast layer: wait for its keyframe.
+    layer_switched: bool,
+}
+
+impl HubSink {
+    /// A sink feeding `admitted`'s hub stream.
+    pub(crate) fn new(key: String, admitted: control::Publishing<control::Session>) -> Self {
+        Self {
+            key,
+            admitted,
+            clock: Clock::default(),
+            video: None,
+            opus_header_sent: false,
+            base: None,
+            last_video_dts: None,
+            last_audio_dts: None,
+            last_keyframe: Instant::now(),
+            layer_switched: false,
+        }
+    }
+
+    /// The video now comes from another simulcast layer (another SSRC, another RTP time
+    /// base): its clock is anchored anew at the layer's first packet and frames wait for
+    /// its keyframe; hub time stays strictly increasing.
+    pub(crate) fn switch_layer(&mut self) {
+        self.clock.video = None;
+        self.clock.synced = false;
+        self.layer_switched = true;
+    }
+
+    /// One depacketized frame from the publisher; true when a keyframe should be requested
+    /// (loss str0m could not repair).
+    pub(crate) fn media(&mut self, d: &MediaData) -> bool {
+        let codec = d.params.spec().codec;
+        let track = match codec {
+            RtcCodec::Opus => Track::Audio,
+            c if hub_codec(c).is_some() => Track::Video,
+            _ => return false,
+        };
+        let report = d
+            .last_sender_info
+            .as_ref()
+            .map(|s| (s.ntp_time, s.rtp_time.numer()));
+        let ms = self.clock.ms(track, d.time, d.network_time, report);
+        match track {
+            Track::Video => {
+                let contiguous = d.contiguous && !std::mem::take(&mut self.layer_switched);
+                let Some(v) = self.video_in(codec) else {
+                    return false;
+                };
+                let (unit, want_key) = v.accept(&d.data, contiguous);
+                if let Some(u) = unit {
+                    self.video(u, ms);
+                }
+                want_key
+            }
+            Track::Audio => {
+                self.audio(&d.data, ms);
+                false
+            }
+        }
+    }
+
+    /// Hub time of timeline `ms`, strictly after `last`; `None` before the hub's start.
+    fn hub_time(&mut self, ms: u64, track: Track) -> Option<u64> {
+        let base = *self.base.get_or_insert(ms);
+        let dts = ms.checked_sub(base)?;
+        let last = match track {
+            Track::Video => &mut self.last_video_dts,
+            Track::Audio => &mut self.last_audio_dts,
+        };
+        if last.is_some_and(|l| dts <= l) {
+            return None;
+        }
+        *last = Some(dts);
+        Some(dts)
+    }
+
+    /// The video converter for `codec`, made at its first frame (and remade, with a log, if
+    /// the publisher switches codec).
+    fn video_in(&mut self, codec: RtcCodec) -> Option<&mut VideoIn> {
+        let codec = hub_codec(codec)?;
+        if self.video.as_ref().is_none_or(|v| v.codec() != codec) {
+            tracing::info!(stream = %self.key, "webrtc ingest video: {}", rtp::sdp::codec_name(codec));
+            self.video = VideoIn::new(codec);
+        }
+        self.video.as_mut()
+    }
+
+    fn video(&mut self, u: VideoUnit, ms: u64) {
+        let Some(dts) = self.hub_time(ms, Track::Video) else {
+            return;
+        };
+        if u.keyframe {
+            self.last_keyframe = Instant::now();
+        }
+        if let Some(header) = u.header {
+            self.push(header, flv::mux::TAG_VIDEO, dts);
+        }
+        self.push(u.frame, flv::mux::TAG_VIDEO, dts);
+    }
+
+    /// One Opus packet, into the hub as it came (its sequence header before the first).
+    fn audio(&mut self, packet: &[u8], ms: u64) {
+        if packet.is_empty() {
+            return;
+        }
+        let Some(dts) = self.hub_time(ms, Track::Audio) else {
+            return;
+        };
+        if !self.opus_header_sent {
+            self.push(rtp::audio::opus_header_body(), flv::mux::TAG_AUDIO, dts);
+            self.opus_header_sent = true;
+        }
+        self.push(rtp::audio::opus_body(packet), flv::mux::TAG_AUDIO, dts);
+    }
+
+    fn push(&mut self, body: Vec<u8>, tag_type: u8, dts: u64) {
+        // The hub takes publisher timestamps as 32-bit RTMP time and unwraps them.
+        let ts = (dts & 0xFFFF_FFFF) as u32;
+        match flv::frame_from_tag(tag_type, ts, Bytes::from(body)) {
+            Ok(frame) => {
+                self.admitted.counters.observe(&frame);
+                self.admitted.publisher.push(frame);
+            }
+            Err(e) => tracing::debug!(stream = %self.key, "webrtc ingest: frame not built: {e}"),
+        }
+    }
+}
+
+/// What the task keeps between events.
+struct State {
+    connected: bool,
+    disconnected: bool,
+    video_mid: Option<Mid>,
     /// A keyframe request is wanted.
     want_key: bool,
     last_request: Option<Instant>,
-    last_keyframe: Instant,
     subscribers: u64,
     received: usize,
 }
@@ -211,15 +348,8 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
         connected: false,
         disconnected: false,
         video_mid: None,
-        clock: Clock::default(),
-        video: None,
-        opus_header_sent: false,
-        base: None,
-        last_video_dts: None,
-        last_audio_dts: None,
         want_key: true,
         last_request: None,
-        last_keyframe: last_rx,
         subscribers: 0,
         received: 0,
     };
@@ -247,7 +377,7 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
             d = p.rx.recv() => {
                 let Some(d) = d else { break };
                 last_rx = Instant::now();
-                p.admitted.session.bytes(d.data.len());
+                p.sink.admitted.session.bytes(d.data.len());
                 st.received += d.data.len();
                 peer::receive(&mut p.rtc, &wr, d);
             }
@@ -258,19 +388,19 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
             },
             _ = poll.tick() => {
                 let now = Instant::now();
-                if let Some(s) = shared.ctl.hub.stream(&p.key) {
+                if let Some(s) = shared.ctl.hub.stream(&p.sink.key) {
                     if s.subscribers > st.subscribers && s.gop_frames == 0 {
                         st.want_key = true;
                     }
                     st.subscribers = s.subscribers;
                 }
                 let since_request = st.last_request.map_or(interval, |t| now - t);
-                if now - st.last_keyframe >= interval && since_request >= interval {
+                if now - p.sink.last_keyframe >= interval && since_request >= interval {
                     st.want_key = true;
                 }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
-                if !peer::timeout(&mut p.rtc, &p.key, silent_until, st.connected, connect_by) {
+                if !peer::timeout(&mut p.rtc, &p.sink.key, silent_until, st.connected, connect_by) {
                     break;
                 }
             }
@@ -283,11 +413,12 @@ pub(crate) async fn run(shared: Arc<Shared>, wr: Arc<WebRtc>, mut p: Ingest) {
     if kicked {
         // DELETE (or an API kick) ends the publish now: no grace period for a publisher
         // that said it is done.
-        shared.ctl.hub.end_stream(&p.key);
+        shared.ctl.hub.end_stream(&p.sink.key);
     }
-    drop(p.admitted);
+    let key = std::mem::take(&mut p.sink.key);
+    drop(p.sink);
     drop(p.cleanup);
-    tracing::info!(stream = %p.key, bytes = st.received, "whip publisher closed");
+    tracing::info!(stream = %key, bytes = st.received, "whip publisher closed");
 }
 
 /// Sends a PLI when one is wanted, the video track is known and the last one is old enough.
@@ -338,9 +469,9 @@ fn event(p: &mut Ingest, wr: &WebRtc, st: &mut State, e: Event) {
             st.want_key = true;
             p.cleanup.connected();
             // The session really starts now: listed, and its `publish` webhook fired.
-            p.admitted.session.start();
+            p.sink.admitted.session.start();
             wr.stats.connected.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(stream = %p.key, "whip publisher connected");
+            tracing::info!(stream = %p.sink.key, "whip publisher connected");
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             st.disconnected = true;
@@ -352,99 +483,10 @@ fn event(p: &mut Ingest, wr: &WebRtc, st: &mut State, e: Event) {
 
 /// One depacketized frame from the publisher.
 fn media(p: &mut Ingest, st: &mut State, d: &MediaData) {
-    let codec = d.params.spec().codec;
-    let track = match codec {
-        RtcCodec::Opus => Track::Audio,
-        c if hub_codec(c).is_some() => Track::Video,
-        _ => return,
-    };
-    let report = d
-        .last_sender_info
-        .as_ref()
-        .map(|s| (s.ntp_time, s.rtp_time.numer()));
-    let ms = st.clock.ms(track, d.time, d.network_time, report);
-    match track {
-        Track::Video => {
-            st.video_mid.get_or_insert(d.mid);
-            let Some(v) = video_in(p, st, codec) else {
-                return;
-            };
-            let (unit, want_key) = v.accept(&d.data, d.contiguous);
-            st.want_key |= want_key;
-            if let Some(u) = unit {
-                video(p, st, u, ms);
-            }
-        }
-        Track::Audio => audio(p, st, &d.data, ms),
+    if hub_codec(d.params.spec().codec).is_some() {
+        st.video_mid.get_or_insert(d.mid);
     }
-}
-
-/// Hub time of timeline `ms`, strictly after `last`; `None` before the hub's start.
-fn hub_time(st: &mut State, ms: u64, track: Track) -> Option<u64> {
-    let base = *st.base.get_or_insert(ms);
-    let dts = ms.checked_sub(base)?;
-    let last = match track {
-        Track::Video => &mut st.last_video_dts,
-        Track::Audio => &mut st.last_audio_dts,
-    };
-    if last.is_some_and(|l| dts <= l) {
-        return None;
-    }
-    *last = Some(dts);
-    Some(dts)
-}
-
-/// The video converter for `codec`, made at its first frame (and remade, with a log, if
-/// the publisher switches codec).
-fn video_in<'a>(p: &Ingest, st: &'a mut State, codec: RtcCodec) -> Option<&'a mut VideoIn> {
-    let codec = hub_codec(codec)?;
-    if st.video.as_ref().is_none_or(|v| v.codec() != codec) {
-        tracing::info!(stream = %p.key, "whip video: {}", rtp::sdp::codec_name(codec));
-        st.video = VideoIn::new(codec);
-    }
-    st.video.as_mut()
-}
-
-fn video(p: &mut Ingest, st: &mut State, u: VideoUnit, ms: u64) {
-    let Some(dts) = hub_time(st, ms, Track::Video) else {
-        return;
-    };
-    if u.keyframe {
-        st.last_keyframe = Instant::now();
-    }
-    if let Some(header) = u.header {
-        push(p, header, flv::mux::TAG_VIDEO, dts);
-    }
-    push(p, u.frame, flv::mux::TAG_VIDEO, dts);
-}
-
-/// One Opus packet, into the hub as it came (its sequence header before the first).
-fn audio(p: &mut Ingest, st: &mut State, packet: &[u8], ms: u64) {
-    if packet.is_empty() {
-        return;
-    }
-    let Some(dts) = hub_time(st, ms, Track::Audio) else {
-        return;
-    };
-    if !st.opus_header_sent {
-        push(p, rtp::audio::opus_header_body(), flv::mux::TAG_AUDIO, dts);
-        st.opus_header_sent = true;
-    }
-    push(p, rtp::audio::opus_body(packet), flv::mux::TAG_AUDIO, dts);
-}
-
-fn push(p: &mut Ingest, body: Vec<u8>, tag_type: u8, dts: u64) {
-    // The hub takes publisher timestamps as 32-bit RTMP time and unwraps them.
-    let ts = (dts & 0xFFFF_FFFF) as u32;
-    match flv::frame_from_tag(tag_type, ts, Bytes::from(body)) {
-        Ok(frame) => publish(p, frame),
-        Err(e) => tracing::debug!(stream = %p.key, "whip: frame not built: {e}"),
-    }
-}
-
-fn publish(p: &mut Ingest, frame: Frame) {
-    p.admitted.counters.observe(&frame);
-    p.admitted.publisher.push(frame);
+    st.want_key |= p.sink.media(d);
 }
 
 #[cfg(test)]

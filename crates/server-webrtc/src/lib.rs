@@ -46,6 +46,7 @@ pub(crate) mod peer;
 pub(crate) mod player;
 pub(crate) mod quality;
 pub(crate) mod restart;
+pub(crate) mod rooms;
 pub(crate) mod tcp;
 pub(crate) mod udp;
 pub(crate) mod whep;
@@ -85,6 +86,8 @@ pub enum WebRtcError {
 pub(crate) struct Shared {
     pub(crate) ctl: Arc<Control>,
     pub(crate) rtc: Arc<WebRtc>,
+    /// The rooms (LiveKit-protocol SFU).
+    pub(crate) rooms: Arc<rooms::Rooms>,
 }
 
 /// A running WebRTC server (WHEP and WHIP): what the binary wires and tests inspect.
@@ -102,6 +105,7 @@ impl WebRtcServer {
         let shared = Arc::new(Shared {
             ctl: Arc::clone(ctl),
             rtc,
+            rooms: Arc::new(rooms::Rooms::new(&ctl.config.rooms)),
         });
         ctl.add_source(Arc::new(metrics::Source(Arc::clone(&shared))));
         Ok(Self { shared })
@@ -109,9 +113,16 @@ impl WebRtcServer {
 
     /// The WHEP and WHIP routes, the player page at `/{app}/{stream}/` and the publish page.
     pub fn routes(&self) -> axum::Router {
-        whep::routes()
-            .merge(whip::routes())
-            .with_state(Arc::clone(&self.shared))
+        let mut r = whep::routes().merge(whip::routes());
+        if self.shared.ctl.config.rooms.enabled {
+            r = r.merge(rooms::routes());
+        }
+        r.with_state(Arc::clone(&self.shared))
+    }
+
+    /// Participants in rooms now.
+    pub fn room_participants(&self) -> usize {
+        self.shared.rooms.participants()
     }
 
     /// The UDP address peers use.

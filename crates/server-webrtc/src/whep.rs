@@ -378,6 +378,28 @@ pub(super) fn negotiate(
     if broadcast {
         config = broadcast_config(config);
     }
+    let mut rtc = ice_lite_rtc(wr, config, creds);
+    let accepted =
+        catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer))).map_err(|_| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "bad_offer",
+                "cannot use this offer",
+            )
+        })?;
+    let answer = accepted.map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_offer",
+            format!("cannot use this offer: {e}"),
+        )
+    })?;
+    Ok((rtc, answer.to_sdp_string()))
+}
+
+/// An ICE-lite `Rtc` from `config` with our ICE credentials `creds` and our UDP and ICE-TCP
+/// host candidates.
+pub(crate) fn ice_lite_rtc(wr: &WebRtc, config: RtcConfig, creds: IceCreds) -> Rtc {
     let mut rtc = config
         .set_ice_lite(true)
         .set_local_ice_credentials(creds)
@@ -404,32 +426,17 @@ pub(super) fn negotiate(
             Err(e) => tracing::warn!(%addr, "webrtc: tcp candidate refused: {e}"),
         }
     }
-    let accepted =
-        catch_unwind(AssertUnwindSafe(|| rtc.sdp_api().accept_offer(offer))).map_err(|_| {
-            err(
-                StatusCode::BAD_REQUEST,
-                "bad_offer",
-                "cannot use this offer",
-            )
-        })?;
-    let answer = accepted.map_err(|e| {
-        err(
-            StatusCode::BAD_REQUEST,
-            "bad_offer",
-            format!("cannot use this offer: {e}"),
-        )
-    })?;
-    Ok((rtc, answer.to_sdp_string()))
+    rtc
 }
 
 /// A peer's reserved place: its resource, routes and counted slot (freed by `cleanup`'s
 /// drop), and the ends of its queues.
-pub(super) struct Slot {
-    pub(super) cleanup: peer::Cleanup,
-    pub(super) etag: String,
-    pub(super) kick: CancellationToken,
-    pub(super) rx: mpsc::Receiver<super::Datagram>,
-    pub(super) cmd: mpsc::Receiver<super::PeerCmd>,
+pub(crate) struct Slot {
+    pub(crate) cleanup: peer::Cleanup,
+    pub(crate) etag: String,
+    pub(crate) kick: CancellationToken,
+    pub(crate) rx: mpsc::Receiver<super::Datagram>,
+    pub(crate) cmd: mpsc::Receiver<super::PeerCmd>,
 }
 
 /// Reserves a peer slot under the routing lock, pending until the peer connects: the
@@ -439,7 +446,7 @@ pub(super) struct Slot {
 /// (pending refusals counted and logged with the other limits).
 // The error is the HTTP response axum sends as it is: boxing it gains nothing.
 #[allow(clippy::result_large_err)]
-pub(super) fn reserve(
+pub(crate) fn reserve(
     ctl: &Control,
     wr: &Arc<WebRtc>,
     key: &str,

@@ -121,8 +121,7 @@ async fn create(
     let p = Ingest {
         cleanup: slot.cleanup,
         rtc,
-        key,
-        admitted,
+        sink: ingest::HubSink::new(key, admitted),
         rx: slot.rx,
         cmd: slot.cmd,
         kick: slot.kick,

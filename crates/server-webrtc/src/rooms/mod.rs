@@ -1,0 +1,356 @@
+//! Rooms: a WebRTC SFU that speaks LiveKit's client signalling protocol, so LiveKit's own
+//! SDKs join unmodified (`ws://HOST:8080` is the URL they are given).
+//!
+//! - [`routes`]: `GET /rtc` (the WebSocket), `GET /rtc/validate` (why a join would fail, which
+//!   clients ask after a failed upgrade), and 404 on `/rtc/v1` and `/rtc/v1/validate`: the
+//!   single-connection path is not served yet, and that 404 is what makes clients fall back
+//!   to the two-connection path (a publisher and a subscriber connection).
+//! - [`Rooms`]: the registry of rooms and their participants, under one lock taken only for
+//!   signalling (joins, leaves, track changes), never per packet. Each participant's task
+//!   gets [`Notice`]s through a bounded queue; a participant whose queue is full is
+//!   disconnected, so one stalled client never slows a room.
+//! - [`session`]: one task per participant owns its WebSocket and both of its `Rtc`s.
+//! - [`publisher`]: what a participant publishes goes into the hub (one stream per
+//!   participant for camera and microphone, one for the screen share: `rooms::names`), so
+//!   every room track also plays over WHEP, HLS, HTTP-FLV, RTMP and SRT.
+//! - [`subscriber`]: each participant's subscriptions are hub subscriptions written to its
+//!   subscriber connection.
+
+pub(crate) mod publisher;
+pub(crate) mod session;
+pub(crate) mod subscriber;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rooms::proto;
+use rooms::token::{Claims, RoomKeys};
+use rooms::{RoomsError, ids};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Shared;
+
+/// Notices queued for one participant; beyond it the participant is disconnected (it is not
+/// reading its signalling).
+pub const NOTICE_QUEUE: usize = 256;
+/// Largest data packet relayed between participants (bytes), as LiveKit's reliable limit.
+pub const MAX_DATA_PACKET: usize = 64 * 1024;
+
+/// What a participant's task is told by the room.
+#[derive(Debug, Clone)]
+pub(crate) enum Notice {
+    /// Participants changed (joined, published, muted, left): their latest info.
+    Participants(Vec<proto::ParticipantInfo>),
+    /// A data packet from another participant (encoded `DataPacket`), reliable or lossy.
+    Data { bytes: Arc<Vec<u8>>, reliable: bool },
+    /// A subscriber wants a keyframe of one of this participant's tracks.
+    KeyframeWanted,
+    /// The room's API muted one of this participant's tracks.
+    Mute { track_sid: String, muted: bool },
+    /// Leave the room (removed by the API, the room closed, or a duplicate identity).
+    Leave(proto::DisconnectReason),
+}
+
+/// One participant as the room knows it.
+#[derive(Debug)]
+struct Member {
+    info: proto::ParticipantInfo,
+    tx: mpsc::Sender<Notice>,
+    kick: CancellationToken,
+}
+
+/// One room.
+#[derive(Debug)]
+struct Room {
+    info: proto::Room,
+    members: BTreeMap<String, Member>,
+}
+
+/// The rooms of this server.
+#[derive(Debug)]
+pub(crate) struct Rooms {
+    pub(crate) keys: RoomKeys,
+    pub(crate) cfg: config::RoomsConfig,
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+/// A participant admitted to a room: what its task needs.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub(crate) room: proto::Room,
+    pub(crate) me: proto::ParticipantInfo,
+    pub(crate) others: Vec<proto::ParticipantInfo>,
+    pub(crate) inbox: mpsc::Receiver<Notice>,
+    pub(crate) kick: CancellationToken,
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Rooms {
+    pub(crate) fn new(cfg: &config::RoomsConfig) -> Self {
+        Self {
+            keys: RoomKeys::new(&cfg.keys),
+            cfg: cfg.clone(),
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Checks a join token: valid, with `roomJoin` for a named room and an identity.
+    pub(crate) fn check_token(&self, token: &str) -> Result<Claims, RoomsError> {
+        let claims = self.keys.verify(token)?;
+        if !claims.video.room_join {
+            return Err(RoomsError::Denied("the token has no roomJoin grant".into()));
+        }
+        if claims.video.room.is_empty() {
+            return Err(RoomsError::Denied("the token names no room".into()));
+        }
+        if claims.sub.is_empty() {
+            return Err(RoomsError::Denied("the token has no identity (sub)".into()));
+        }
+        rooms::names::check(&claims.video.room)?;
+        rooms::names::check(&claims.sub)?;
+        Ok(claims)
+    }
+
+    /// Adds a participant to its token's room (opening the room if needed). A participant
+    /// already there with the same identity is replaced (told to leave), as a client that
+    /// reconnects from scratch expects.
+    pub(crate) fn join(&self, claims: &Claims, protocol: i32) -> Result<Joined, RoomsError> {
+        let name = claims.video.room.clone();
+        let mut rooms = self.lock();
+        if !rooms.contains_key(&name) && rooms.len() >= self.cfg.max_rooms {
+            return Err(RoomsError::Limit("rooms.max_rooms".into()));
+        }
+        let room = rooms.entry(name.clone()).or_insert_with(|| Room {
+            info: proto::Room {
+                sid: ids::new_id(ids::ROOM),
+                name: name.clone(),
+                creation_time: now_s(),
+                empty_timeout: u32::try_from(self.cfg.empty_timeout_s).unwrap_or(u32::MAX),
+                max_participants: u32::try_from(self.cfg.max_participants).unwrap_or(u32::MAX),
+                ..Default::default()
+            },
+            members: BTreeMap::new(),
+        });
+        let dup: Vec<String> = room
+            .members
+            .iter()
+            .filter(|(_, m)| m.info.identity == claims.sub)
+            .map(|(sid, _)| sid.clone())
+            .collect();
+        for sid in &dup {
+            if let Some(m) = room.members.remove(sid) {
+                let _ = m.tx.try_send(Notice::Leave(
+                    proto::DisconnectReason::DuplicateIdentity,
+                ));
+                m.kick.cancel();
+            }
+        }
+        if room.members.len() >= self.cfg.max_participants {
+            return Err(RoomsError::Limit("rooms.max_participants".into()));
+        }
+        let v = &claims.video;
+        let sources = v
+            .can_publish_sources
+            .iter()
+            .filter_map(|s| source_from_grant(s))
+            .map(|s| s as i32)
+            .collect();
+        let me = proto::ParticipantInfo {
+            sid: ids::new_id(ids::PARTICIPANT),
+            identity: claims.sub.clone(),
+            name: claims.name.clone(),
+            metadata: claims.metadata.clone(),
+            attributes: claims.attributes.clone().into_iter().collect(),
+            state: proto::participant_info::State::Joined as i32,
+            joined_at: now_s(),
+            joined_at_ms: now_s().saturating_mul(1000),
+            version: 1,
+            is_publisher: false,
+            permission: Some(proto::ParticipantPermission {
+                can_subscribe: v.subscribe(),
+                can_publish: v.publish(),
+                can_publish_data: v.publish_data(),
+                can_publish_sources: sources,
+                hidden: v.hidden,
+                can_update_metadata: v.can_update_own_metadata.unwrap_or(false),
+                ..Default::default()
+            }),
+            kind: proto::participant_info::Kind::Standard as i32,
+            ..Default::default()
+        };
+        let _ = protocol;
+        let (tx, inbox) = mpsc::channel(NOTICE_QUEUE);
+        let kick = CancellationToken::new();
+        let others: Vec<_> = room
+            .members
+            .values()
+            .filter(|m| !is_hidden(&m.info))
+            .map(|m| m.info.clone())
+            .collect();
+        room.members.insert(
+            me.sid.clone(),
+            Member {
+                info: me.clone(),
+                tx,
+                kick: kick.clone(),
+            },
+        );
+        room.info.num_participants = u32::try_from(room.members.len()).unwrap_or(u32::MAX);
+        let info = room.info.clone();
+        if !is_hidden(&me) {
+            broadcast(room, &me.sid, Notice::Participants(vec![me.clone()]));
+        }
+        tracing::info!(room = %name, identity = %me.identity, sid = %me.sid, "room participant joined");
+        Ok(Joined {
+            room: info,
+            me,
+            others,
+            inbox,
+            kick,
+        })
+    }
+
+    /// Changes participant `sid`'s info with `f` (its version bumped) and tells everyone
+    /// (itself included: the client applies its own updates too).
+    pub(crate) fn update(
+        &self,
+        room: &str,
+        sid: &str,
+        f: impl FnOnce(&mut proto::ParticipantInfo),
+    ) -> Option<proto::ParticipantInfo> {
+        let mut rooms = self.lock();
+        let r = rooms.get_mut(room)?;
+        let m = r.members.get_mut(sid)?;
+        f(&mut m.info);
+        m.info.version += 1;
+        let info = m.info.clone();
+        if !is_hidden(&info) {
+            broadcast(r, "", Notice::Participants(vec![info.clone()]));
+        }
+        Some(info)
+    }
+
+    /// Removes participant `sid`; tells the others it left. The room closes when empty.
+    pub(crate) fn leave(&self, room: &str, sid: &str) {
+        let mut rooms = self.lock();
+        let Some(r) = rooms.get_mut(room) else { return };
+        let Some(mut m) = r.members.remove(sid) else {
+            return;
+        };
+        m.info.state = proto::participant_info::State::Disconnected as i32;
+        m.info.version += 1;
+        r.info.num_participants = u32::try_from(r.members.len()).unwrap_or(u32::MAX);
+        if !is_hidden(&m.info) {
+            broadcast(r, sid, Notice::Participants(vec![m.info.clone()]));
+        }
+        tracing::info!(room = %room, identity = %m.info.identity, "room participant left");
+        if r.members.is_empty() {
+            rooms.remove(room);
+            tracing::info!(room = %room, "room closed (empty)");
+        }
+    }
+
+    /// Relays a data packet to the room's other participants (all, or the identities
+    /// listed).
+    pub(crate) fn data(
+        &self,
+        room: &str,
+        from: &str,
+        to_identities: &[String],
+        bytes: Vec<u8>,
+        reliable: bool,
+    ) {
+        let rooms = self.lock();
+        let Some(r) = rooms.get(room) else { return };
+        let bytes = Arc::new(bytes);
+        for (sid, m) in &r.members {
+            if sid == from
+                || (!to_identities.is_empty() && !to_identities.contains(&m.info.identity))
+            {
+                continue;
+            }
+            notify(m, Notice::Data {
+                bytes: Arc::clone(&bytes),
+                reliable,
+            });
+        }
+    }
+
+    /// Tells the participant publishing `track_sid` that a subscriber needs a keyframe.
+    pub(crate) fn want_keyframe(&self, room: &str, publisher_sid: &str) {
+        let rooms = self.lock();
+        if let Some(m) = rooms.get(room).and_then(|r| r.members.get(publisher_sid)) {
+            notify(m, Notice::KeyframeWanted);
+        }
+    }
+
+    /// Participants in rooms now (for the API and tests).
+    pub(crate) fn participants(&self) -> usize {
+        self.lock().values().map(|r| r.members.len()).sum()
+    }
+}
+
+/// Queues `notice` for `m`; a participant whose queue is full is not reading: it is
+/// disconnected rather than let the room wait.
+fn notify(m: &Member, notice: Notice) {
+    if m.tx.try_send(notice).is_err() && !m.kick.is_cancelled() {
+        tracing::warn!(identity = %m.info.identity, "room participant not keeping up with signalling: disconnected");
+        m.kick.cancel();
+    }
+}
+
+/// Tells every member but `except` (a sid; empty for nobody).
+fn broadcast(r: &Room, except: &str, notice: Notice) {
+    for (sid, m) in &r.members {
+        if sid != except {
+            notify(m, notice.clone());
+        }
+    }
+}
+
+fn is_hidden(p: &proto::ParticipantInfo) -> bool {
+    p.permission.as_ref().is_some_and(|p| p.hidden)
+}
+
+/// A `canPublishSources` entry as the track source it names.
+fn source_from_grant(s: &str) -> Option<proto::TrackSource> {
+    Some(match s {
+        "camera" => proto::TrackSource::Camera,
+        "microphone" => proto::TrackSource::Microphone,
+        "screen_share" => proto::TrackSource::ScreenShare,
+        "screen_share_audio" => proto::TrackSource::ScreenShareAudio,
+        _ => return None,
+    })
+}
+
+/// The signalling routes.
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/rtc", get(session::upgrade))
+        .route("/rtc/validate", get(session::validate))
+        .route("/rtc/v1", get(single_pc_not_served))
+        .route("/rtc/v1/validate", get(single_pc_not_served))
+}
+
+/// 404 on the single-connection path: clients fall back to `/rtc` (two connections).
+async fn single_pc_not_served() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "the single peer connection path (/rtc/v1) is not served; use /rtc",
+    )
+        .into_response()
+}

@@ -1,0 +1,867 @@
+//! One participant: the WebSocket upgrade (token checked first: a refused join is an HTTP
+//! 401/403 with the reason, which clients read from `/rtc/validate`), then one task that
+//! owns the WebSocket and both `Rtc`s and serves, in one `select!`: signalling requests,
+//! the room's notices, datagrams of both connections, subscribed frames, str0m's timers and
+//! the ping timeout.
+//!
+//! Signalling handled: offer (publisher), answer (subscriber), trickle (both), AddTrack ->
+//! TrackPublished, Mute, UpdateSubscription, UpdateTrackSettings (accepted; layers are not
+//! chosen per subscriber yet), Leave, Ping/PingReq -> Pong/PongResp; data packets relayed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{Extensions, StatusCode};
+use axum::response::{IntoResponse, Response};
+use rooms::proto::{self, signal_request::Message as Req, signal_response::Message as Resp};
+use rooms::token::Claims;
+use rooms::{RoomsError, ids};
+use str0m::Input;
+
+use super::publisher::{DataOut, MAX_TRACKS, PubPc, PubTrack};
+use super::subscriber::SubPc;
+use super::{Joined, Notice};
+use crate::ingest::HubSink;
+use crate::{Shared, WebRtc, peer};
+
+/// Largest signalling message accepted (bytes); a larger one closes the session.
+pub const MAX_SIGNAL_MESSAGE: usize = 1024 * 1024;
+/// Longest a signalling message may take to write to the client.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// The server version announced in the join response: the LiveKit server release whose
+/// client-visible behaviour this follows (clients gate features on it).
+pub const COMPATIBLE_SERVER_VERSION: &str = "1.9.0";
+/// The signalling protocol version announced (what LiveKit's clients check).
+pub const PROTOCOL_VERSION: i32 = 16;
+
+/// Query parameters of `/rtc`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct RtcQuery {
+    access_token: Option<String>,
+    auto_subscribe: Option<String>,
+    protocol: Option<String>,
+}
+
+fn refusal(e: &RoomsError) -> Response {
+    let status = match e {
+        RoomsError::Token(_) => StatusCode::UNAUTHORIZED,
+        RoomsError::Denied(_) => StatusCode::FORBIDDEN,
+        RoomsError::Limit(_) => StatusCode::SERVICE_UNAVAILABLE,
+        RoomsError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (status, e.to_string()).into_response()
+}
+
+/// `GET /rtc/validate`: 200 when the token would join, else the refusal with its reason.
+pub(crate) async fn validate(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<RtcQuery>,
+) -> Response {
+    match shared
+        .rooms
+        .check_token(q.access_token.as_deref().unwrap_or_default())
+    {
+        Ok(_) => (StatusCode::OK, "success").into_response(),
+        Err(e) => refusal(&e),
+    }
+}
+
+/// `GET /rtc`: checks the token, then upgrades to the participant's WebSocket.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<RtcQuery>,
+    extensions: Extensions,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let claims = match shared
+        .rooms
+        .check_token(q.access_token.as_deref().unwrap_or_default())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("room join refused: {e}");
+            return refusal(&e);
+        }
+    };
+    let Ok(ws) = ws else {
+        return (StatusCode::BAD_REQUEST, "a WebSocket upgrade is expected").into_response();
+    };
+    let remote = control::http_error::client_addr(&extensions);
+    let auto_subscribe = q.auto_subscribe.as_deref() != Some("0");
+    let protocol = q
+        .protocol
+        .as_deref()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    ws.max_message_size(MAX_SIGNAL_MESSAGE)
+        .max_frame_size(MAX_SIGNAL_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            run(shared, socket, claims, remote, auto_subscribe, protocol).await;
+        })
+}
+
+/// Encodes and sends one response; false when the client is gone or too slow.
+async fn send(ws: &mut WebSocket, m: Resp) -> bool {
+    let bytes = proto::SignalResponse { message: Some(m) }.encode_to_vec();
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(bytes.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+use prost::Message as _;
+
+/// The participant's state besides its connections.
+struct Me {
+    room: String,
+    info: proto::ParticipantInfo,
+    claims: Claims,
+    auto_subscribe: bool,
+    /// Tracks asked for explicitly (UpdateSubscription), when not auto-subscribing.
+    wanted: HashSet<String>,
+    /// Tracks asked to be left out (UpdateSubscription with subscribe=false).
+    unwanted: HashSet<String>,
+    /// Other participants as last told: sid -> info.
+    others: HashMap<String, proto::ParticipantInfo>,
+    last_ping: Instant,
+    /// Tracks announced (AddTrack) before the publisher connection existed.
+    pending: Vec<PubTrack>,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut ws: WebSocket,
+    claims: Claims,
+    remote: Option<SocketAddr>,
+    auto_subscribe: bool,
+    protocol: i32,
+) {
+    let rooms = Arc::clone(&shared.rooms);
+    let Joined {
+        room,
+        me: info,
+        others,
+        mut inbox,
+        kick,
+    } = match rooms.join(&claims, protocol) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::info!("room join refused: {e}");
+            let _ = send(
+                &mut ws,
+                Resp::Leave(proto::LeaveRequest {
+                    reason: proto::DisconnectReason::JoinFailure as i32,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            return;
+        }
+    };
+    let cfg = &shared.ctl.config;
+    let wr = Arc::clone(&shared.rtc);
+    let join = proto::JoinResponse {
+        room: Some(room.clone()),
+        participant: Some(info.clone()),
+        other_participants: others.clone(),
+        server_version: COMPATIBLE_SERVER_VERSION.to_owned(),
+        server_region: String::new(),
+        subscriber_primary: false,
+        ping_timeout: i32::try_from(cfg.rooms.ping_timeout_s).unwrap_or(i32::MAX),
+        ping_interval: i32::try_from(cfg.rooms.ping_interval_s).unwrap_or(i32::MAX),
+        server_info: Some(proto::ServerInfo {
+            edition: proto::server_info::Edition::Standard as i32,
+            version: COMPATIBLE_SERVER_VERSION.to_owned(),
+            protocol: PROTOCOL_VERSION,
+            node_id: format!("sluice-{}", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        }),
+        sif_trailer: Vec::new(),
+        ..Default::default()
+    };
+    let mut me = Me {
+        room: room.name.clone(),
+        info,
+        claims,
+        auto_subscribe,
+        wanted: HashSet::new(),
+        unwanted: HashSet::new(),
+        others: others.into_iter().map(|p| (p.sid.clone(), p)).collect(),
+        last_ping: Instant::now(),
+        pending: Vec::new(),
+    };
+    let mut conn = Conns {
+        publ: None,
+        sub: None,
+    };
+    let ok = send(&mut ws, Resp::Join(join)).await && start_subscriber(&shared, &wr, &mut ws, &mut me, &mut conn, remote).await;
+    if ok {
+        serve(&shared, &wr, &mut ws, &mut me, &mut conn, &mut inbox, &kick, remote).await;
+    }
+    // Leaving: the room hears of it, the hub streams end now (no publisher grace for a
+    // participant that left), the connections close.
+    rooms.leave(&me.room, &me.info.sid);
+    if let Some(mut p) = conn.publ.take() {
+        p.rtc.disconnect();
+        p.drain(&wr, &mut Vec::new());
+        for key in p.sinks.keys() {
+            shared.ctl.hub.end_stream(key);
+        }
+    }
+    if let Some(mut s) = conn.sub.take() {
+        s.close();
+        s.drain(&wr);
+    }
+    let _ = ws.send(Message::Close(None)).await;
+}
+
+/// Both connections (each made when first needed).
+struct Conns {
+    publ: Option<PubPc>,
+    sub: Option<SubPc>,
+}
+
+/// The subscriber connection is made at join (its data channels carry data to the client)
+/// and offered at once, with every track already published.
+async fn start_subscriber(
+    shared: &Arc<Shared>,
+    wr: &Arc<WebRtc>,
+    ws: &mut WebSocket,
+    me: &mut Me,
+    conn: &mut Conns,
+    remote: Option<SocketAddr>,
+) -> bool {
+    let key = format!("rooms:{}", me.room);
+    let (mut sub, offer) = match SubPc::create(shared, wr, &key, remote) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!("room subscriber not made: {e}");
+            return false;
+        }
+    };
+    sub.drain(wr);
+    conn.sub = Some(sub);
+    let others: Vec<_> = me.others.values().cloned().collect();
+    for p in &others {
+        reconcile(shared, me, conn, p);
+    }
+    if !send(ws, Resp::Offer(sd("offer", offer))).await {
+        return false;
+    }
+    true
+}
+
+fn sd(kind: &str, sdp: String) -> proto::SessionDescription {
+    proto::SessionDescription {
+        r#type: kind.to_owned(),
+        sdp,
+        ..Default::default()
+    }
+}
+
+/// Subscribes to what participant `p` publishes (auto-subscribe, or asked for) and drops
+/// what it no longer publishes.
+fn reconcile(shared: &Shared, me: &Me, conn: &mut Conns, p: &proto::ParticipantInfo) {
+    let Some(sub) = conn.sub.as_mut() else { return };
+    let gone = p.state == proto::participant_info::State::Disconnected as i32;
+    let can = me.claims.video.subscribe();
+    let have: Vec<String> = p.tracks.iter().map(|t| t.sid.clone()).collect();
+    for t in &p.tracks {
+        let want = !gone
+            && can
+            && !me.unwanted.contains(&t.sid)
+            && (me.auto_subscribe || me.wanted.contains(&t.sid));
+        if want {
+            let Some(stream) = track_stream(shared, &me.room, &p.identity, t.source) else {
+                continue;
+            };
+            if sub.subscribe(shared, &p.sid, t, &stream) {
+                shared.rooms.want_keyframe(&me.room, &p.sid);
+            }
+        } else {
+            sub.unsubscribe(&t.sid);
+        }
+    }
+    // Tracks of this participant that are no longer published.
+    let stale: Vec<String> = sub
+        .subscribed()
+        .filter(|sid| me.others.get(&p.sid).is_some_and(|o| o.tracks.iter().any(|t| &t.sid == *sid)))
+        .filter(|sid| !have.contains(sid) || gone)
+        .cloned()
+        .collect();
+    for sid in stale {
+        sub.unsubscribe(&sid);
+    }
+}
+
+/// The hub stream key of a track of `identity` from `source`.
+fn track_stream(shared: &Shared, room: &str, identity: &str, source: i32) -> Option<String> {
+    let source = proto::TrackSource::try_from(source).unwrap_or(proto::TrackSource::Unknown);
+    let part = rooms::names::stream_part(room, identity, source);
+    access::StreamName::new(&shared.ctl.config.rooms.app, &part)
+        .ok()
+        .map(|n| n.key().to_owned())
+}
+
+async fn recv_opt<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What woke the participant's loop.
+enum Wake {
+    Kicked,
+    Shutdown,
+    Ws(Option<Result<Message, axum::Error>>),
+    Notice(Option<Notice>),
+    PubDatagram(Option<crate::Datagram>),
+    /// A command for the publisher connection (false: its queue closed).
+    PubCmd(bool),
+    SubDatagram(Option<crate::Datagram>),
+    Frame(Option<(Arc<str>, Arc<media::Frame>)>),
+    Timer,
+}
+
+/// The participant's loop; returns when it leaves or is disconnected.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    shared: &Arc<Shared>,
+    wr: &Arc<WebRtc>,
+    ws: &mut WebSocket,
+    me: &mut Me,
+    conn: &mut Conns,
+    inbox: &mut tokio::sync::mpsc::Receiver<Notice>,
+    kick: &tokio_util::sync::CancellationToken,
+    remote: Option<SocketAddr>,
+) {
+    let ping_timeout = Duration::from_secs(u64::from(shared.ctl.config.rooms.ping_timeout_s));
+    let key_interval = Duration::from_millis(shared.ctl.config.webrtc.whip_keyframe_interval_ms);
+    let mut data = Vec::new();
+    loop {
+        let mut wake = me.last_ping + ping_timeout;
+        if let Some(p) = &conn.publ {
+            wake = wake.min(p.next);
+            if !p.connected {
+                wake = wake.min(p.connect_by);
+            }
+        }
+        if let Some(s) = &conn.sub {
+            wake = wake.min(s.next);
+            if !s.connected {
+                wake = wake.min(s.connect_by);
+            }
+        }
+        let wake_up = {
+            let (pub_rx, pub_cmd) = match conn.publ.as_mut() {
+                Some(p) => (Some(&mut p.slot.rx), Some(&mut p.slot.cmd)),
+                None => (None, None),
+            };
+            let (sub_rx, frames) = match conn.sub.as_mut() {
+                Some(s) => (Some(&mut s.slot.rx), Some(&mut s.frames)),
+                None => (None, None),
+            };
+            tokio::select! {
+                biased;
+                () = kick.cancelled() => Wake::Kicked,
+                () = shared.ctl.shutdown.cancelled() => Wake::Shutdown,
+                m = ws.recv() => Wake::Ws(m),
+                n = inbox.recv() => Wake::Notice(n),
+                d = recv_opt(pub_rx) => Wake::PubDatagram(d),
+                c = recv_opt(pub_cmd) => Wake::PubCmd(c.is_some()),
+                d = recv_opt(sub_rx) => Wake::SubDatagram(d),
+                f = recv_opt(frames) => Wake::Frame(f),
+                () = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+            }
+        };
+        match wake_up {
+            Wake::Kicked => {
+                let _ = send(ws, Resp::Leave(proto::LeaveRequest {
+                    reason: proto::DisconnectReason::ParticipantRemoved as i32,
+                    ..Default::default()
+                })).await;
+                return;
+            }
+            Wake::Shutdown => {
+                let _ = send(ws, Resp::Leave(proto::LeaveRequest {
+                    reason: proto::DisconnectReason::ServerShutdown as i32,
+                    ..Default::default()
+                })).await;
+                return;
+            }
+            Wake::Ws(m) => {
+                let bytes = match m {
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Text(_))) => {
+                        tracing::info!(identity = %me.info.identity, "room signalling: text (JSON) messages are not supported");
+                        return;
+                    }
+                    _ => return,
+                };
+                let req = match proto::SignalRequest::decode(bytes.as_ref()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::info!(identity = %me.info.identity, "room signalling: malformed request: {e}");
+                        return;
+                    }
+                };
+                if !request(shared, wr, ws, me, conn, req, remote).await {
+                    return;
+                }
+            }
+            Wake::Notice(n) => {
+                let Some(n) = n else { return };
+                if !notice(shared, ws, me, conn, n).await {
+                    return;
+                }
+            }
+            Wake::PubDatagram(d) => match (d, conn.publ.as_mut()) {
+                (Some(d), Some(p)) => peer::receive(&mut p.rtc, wr, d),
+                _ => return,
+            },
+            Wake::PubCmd(alive) => {
+                if !alive {
+                    return;
+                }
+            }
+            Wake::SubDatagram(d) => match (d, conn.sub.as_mut()) {
+                (Some(d), Some(s)) => peer::receive(&mut s.rtc, wr, d),
+                _ => return,
+            },
+            Wake::Frame(f) => {
+                if let (Some((key, f)), Some(s)) = (f, conn.sub.as_mut()) {
+                    s.write(&key, &f);
+                    for _ in 0..peer::MAX_BATCH {
+                        let Ok((key, f)) = s.frames.try_recv() else { break };
+                        s.write(&key, &f);
+                    }
+                    let _ = s.rtc.handle_input(Input::Timeout(Instant::now()));
+                }
+            }
+            Wake::Timer => {
+                let now = Instant::now();
+                if now >= me.last_ping + ping_timeout {
+                    tracing::info!(identity = %me.info.identity, "room participant timed out (no ping)");
+                    return;
+                }
+                if let Some(p) = conn.publ.as_mut() {
+                    if p.keyframe_due(key_interval) {
+                        p.want_keyframe();
+                    }
+                    let _ = p.rtc.handle_input(Input::Timeout(now));
+                }
+                if let Some(s) = conn.sub.as_mut() {
+                    let _ = s.rtc.handle_input(Input::Timeout(now));
+                }
+            }
+        }
+        // Connections that failed, or never connected within the ICE timeout, end the
+        // participant (the client reconnects from scratch).
+        if let Some(p) = conn.publ.as_mut() {
+            p.drain(wr, &mut data);
+            if p.failed || (!p.connected && Instant::now() >= p.connect_by) {
+                tracing::info!(identity = %me.info.identity, "room publisher connection lost");
+                return;
+            }
+        }
+        if let Some(s) = conn.sub.as_mut() {
+            s.drain(wr);
+            if s.failed || (!s.connected && Instant::now() >= s.connect_by) {
+                tracing::info!(identity = %me.info.identity, "room subscriber connection lost");
+                return;
+            }
+            for p in s.keyframes.drain(..) {
+                shared.rooms.want_keyframe(&me.room, &p);
+            }
+            if let Some(offer) = s.offer() {
+                s.drain(wr);
+                if !send(ws, Resp::Offer(sd("offer", offer))).await {
+                    return;
+                }
+            }
+        }
+        for d in data.drain(..) {
+            relay_data(shared, me, d);
+        }
+    }
+}
+
+/// A data packet the client sent on its publisher connection, relayed to the room.
+fn relay_data(shared: &Shared, me: &Me, d: DataOut) {
+    if !me.claims.video.publish_data() {
+        return;
+    }
+    let Some((bytes, to)) = super::publisher::stamp_data(&d.bytes, &me.info) else {
+        tracing::debug!(identity = %me.info.identity, "room data packet malformed: dropped");
+        return;
+    };
+    let to = if d.to.is_empty() { to } else { d.to };
+    shared.rooms.data(&me.room, &me.info.sid, &to, bytes, d.reliable);
+}
+
+/// Handles one signalling request; false ends the session.
+async fn request(
+    shared: &Arc<Shared>,
+    wr: &Arc<WebRtc>,
+    ws: &mut WebSocket,
+    me: &mut Me,
+    conn: &mut Conns,
+    req: proto::SignalRequest,
+    remote: Option<SocketAddr>,
+) -> bool {
+    let Some(m) = req.message else { return true };
+    match m {
+        Req::Offer(o) => {
+            let answer = match conn.publ.as_mut() {
+                Some(p) => p.accept(&o.sdp),
+                None => {
+                    let key = format!("rooms:{}", me.room);
+                    match PubPc::create(shared, wr, &key, remote, &o.sdp) {
+                        Ok((mut p, a)) => {
+                            // Tracks announced before the connection existed.
+                            attach_sinks(shared, me, &mut p, kick_of(conn));
+                            conn.publ = Some(p);
+                            Ok(a)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match answer {
+                Ok(a) => {
+                    if let Some(p) = conn.publ.as_mut() {
+                        p.drain(wr, &mut Vec::new());
+                    }
+                    let mut d = sd("answer", a);
+                    d.id = o.id;
+                    send(ws, Resp::Answer(d)).await
+                }
+                Err(e) => {
+                    tracing::info!(identity = %me.info.identity, "room publisher offer refused: {e}");
+                    false
+                }
+            }
+        }
+        Req::Answer(a) => match conn.sub.as_mut() {
+            Some(s) => match s.answer(&a.sdp) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!(identity = %me.info.identity, "room subscriber answer refused: {e}");
+                    false
+                }
+            },
+            None => true,
+        },
+        Req::Trickle(t) => {
+            let Ok(init) = serde_json::from_str::<serde_json::Value>(&t.candidate_init) else {
+                return true;
+            };
+            let Some(line) = init.get("candidate").and_then(|c| c.as_str()) else {
+                return true;
+            };
+            if line.is_empty() {
+                return true;
+            }
+            let rtc = if t.target == proto::SignalTarget::Subscriber as i32 {
+                conn.sub.as_mut().map(|s| &mut s.rtc)
+            } else {
+                conn.publ.as_mut().map(|p| &mut p.rtc)
+            };
+            if let Some(rtc) = rtc {
+                peer::add_candidate(rtc, line);
+            }
+            true
+        }
+        Req::AddTrack(a) => add_track(shared, ws, me, conn, a).await,
+        Req::Mute(m) => {
+            set_muted(shared, me, conn, &m.sid, m.muted);
+            true
+        }
+        Req::Subscription(s) => {
+            let mut sids: Vec<String> = s.track_sids;
+            sids.extend(s.participant_tracks.into_iter().flat_map(|p| p.track_sids));
+            for sid in sids {
+                if s.subscribe {
+                    me.unwanted.remove(&sid);
+                    me.wanted.insert(sid);
+                } else {
+                    me.wanted.remove(&sid);
+                    me.unwanted.insert(sid);
+                }
+            }
+            let others: Vec<_> = me.others.values().cloned().collect();
+            for p in &others {
+                reconcile(shared, me, conn, p);
+            }
+            true
+        }
+        Req::Leave(_) => false,
+        Req::Ping(t) => send(ws, Resp::Pong(t)).await && {
+            me.last_ping = Instant::now();
+            true
+        },
+        Req::PingReq(p) => {
+            me.last_ping = Instant::now();
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            send(
+                ws,
+                Resp::PongResp(proto::Pong {
+                    last_ping_timestamp: p.timestamp,
+                    timestamp: now_ms,
+                }),
+            )
+            .await
+        }
+        // Accepted and not acted on yet: per-subscriber layer choice, metadata updates,
+        // subscription permissions, sync state, simulated scenarios.
+        _ => true,
+    }
+}
+
+fn kick_of(conn: &Conns) -> tokio_util::sync::CancellationToken {
+    conn.sub
+        .as_ref()
+        .map(|s| s.slot.kick.clone())
+        .unwrap_or_default()
+}
+
+/// AddTrack: a track id, the hub stream of its source opened (admitted as a publish), and
+/// TrackPublished; the others hear of it in a participant update.
+async fn add_track(
+    shared: &Arc<Shared>,
+    ws: &mut WebSocket,
+    me: &mut Me,
+    conn: &mut Conns,
+    a: proto::AddTrackRequest,
+) -> bool {
+    let grant = &me.claims.video;
+    let source = proto::TrackSource::try_from(a.source).unwrap_or(proto::TrackSource::Unknown);
+    let allowed = grant.publish()
+        && (grant.can_publish_sources.is_empty()
+            || grant
+                .can_publish_sources
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(source.as_str_name()) || source_name(source) == s));
+    let count = me.info.tracks.len();
+    if !allowed || count >= MAX_TRACKS {
+        tracing::info!(identity = %me.info.identity, ?source, "room track refused (grant or limit)");
+        // The client learns of it by the absence of TrackPublished (it times out).
+        return true;
+    }
+    // `simulcast` and `layers` are deprecated in favour of `codecs`, which older clients do
+    // not read: both are filled.
+    #[allow(deprecated)]
+    let info = proto::TrackInfo {
+        simulcast: a.layers.len() > 1 || a.simulcast_codecs.iter().any(|c| c.layers.len() > 1),
+        layers: a.layers.clone(),
+        codecs: a
+            .simulcast_codecs
+            .iter()
+            .map(|c| proto::SimulcastCodecInfo {
+                mime_type: mime(&c.codec, a.r#type),
+                cid: c.cid.clone(),
+                layers: if c.layers.is_empty() { a.layers.clone() } else { c.layers.clone() },
+                ..Default::default()
+            })
+            .collect(),
+        sid: ids::new_id(ids::TRACK),
+        r#type: a.r#type,
+        name: a.name.clone(),
+        muted: a.muted,
+        width: a.width,
+        height: a.height,
+        source: a.source,
+        mime_type: a
+            .simulcast_codecs
+            .first()
+            .map(|c| mime(&c.codec, a.r#type))
+            .unwrap_or_default(),
+        stream: a.stream.clone(),
+        ..Default::default()
+    };
+    let Some(stream) = track_stream(shared, &me.room, &me.info.identity, a.source) else {
+        return true;
+    };
+    let track = PubTrack {
+        cid: a.cid.clone(),
+        info: info.clone(),
+        stream,
+        mid: None,
+    };
+    if let Some(p) = conn.publ.as_mut() {
+        p.tracks.push(track);
+        let kick = kick_of(conn);
+        if let Some(p) = conn.publ.as_mut() {
+            attach_sinks(shared, me, p, kick);
+        }
+    } else {
+        me.pending.push(track);
+    }
+    let ok = send(
+        ws,
+        Resp::TrackPublished(proto::TrackPublishedResponse {
+            cid: a.cid,
+            track: Some(info.clone()),
+        }),
+    )
+    .await;
+    if let Some(updated) = shared.rooms.update(&me.room, &me.info.sid, |p| {
+        p.tracks.push(info);
+        p.is_publisher = true;
+    }) {
+        me.info = updated;
+    }
+    ok
+}
+
+fn source_name(s: proto::TrackSource) -> &'static str {
+    match s {
+        proto::TrackSource::Camera => "camera",
+        proto::TrackSource::Microphone => "microphone",
+        proto::TrackSource::ScreenShare => "screen_share",
+        proto::TrackSource::ScreenShareAudio => "screen_share_audio",
+        proto::TrackSource::Unknown => "unknown",
+    }
+}
+
+fn mime(codec: &str, kind: i32) -> String {
+    if codec.is_empty() {
+        return String::new();
+    }
+    let k = if kind == proto::TrackType::Video as i32 {
+        "video"
+    } else {
+        "audio"
+    };
+    format!("{k}/{codec}")
+}
+
+/// Opens the hub stream of every published track that has none (a publish through the
+/// admission path: limits, hub, session, webhooks).
+fn attach_sinks(
+    shared: &Arc<Shared>,
+    me: &mut Me,
+    p: &mut PubPc,
+    kick: tokio_util::sync::CancellationToken,
+) {
+    p.tracks.append(&mut me.pending);
+    let keys: Vec<String> = p.tracks.iter().map(|t| t.stream.clone()).collect();
+    for key in keys {
+        if p.sinks.contains_key(&key) {
+            continue;
+        }
+        let Some((app, part)) = key.split_once('/') else {
+            continue;
+        };
+        let Ok(name) = access::StreamName::new(app, part) else {
+            continue;
+        };
+        let auth = shared.ctl.authorize_internal(name);
+        match shared
+            .ctl
+            .publish_pending(auth, "webrtc", me.info.identity.clone(), kick.clone())
+        {
+            Ok(admitted) => {
+                let mut sink = HubSink::new(key.clone(), admitted.map_session(control::Session::from));
+                if p.connected {
+                    sink.admitted.session.start();
+                }
+                p.sinks.insert(key, sink);
+            }
+            Err(e) => tracing::warn!(stream = %key, "room track not published to the hub: {e}"),
+        }
+    }
+}
+
+/// Mutes or unmutes one of my tracks; everyone hears of it.
+fn set_muted(shared: &Shared, me: &mut Me, conn: &mut Conns, sid: &str, muted: bool) {
+    if let Some(p) = conn.publ.as_mut()
+        && let Some(t) = p.tracks.iter_mut().find(|t| t.info.sid == sid)
+    {
+        t.info.muted = muted;
+        if !muted {
+            p.want_keyframe();
+        }
+    }
+    if let Some(updated) = shared.rooms.update(&me.room, &me.info.sid, |p| {
+        for t in p.tracks.iter_mut().filter(|t| t.sid == sid) {
+            t.muted = muted;
+        }
+    }) {
+        me.info = updated;
+    }
+}
+
+/// Handles one notice from the room; false ends the session.
+async fn notice(
+    shared: &Arc<Shared>,
+    ws: &mut WebSocket,
+    me: &mut Me,
+    conn: &mut Conns,
+    n: Notice,
+) -> bool {
+    match n {
+        Notice::Participants(list) => {
+            for p in &list {
+                if p.sid == me.info.sid {
+                    continue;
+                }
+                reconcile(shared, me, conn, p);
+                if p.state == proto::participant_info::State::Disconnected as i32 {
+                    me.others.remove(&p.sid);
+                } else {
+                    me.others.insert(p.sid.clone(), p.clone());
+                }
+            }
+            send(
+                ws,
+                Resp::Update(proto::ParticipantUpdate { participants: list }),
+            )
+            .await
+        }
+        Notice::Data { bytes, reliable } => {
+            if let Some(s) = conn.sub.as_mut() {
+                s.data(&bytes, reliable);
+            }
+            true
+        }
+        Notice::KeyframeWanted => {
+            if let Some(p) = conn.publ.as_mut() {
+                p.want_keyframe();
+            }
+            true
+        }
+        Notice::Mute { track_sid, muted } => {
+            set_muted(shared, me, conn, &track_sid, muted);
+            send(
+                ws,
+                Resp::Mute(proto::MuteTrackRequest {
+                    sid: track_sid,
+                    muted,
+                }),
+            )
+            .await
+        }
+        Notice::Leave(reason) => {
+            let _ = send(
+                ws,
+                Resp::Leave(proto::LeaveRequest {
+                    reason: reason as i32,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            false
+        }
+    }
+}
