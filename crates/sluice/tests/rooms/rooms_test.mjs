@@ -156,9 +156,13 @@ function summarizeMsg(obj) {
   if (!v) return out;
   if (c === "offer" || c === "answer") {
     out.sdpType = v.type; out.id = v.id;
-    out.mids = (v.sdp.match(/^a=mid:.*$/gm) || []).join(" ");
-    out.media = (v.sdp.match(/^m=\S+/gm) || []).join(" ");
-    out.hasApplication = /^m=application/m.test(v.sdp);
+    // Each m-section as mid:kind:direction (+simulcast when it has a=simulcast).
+    out.media = v.sdp.split(/\r?\nm=/).slice(1).map((sec) => {
+      const kind = sec.split(" ")[0];
+      const mid = (/a=mid:(\S+)/.exec(sec) || [])[1];
+      const dir = (/a=(sendrecv|sendonly|recvonly|inactive)/.exec(sec) || [])[1] || "-";
+      return `${mid}:${kind}:${dir}${/a=simulcast:/.test(sec) ? ":simulcast" : ""}${/^\S+ 0 /.test(sec) ? ":rejected" : ""}`;
+    }).join(" ");
   } else if (c === "trickle") {
     out.target = v.target; out.final = v.final;
     try { out.candidate = JSON.parse(v.candidateInit).candidate; } catch { out.candidate = v.candidateInit; }
