@@ -42,6 +42,7 @@
 //                          each SignalRequest sent and SignalResponse received) and write
 //                          them to stderr as JSON lines `trace {...}`; the JSON gets a
 //                          per-participant summary (message types in order)
+//   --trace-sdp=0|1        with --trace, also write every full SDP to the stderr trace
 //   --verbose=0|1          copy every console message of the pages to stderr
 //   --pw=DIR               the playwright-core directory; as with the other browser scripts
 //                          it may instead come as the last positional argument (that is how
@@ -102,6 +103,7 @@ const cfg = {
   lowerSize: flag("lower-size", false),
   roomService: flag("roomservice", false),
   trace: flag("trace", false),
+  traceSdp: flag("trace-sdp", false),
   verbose: flag("verbose", false),
   pw: opts.pw ?? positional[positional.length - 1] ??
     join(here, "../console/node_modules/playwright-core"),
@@ -156,6 +158,7 @@ function summarizeMsg(obj) {
   if (!v) return out;
   if (c === "offer" || c === "answer") {
     out.sdpType = v.type; out.id = v.id;
+    if (cfg.traceSdp) out.sdp = v.sdp;
     // Each m-section as mid:kind:direction (+simulcast when it has a=simulcast).
     out.media = v.sdp.split(/\r?\nm=/).slice(1).map((sec) => {
       const kind = sec.split(" ")[0];

@@ -8,8 +8,9 @@ import { join } from "node:path";
 // installs, crates/sluice/tests/console/node_modules/playwright-core). With
 // `fakeMedia`, getUserMedia gets Chromium's fake camera and microphone without a prompt.
 // With `showLocalIps`, peer connections offer the real host addresses (127.0.0.1 here)
-// instead of mDNS `.local` names, which a server without mDNS cannot reach (LiveKit's
-// JS SDK leaves only mDNS candidates otherwise).
+// instead of mDNS `.local` names, which a server without mDNS cannot reach. A page that
+// was granted camera or microphone gets host addresses anyway; one without (a LiveKit
+// subscriber-only participant) would offer only mDNS names.
 export async function launchChromium(pwDir, { fakeMedia = false, showLocalIps = false } = {}) {
   const { chromium } = await import(pathToFileURL(join(pwDir, "index.mjs")).href);
   const args = [
