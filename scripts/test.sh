@@ -43,6 +43,12 @@ console_test=crates/sluice/tests/console
 if [ ! -d "$console_test/node_modules/playwright-core" ]; then
   npm ci --prefix "$console_test" --no-audit --no-fund
 fi
+# The rooms test's clients: LiveKit's own JS SDK (livekit-client, loaded into Chromium) and
+# livekit-server-sdk (tokens, RoomService), pinned in crates/sluice/tests/rooms.
+rooms_test=crates/sluice/tests/rooms
+if [ ! -d "$rooms_test/node_modules/livekit-client" ]; then
+  npm ci --prefix "$rooms_test" --no-audit --no-fund
+fi
 
 # Python test clients in a private venv: prometheus_client's exposition parser, and aiortc
 # (an independent WebRTC peer; its wheels bundle FFmpeg and libopus).
