@@ -346,11 +346,26 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/rtc/v1/validate", get(single_pc_not_served))
 }
 
-/// 404 on the single-connection path: clients fall back to `/rtc` (two connections).
+/// 404 on the single-connection path: clients fall back to `/rtc` (two connections). The
+/// browser SDK reads it with a cross-origin `fetch`, so it carries
+/// `Access-Control-Allow-Origin` (without it the fetch fails and the client gives up
+/// instead of falling back).
 async fn single_pc_not_served() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        "the single peer connection path (/rtc/v1) is not served; use /rtc",
+    any_origin(
+        (
+            StatusCode::NOT_FOUND,
+            "the single peer connection path (/rtc/v1) is not served; use /rtc",
+        )
+            .into_response(),
     )
-        .into_response()
+}
+
+/// `r` readable by a page of any origin (what `/rtc/validate` answers is no secret: the
+/// caller holds the token).
+pub(crate) fn any_origin(mut r: Response) -> Response {
+    r.headers_mut().insert(
+        axum::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        axum::http::HeaderValue::from_static("*"),
+    );
+    r
 }

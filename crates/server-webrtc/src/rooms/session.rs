@@ -63,13 +63,15 @@ pub(crate) async fn validate(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<RtcQuery>,
 ) -> Response {
-    match shared
-        .rooms
-        .check_token(q.access_token.as_deref().unwrap_or_default())
-    {
-        Ok(_) => (StatusCode::OK, "success").into_response(),
-        Err(e) => refusal(&e),
-    }
+    super::any_origin(
+        match shared
+            .rooms
+            .check_token(q.access_token.as_deref().unwrap_or_default())
+        {
+            Ok(_) => (StatusCode::OK, "success").into_response(),
+            Err(e) => refusal(&e),
+        },
+    )
 }
 
 /// `GET /rtc`: checks the token, then upgrades to the participant's WebSocket.
