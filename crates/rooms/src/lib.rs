@@ -7,6 +7,8 @@
 //! - [`names`]: the hub stream a room track is published as.
 //! - [`directory`]: the operations LiveKit's `RoomService` (and Sluice's API) performs on
 //!   rooms, as a trait the server implements.
+//! - [`signal`]: the signalling codec (`SignalRequest` in, `SignalResponse` out, binary
+//!   protobuf over the `/rtc` WebSocket), bounded against hostile messages.
 //!
 //! The crate's rule: no socket, no task, no clock read; time is passed in.
 
@@ -15,6 +17,7 @@
 pub mod directory;
 pub mod ids;
 pub mod names;
+pub mod signal;
 pub mod token;
 
 /// The LiveKit protocol's generated types (`livekit-protocol`), re-exported so every user
@@ -40,4 +43,14 @@ pub enum RoomsError {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A message or body is larger than a limit allows; it was not parsed.
+    #[error("{what} of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// What was refused (`signal message`, `RoomService request body`).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
