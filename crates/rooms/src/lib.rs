@@ -9,6 +9,8 @@
 //!   rooms, as a trait the server implements.
 //! - [`signal`]: the signalling codec (`SignalRequest` in, `SignalResponse` out, binary
 //!   protobuf over the `/rtc` WebSocket), bounded against hostile messages.
+//! - [`twirp`]: LiveKit's `RoomService` over Twirp (what its server SDKs call), dispatched
+//!   onto a [`directory::RoomDirectory`].
 //!
 //! The crate's rule: no socket, no task, no clock read; time is passed in.
 
@@ -19,6 +21,7 @@ pub mod ids;
 pub mod names;
 pub mod signal;
 pub mod token;
+pub mod twirp;
 
 /// The LiveKit protocol's generated types (`livekit-protocol`), re-exported so every user
 /// names the same version.
