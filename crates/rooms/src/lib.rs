@@ -11,6 +11,7 @@
 //!   protobuf over the `/rtc` WebSocket), bounded against hostile messages.
 //! - [`twirp`]: LiveKit's `RoomService` over Twirp (what its server SDKs call), dispatched
 //!   onto a [`directory::RoomDirectory`].
+//! - [`join`]: the token `POST /api/join` hands a browser.
 //!
 //! The crate's rule: no socket, no task, no clock read; time is passed in.
 
@@ -18,6 +19,7 @@
 
 pub mod directory;
 pub mod ids;
+pub mod join;
 pub mod names;
 pub mod signal;
 pub mod token;
