@@ -11,6 +11,7 @@
 //!   protobuf over the `/rtc` WebSocket), bounded against hostile messages.
 //! - [`twirp`]: LiveKit's `RoomService` over Twirp (what its server SDKs call), dispatched
 //!   onto a [`directory::RoomDirectory`].
+//! - [`webhook`]: LiveKit-form webhook events and the token that signs their body.
 //! - [`join`]: the token `POST /api/join` hands a browser.
 //!
 //! The crate's rule: no socket, no task, no clock read; time is passed in.
@@ -24,6 +25,7 @@ pub mod names;
 pub mod signal;
 pub mod token;
 pub mod twirp;
+pub mod webhook;
 
 /// The LiveKit protocol's generated types (`livekit-protocol`), re-exported so every user
 /// names the same version.
