@@ -77,7 +77,9 @@ impl std::fmt::Display for Refusal {
 }
 
 /// Walks `buf` as the fields of a protobuf message without decoding it. `Ok(false)`: it is
-/// not well-formed protobuf (then it can only be a string or bytes field). Every
+/// not well-formed protobuf (then it can only be a string or bytes field). The walk accepts
+/// everything prost accepts as a message (and more), so nothing prost decodes as a message
+/// escapes the count. Every
 /// length-delimited field whose contents are themselves a well-formed message could be
 /// decoded as a message, so each is counted in `nested` (an over-count for strings that
 /// happen to parse, which real strings like SDP, ids and names do not: their first byte is
@@ -147,7 +149,11 @@ fn fields(
                 buf = rest;
                 0
             }
-            // Groups (3, 4) are not used by LiveKit's protocol; 6 and 7 are not wire types.
+            // Group start and end (3, 4): no payload of their own. LiveKit's protocol has no
+            // groups, but prost skips unknown ones inside a message, so the fields around
+            // them must still be seen and counted.
+            3 | 4 => 0,
+            // 6 and 7 are not wire types.
             _ => return Ok(false),
         };
         let Some(rest) = buf.get(skip..) else {
@@ -319,6 +325,33 @@ mod tests {
         let bad = sync_state_with_empty_tracks(MAX_SIGNAL_NESTED);
         assert!(bad.len() < MAX_SIGNAL_MESSAGE / 10);
         let err = decode_request(&bad).unwrap_err();
+        assert!(err.to_string().contains("sub-messages"), "{err}");
+    }
+
+    #[test]
+    fn sub_messages_beside_an_unknown_group_are_counted() {
+        // prost skips an unknown group (field 15, start and end) and decodes the fields
+        // around it: they must be counted all the same.
+        let with_group = |n: usize| {
+            let mut inner = vec![0x7b, 0x7c];
+            inner.extend(std::iter::repeat_n([0x1a, 0x00], n).flatten());
+            let mut m = vec![0x62];
+            let mut len = inner.len();
+            while len >= 0x80 {
+                m.push((len as u8) | 0x80);
+                len >>= 7;
+            }
+            m.push(len as u8);
+            m.extend(inner);
+            m
+        };
+        match decode_request(&with_group(MAX_SIGNAL_NESTED - 1)) {
+            Ok(proto::SignalRequest {
+                message: Some(Req::SyncState(s)),
+            }) => assert_eq!(s.publish_tracks.len(), MAX_SIGNAL_NESTED - 1),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let err = decode_request(&with_group(MAX_SIGNAL_NESTED)).unwrap_err();
         assert!(err.to_string().contains("sub-messages"), "{err}");
     }
 
