@@ -1,5 +1,6 @@
 //! The configuration's tests: defaults, the sample file, validation, environment overrides.
 use super::*;
+use std::collections::BTreeMap;
 
 const SAMPLE: &str = include_str!("../../../sluice.toml");
 
@@ -65,6 +66,48 @@ fn env_overrides_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("rtmp.nope"), "{err}");
+}
+
+#[test]
+fn rooms_keys_come_from_the_environment_as_an_inline_table() {
+    let cfg = Config::load(
+        Some("[rooms.keys]\nfilekey = \"from-file\"\n"),
+        [
+            (
+                "SLUICE_ROOMS_KEYS".to_owned(),
+                r#"{ devkey = "secret", APIabc = "Other" }"#.to_owned(),
+            ),
+            ("SLUICE_ROOMS_MAX_PARTICIPANTS".to_owned(), "50".to_owned()),
+        ],
+    )
+    .expect("valid");
+    // The environment replaces the file's table; key names keep their case.
+    assert_eq!(
+        cfg.rooms.keys,
+        BTreeMap::from([
+            ("APIabc".to_owned(), "Other".to_owned()),
+            ("devkey".to_owned(), "secret".to_owned()),
+        ])
+    );
+    assert_eq!(cfg.rooms.max_participants, 50);
+    // A bare string is not a table of keys: refused, naming the key.
+    let err = Config::load(
+        None,
+        [("SLUICE_ROOMS_KEYS".to_owned(), "secret".to_owned())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("keys"), "{err}");
+    let err = Config::load(
+        None,
+        [(
+            "SLUICE_ROOMS_KEYS".to_owned(),
+            r#"{ devkey = "" }"#.to_owned(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("rooms.keys"), "{err}");
 }
 
 #[test]

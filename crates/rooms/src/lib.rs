@@ -7,6 +7,12 @@
 //! - [`names`]: the hub stream a room track is published as.
 //! - [`directory`]: the operations LiveKit's `RoomService` (and Sluice's API) performs on
 //!   rooms, as a trait the server implements.
+//! - [`signal`]: the signalling codec (`SignalRequest` in, `SignalResponse` out, binary
+//!   protobuf over the `/rtc` WebSocket), bounded against hostile messages.
+//! - [`twirp`]: LiveKit's `RoomService` over Twirp (what its server SDKs call), dispatched
+//!   onto a [`directory::RoomDirectory`].
+//! - [`webhook`]: LiveKit-form webhook events and the token that signs their body.
+//! - [`join`]: the token `POST /api/join` hands a browser.
 //!
 //! The crate's rule: no socket, no task, no clock read; time is passed in.
 
@@ -14,8 +20,12 @@
 
 pub mod directory;
 pub mod ids;
+pub mod join;
 pub mod names;
+pub mod signal;
 pub mod token;
+pub mod twirp;
+pub mod webhook;
 
 /// The LiveKit protocol's generated types (`livekit-protocol`), re-exported so every user
 /// names the same version.
@@ -40,4 +50,14 @@ pub enum RoomsError {
     /// The request is malformed.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A message or body is larger than a limit allows; it was not parsed.
+    #[error("{what} of {len} bytes is over the limit of {max}")]
+    TooLarge {
+        /// What was refused (`signal message`, `RoomService request body`).
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }

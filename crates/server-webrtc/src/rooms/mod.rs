@@ -120,8 +120,8 @@ impl Rooms {
         if claims.sub.is_empty() {
             return Err(RoomsError::Denied("the token has no identity (sub)".into()));
         }
-        rooms::names::check(&claims.video.room)?;
-        rooms::names::check(&claims.sub)?;
+        rooms::names::check("room", &claims.video.room)?;
+        rooms::names::check("identity", &claims.sub)?;
         Ok(claims)
     }
 
