@@ -29,8 +29,7 @@ use super::{Joined, Notice};
 use crate::ingest::HubSink;
 use crate::{Shared, WebRtc, peer};
 
-/// Largest signalling message accepted (bytes); a larger one closes the session.
-pub const MAX_SIGNAL_MESSAGE: usize = 1024 * 1024;
+use rooms::signal::MAX_SIGNAL_MESSAGE;
 /// Longest a signalling message may take to write to the client.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// The server version announced in the join response: the LiveKit server release whose
@@ -110,14 +109,13 @@ pub(crate) async fn upgrade(
 
 /// Encodes and sends one response; false when the client is gone or too slow.
 async fn send(ws: &mut WebSocket, m: Resp) -> bool {
-    let bytes = proto::SignalResponse { message: Some(m) }.encode_to_vec();
+    let bytes = rooms::signal::encode_response(&proto::SignalResponse { message: Some(m) });
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(bytes.into()))).await,
         Ok(Ok(()))
     )
 }
 
-use prost::Message as _;
 
 /// The participant's state besides its connections.
 struct Me {
@@ -408,7 +406,7 @@ async fn serve(
                     }
                     _ => return,
                 };
-                let req = match proto::SignalRequest::decode(bytes.as_ref()) {
+                let req = match rooms::signal::decode_request(bytes.as_ref()) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::info!(identity = %me.info.identity, "room signalling: malformed request: {e}");
