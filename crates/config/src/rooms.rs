@@ -28,13 +28,24 @@ pub struct RoomsConfig {
     pub max_participants: usize,
     /// Most rooms at once; a join that would open one more is refused.
     pub max_rooms: usize,
-    /// Seconds an empty room is kept (metadata, created by the API) before it closes.
+    /// Seconds a room nobody has joined yet (opened by the API's CreateRoom) is kept before
+    /// it closes (LiveKit's default: 5 minutes).
     pub empty_timeout_s: u64,
+    /// Seconds a room is kept after its last participant left (one reconnecting finds it
+    /// still open) before it closes (LiveKit's default: 20).
+    pub departure_timeout_s: u64,
     /// Seconds between the client's pings (sent to clients in the join response).
     pub ping_interval_s: u32,
     /// Seconds without a ping after which a participant is dropped (and the client, by the
     /// same figure in the join response, reconnects).
     pub ping_timeout_s: u32,
+    /// URLs that receive LiveKit-form webhooks (room_started, room_finished,
+    /// participant_joined, participant_left, track_published, track_unpublished), as
+    /// LiveKit's `webhook.urls`: `application/webhook+json`, signed for LiveKit's
+    /// `WebhookReceiver`. Delivery (timeout, retries, queue) follows `[webhooks]`.
+    pub webhook_urls: Vec<String>,
+    /// The API key (of `keys`) the webhooks are signed with; empty: the first key.
+    pub webhook_api_key: String,
 }
 
 impl Default for RoomsConfig {
@@ -46,8 +57,11 @@ impl Default for RoomsConfig {
             max_participants: 100,
             max_rooms: 1000,
             empty_timeout_s: 300,
+            departure_timeout_s: 20,
             ping_interval_s: 5,
             ping_timeout_s: 15,
+            webhook_urls: Vec::new(),
+            webhook_api_key: String::new(),
         }
     }
 }
@@ -72,6 +86,17 @@ impl RoomsConfig {
                 "ping_timeout_s",
                 "must be above ping_interval_s, which must be at least 1".to_owned(),
             );
+        }
+        if !self.webhook_api_key.is_empty() && !self.keys.contains_key(&self.webhook_api_key) {
+            return bad("webhook_api_key", "must be one of rooms.keys".to_owned());
+        }
+        if !self.webhook_urls.is_empty() && self.keys.is_empty() {
+            return bad("webhook_urls", "webhooks are signed with a key of rooms.keys: set one".to_owned());
+        }
+        for u in &self.webhook_urls {
+            if let Err(why) = crate::webhooks::parse_url(u) {
+                return bad("webhook_urls", why);
+            }
         }
         for (k, s) in &self.keys {
             if k.is_empty() || s.is_empty() {

@@ -105,8 +105,12 @@ impl WebRtcServer {
         let shared = Arc::new(Shared {
             ctl: Arc::clone(ctl),
             rtc,
-            rooms: Arc::new(rooms::Rooms::new(&ctl.config.rooms)),
+            rooms: Arc::new(rooms::Rooms::new(
+                &ctl.config.rooms,
+                rooms::hooks::Hooks::start(&ctl.config, Arc::clone(&ctl.stats.webhooks)),
+            )),
         });
+        rooms::spawn_reaper(&shared);
         ctl.add_source(Arc::new(metrics::Source(Arc::clone(&shared))));
         Ok(Self { shared })
     }

@@ -32,6 +32,8 @@ pub struct Delivery {
     pub kind: EventKind,
     pub id: String,
     pub body: Bytes,
+    /// A foreign form's content type and `Authorization` (LiveKit's room events).
+    pub signed: Option<(&'static str, String)>,
 }
 
 /// Retry policy of one URL.
@@ -162,12 +164,16 @@ impl Worker {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |t| t.as_secs());
+        let content_type = d.signed.as_ref().map_or("application/json", |s| s.0);
         let mut req = Request::post(self.url.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(CONTENT_TYPE, HeaderValue::from_static(content_type))
             .header(USER_AGENT, concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .header("x-sluice-event", d.kind.as_str())
             .header("x-sluice-delivery", d.id.as_str())
             .header("x-sluice-timestamp", timestamp);
+        if let Some((_, auth)) = &d.signed {
+            req = req.header(hyper::header::AUTHORIZATION, auth.as_str());
+        }
         if !self.secret.is_empty() {
             req = req.header(
                 "x-sluice-signature",

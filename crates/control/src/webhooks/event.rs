@@ -20,16 +20,20 @@ pub enum EventKind {
     Stop,
     /// The recorder finished a segment file.
     RecordSegment,
+    /// A room event in LiveKit's form (room_started, participant_joined, ...), sent to
+    /// `rooms.webhook_urls`.
+    Room,
 }
 
 impl EventKind {
     /// Every kind, in label order.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         Self::Publish,
         Self::Unpublish,
         Self::Play,
         Self::Stop,
         Self::RecordSegment,
+        Self::Room,
     ];
 
     /// The name in the JSON, the `X-Sluice-Event` header and the metrics label.
@@ -40,6 +44,7 @@ impl EventKind {
             Self::Play => "play",
             Self::Stop => "stop",
             Self::RecordSegment => "record_segment",
+            Self::Room => "room",
         }
     }
 
@@ -51,6 +56,7 @@ impl EventKind {
             Self::Play => 2,
             Self::Stop => 3,
             Self::RecordSegment => 4,
+            Self::Room => 5,
         }
     }
 }
@@ -171,7 +177,7 @@ mod tests {
         let names: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
-            ["publish", "unpublish", "play", "stop", "record_segment"]
+            ["publish", "unpublish", "play", "stop", "record_segment", "room"]
         );
         for k in EventKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

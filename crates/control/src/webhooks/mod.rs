@@ -34,7 +34,7 @@ pub const WEBHOOK_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, Default)]
 pub struct WebhookStats {
     /// Events emitted, by [`EventKind::index`] order ([`EventKind::ALL`]).
-    events: [AtomicU64; 5],
+    events: [AtomicU64; 6],
     /// Deliveries (event × URL) a receiver answered with 2xx.
     pub delivered: AtomicU64,
     /// Deliveries given up after `max_attempts`.
@@ -167,11 +167,46 @@ impl Webhooks {
                 return;
             }
         };
-        let delivery = Arc::new(Delivery {
+        self.queue(Delivery {
             kind: event.event,
             id: event.id,
             body,
+            signed: None,
         });
+    }
+
+    /// Queues a body already made in another server's form (LiveKit's room events), sent
+    /// with `content_type` and `authorization` (its own signature) besides Sluice's headers.
+    pub fn emit_foreign(
+        &self,
+        kind: EventKind,
+        id: String,
+        body: Vec<u8>,
+        content_type: &'static str,
+        authorization: String,
+    ) {
+        let inner = &self.inner;
+        if let Some(a) = inner.stats.events.get(kind.index()) {
+            a.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.closed.load(Ordering::Relaxed) {
+            inner
+                .stats
+                .dropped
+                .fetch_add(inner.queues.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.queue(Delivery {
+            kind,
+            id,
+            body: Bytes::from(body),
+            signed: Some((content_type, authorization)),
+        });
+    }
+
+    fn queue(&self, delivery: Delivery) {
+        let inner = &self.inner;
+        let delivery = Arc::new(delivery);
         for q in &inner.queues {
             if q.try_send(Arc::clone(&delivery)).is_err() {
                 inner.stats.dropped.fetch_add(1, Ordering::Relaxed);

@@ -16,7 +16,11 @@
 //! - [`subscriber`]: each participant's subscriptions are hub subscriptions written to its
 //!   subscriber connection.
 
+pub(crate) mod directory;
+pub(crate) mod hooks;
+pub(crate) mod http;
 pub(crate) mod publisher;
+pub(crate) mod speakers;
 pub(crate) mod session;
 pub(crate) mod subscriber;
 
@@ -54,6 +58,12 @@ pub(crate) enum Notice {
     Mute { track_sid: String, muted: bool },
     /// Leave the room (removed by the API, the room closed, or a duplicate identity).
     Leave(proto::DisconnectReason),
+    /// The room API (un)subscribes this participant to tracks.
+    Subscribe { track_sids: Vec<String>, subscribe: bool },
+    /// The room's info changed (metadata).
+    Room(proto::Room),
+    /// The active speakers changed: those listed (level 0 and inactive: stopped speaking).
+    Speakers(Vec<proto::SpeakerInfo>),
 }
 
 /// One participant as the room knows it.
@@ -69,6 +79,12 @@ struct Member {
 struct Room {
     info: proto::Room,
     members: BTreeMap<String, Member>,
+    /// Since when the room has had nobody in it (it closes `empty_timeout` later).
+    empty_since: Option<std::time::Instant>,
+    /// The speakers last announced: sid and level.
+    speakers: Vec<(String, f32)>,
+    /// Someone joined it once (an empty room then closes after `departure_timeout`).
+    joined_once: bool,
 }
 
 /// The rooms of this server.
@@ -77,6 +93,8 @@ pub(crate) struct Rooms {
     pub(crate) keys: RoomKeys,
     pub(crate) cfg: config::RoomsConfig,
     rooms: Mutex<HashMap<String, Room>>,
+    /// LiveKit-form webhooks (`rooms.webhook_urls`).
+    hooks: Option<hooks::Hooks>,
 }
 
 /// A participant admitted to a room: what its task needs.
@@ -96,12 +114,100 @@ fn now_s() -> i64 {
 }
 
 impl Rooms {
-    pub(crate) fn new(cfg: &config::RoomsConfig) -> Self {
+    pub(crate) fn new(cfg: &config::RoomsConfig, hooks: Option<hooks::Hooks>) -> Self {
         Self {
             keys: RoomKeys::new(&cfg.keys),
             cfg: cfg.clone(),
             rooms: Mutex::new(HashMap::new()),
+            hooks,
         }
+    }
+
+    /// Opens room `name` in the locked map (room_started) unless open; `None` at
+    /// `rooms.max_rooms`.
+    fn open<'a>(
+        &self,
+        rooms: &'a mut HashMap<String, Room>,
+        name: &str,
+        f: impl FnOnce(&mut proto::Room),
+    ) -> Option<&'a mut Room> {
+        if !rooms.contains_key(name) {
+            if rooms.len() >= self.cfg.max_rooms {
+                return None;
+            }
+            let mut info = proto::Room {
+                sid: ids::new_id(ids::ROOM),
+                name: name.to_owned(),
+                creation_time: now_s(),
+                creation_time_ms: now_s().saturating_mul(1000),
+                empty_timeout: u32::try_from(self.cfg.empty_timeout_s).unwrap_or(u32::MAX),
+                departure_timeout: u32::try_from(self.cfg.departure_timeout_s).unwrap_or(u32::MAX),
+                max_participants: u32::try_from(self.cfg.max_participants).unwrap_or(u32::MAX),
+                ..Default::default()
+            };
+            f(&mut info);
+            if let Some(h) = &self.hooks {
+                h.room_started(&info);
+            }
+            tracing::info!(room = %name, sid = %info.sid, "room opened");
+            rooms.insert(
+                name.to_owned(),
+                Room {
+                    info,
+                    members: BTreeMap::new(),
+                    empty_since: Some(std::time::Instant::now()),
+                    speakers: Vec::new(),
+                    joined_once: false,
+                },
+            );
+        }
+        rooms.get_mut(name)
+    }
+
+    /// Closes rooms empty for longer than their timeout (`empty_timeout` for a room nobody
+    /// joined yet, `departure_timeout` after the last participant left).
+    pub(crate) fn reap(&self) {
+        let mut rooms = self.lock();
+        let now = std::time::Instant::now();
+        let expired: Vec<String> = rooms
+            .iter()
+            .filter(|(_, r)| {
+                let secs = if r.joined_once {
+                    r.info.departure_timeout
+                } else {
+                    r.info.empty_timeout
+                };
+                r.members.is_empty()
+                    && r
+                        .empty_since
+                        .is_some_and(|t| now.duration_since(t).as_secs() >= u64::from(secs))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            self.close_locked(&mut rooms, &name, proto::DisconnectReason::RoomClosed);
+        }
+    }
+
+    /// Removes room `name` from the locked map, telling everyone in it to leave.
+    fn close_locked(
+        &self,
+        rooms: &mut HashMap<String, Room>,
+        name: &str,
+        reason: proto::DisconnectReason,
+    ) -> bool {
+        let Some(r) = rooms.remove(name) else {
+            return false;
+        };
+        for m in r.members.values() {
+            let _ = m.tx.try_send(Notice::Leave(reason));
+            m.kick.cancel();
+        }
+        if let Some(h) = &self.hooks {
+            h.room_finished(&r.info);
+        }
+        tracing::info!(room = %name, "room closed");
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Room>> {
@@ -131,20 +237,11 @@ impl Rooms {
     pub(crate) fn join(&self, claims: &Claims, protocol: i32) -> Result<Joined, RoomsError> {
         let name = claims.video.room.clone();
         let mut rooms = self.lock();
-        if !rooms.contains_key(&name) && rooms.len() >= self.cfg.max_rooms {
+        let Some(room) = self.open(&mut rooms, &name, |_| {}) else {
             return Err(RoomsError::Limit("rooms.max_rooms".into()));
-        }
-        let room = rooms.entry(name.clone()).or_insert_with(|| Room {
-            info: proto::Room {
-                sid: ids::new_id(ids::ROOM),
-                name: name.clone(),
-                creation_time: now_s(),
-                empty_timeout: u32::try_from(self.cfg.empty_timeout_s).unwrap_or(u32::MAX),
-                max_participants: u32::try_from(self.cfg.max_participants).unwrap_or(u32::MAX),
-                ..Default::default()
-            },
-            members: BTreeMap::new(),
-        });
+        };
+        room.empty_since = None;
+        room.joined_once = true;
         let dup: Vec<String> = room
             .members
             .iter()
@@ -159,7 +256,11 @@ impl Rooms {
                 m.kick.cancel();
             }
         }
-        if room.members.len() >= self.cfg.max_participants {
+        let cap = match room.info.max_participants {
+            0 => self.cfg.max_participants,
+            n => (n as usize).min(self.cfg.max_participants),
+        };
+        if room.members.len() >= cap {
             return Err(RoomsError::Limit("rooms.max_participants".into()));
         }
         let v = &claims.video;
@@ -214,6 +315,9 @@ impl Rooms {
         if !is_hidden(&me) {
             broadcast(room, &me.sid, Notice::Participants(vec![me.clone()]));
         }
+        if let Some(h) = &self.hooks {
+            h.participant_joined(&room.info, &me);
+        }
         tracing::info!(room = %name, identity = %me.identity, sid = %me.sid, "room participant joined");
         Ok(Joined {
             room: info,
@@ -235,9 +339,19 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms.get_mut(room)?;
         let m = r.members.get_mut(sid)?;
+        let before: Vec<String> = m.info.tracks.iter().map(|t| t.sid.clone()).collect();
         f(&mut m.info);
         m.info.version += 1;
         let info = m.info.clone();
+        if let Some(h) = &self.hooks {
+            for t in info.tracks.iter().filter(|t| !before.contains(&t.sid)) {
+                h.track_published(&r.info, &info, t);
+            }
+        }
+        r.info.num_publishers = u32::try_from(
+            r.members.values().filter(|m| !m.info.tracks.is_empty()).count(),
+        )
+        .unwrap_or(u32::MAX);
         if !is_hidden(&info) {
             broadcast(r, "", Notice::Participants(vec![info.clone()]));
         }
@@ -257,10 +371,22 @@ impl Rooms {
         if !is_hidden(&m.info) {
             broadcast(r, sid, Notice::Participants(vec![m.info.clone()]));
         }
+        r.speakers.retain(|(s, _)| s != sid);
+        r.info.num_publishers = u32::try_from(
+            r.members.values().filter(|m| !m.info.tracks.is_empty()).count(),
+        )
+        .unwrap_or(u32::MAX);
+        if let Some(h) = &self.hooks {
+            for t in &m.info.tracks {
+                h.track_unpublished(&r.info, &m.info, t);
+            }
+            h.participant_left(&r.info, &m.info);
+        }
         tracing::info!(room = %room, identity = %m.info.identity, "room participant left");
         if r.members.is_empty() {
-            rooms.remove(room);
-            tracing::info!(room = %room, "room closed (empty)");
+            // Kept for `departure_timeout` (a participant reconnecting finds it), then
+            // closed by [`Rooms::reap`].
+            r.empty_since = Some(std::time::Instant::now());
         }
     }
 
@@ -287,6 +413,39 @@ impl Rooms {
                 bytes: Arc::clone(&bytes),
                 reliable,
             });
+        }
+    }
+
+    /// Participant `sid`'s speaking level now (0: silent); the room hears of a change.
+    pub(crate) fn speaking(&self, room: &str, sid: &str, level: f32) {
+        let mut rooms = self.lock();
+        let Some(r) = rooms.get_mut(room) else { return };
+        let was = r.speakers.iter().position(|(s, _)| s == sid);
+        let changed = match (was, level > 0.0) {
+            (None, false) => return,
+            (None, true) => {
+                r.speakers.push((sid.to_owned(), level));
+                true
+            }
+            (Some(i), false) => {
+                r.speakers.remove(i);
+                true
+            }
+            (Some(i), true) => {
+                let moved = (r.speakers[i].1 - level).abs() >= speakers::LEVEL_STEP;
+                if moved {
+                    r.speakers[i].1 = level;
+                }
+                moved
+            }
+        };
+        if changed {
+            let info = proto::SpeakerInfo {
+                sid: sid.to_owned(),
+                level,
+                active: level > 0.0,
+            };
+            broadcast(r, "", Notice::Speakers(vec![info]));
         }
     }
 
@@ -337,6 +496,23 @@ fn source_from_grant(s: &str) -> Option<proto::TrackSource> {
     })
 }
 
+/// How often empty rooms are looked at (closed after their timeout).
+pub const REAP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts the task that closes rooms empty past their timeout; it ends at shutdown.
+pub(crate) fn spawn_reaper(shared: &Arc<Shared>) {
+    let s = Arc::clone(shared);
+    shared.ctl.tracker.spawn(async move {
+        let mut tick = tokio::time::interval(REAP_INTERVAL);
+        loop {
+            tokio::select! {
+                () = s.ctl.shutdown.cancelled() => break,
+                _ = tick.tick() => s.rooms.reap(),
+            }
+        }
+    });
+}
+
 /// The signalling routes.
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -344,6 +520,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/rtc/validate", get(session::validate))
         .route("/rtc/v1", get(single_pc_not_served))
         .route("/rtc/v1/validate", get(single_pc_not_served))
+        .route(
+            "/twirp/livekit.RoomService/{method}",
+            axum::routing::post(http::twirp_call).fallback(http::twirp_not_post),
+        )
+        .route("/api/join", axum::routing::post(http::join))
 }
 
 /// 404 on the single-connection path: clients fall back to `/rtc` (two connections). The

@@ -65,6 +65,8 @@ pub(crate) struct PubPc {
     channels: HashMap<ChannelId, String>,
     want_key: bool,
     last_request: Option<Instant>,
+    /// The microphone's levels (active speakers).
+    pub(crate) meter: super::speakers::Meter,
 }
 
 /// A data packet the client sent, for the room.
@@ -116,6 +118,7 @@ impl PubPc {
             channels: HashMap::new(),
             want_key: true,
             last_request: None,
+            meter: super::speakers::Meter::new(Instant::now()),
         };
         let answer = pc.accept(sdp)?;
         Ok((pc, answer))
@@ -246,6 +249,12 @@ impl PubPc {
         };
         if t.info.muted {
             return;
+        }
+        if t.info.r#type == proto::TrackType::Audio as i32
+            && t.info.source != proto::TrackSource::ScreenShareAudio as i32
+            && let Some(level) = d.ext_vals.audio_level
+        {
+            self.meter.sample(level);
         }
         let stream = t.stream.clone();
         if let Some(rid) = d.rid {

@@ -491,6 +491,11 @@ async fn serve(
         for d in data.drain(..) {
             relay_data(shared, me, d);
         }
+        if let Some(p) = conn.publ.as_mut()
+            && let Some(level) = p.meter.take(Instant::now())
+        {
+            shared.rooms.speaking(&me.room, &me.info.sid, level);
+        }
     }
 }
 
@@ -588,19 +593,7 @@ async fn request(
         Req::Subscription(s) => {
             let mut sids: Vec<String> = s.track_sids;
             sids.extend(s.participant_tracks.into_iter().flat_map(|p| p.track_sids));
-            for sid in sids {
-                if s.subscribe {
-                    me.unwanted.remove(&sid);
-                    me.wanted.insert(sid);
-                } else {
-                    me.wanted.remove(&sid);
-                    me.unwanted.insert(sid);
-                }
-            }
-            let others: Vec<_> = me.others.values().cloned().collect();
-            for p in &others {
-                reconcile(shared, me, conn, p);
-            }
+            subscription(shared, me, conn, sids, s.subscribe);
             true
         }
         Req::Leave(_) => false,
@@ -625,6 +618,23 @@ async fn request(
         // Accepted and not acted on yet: per-subscriber layer choice, metadata updates,
         // subscription permissions, sync state, simulated scenarios.
         _ => true,
+    }
+}
+
+/// (Un)subscribes to tracks by sid, asked by the client or the room API.
+fn subscription(shared: &Shared, me: &mut Me, conn: &mut Conns, sids: Vec<String>, subscribe: bool) {
+    for sid in sids.into_iter().take(super::subscriber::MAX_SUBSCRIBED) {
+        if subscribe {
+            me.unwanted.remove(&sid);
+            me.wanted.insert(sid);
+        } else {
+            me.wanted.remove(&sid);
+            me.unwanted.insert(sid);
+        }
+    }
+    let others: Vec<_> = me.others.values().cloned().collect();
+    for p in &others {
+        reconcile(shared, me, conn, p);
     }
 }
 
@@ -814,6 +824,9 @@ async fn notice(
         Notice::Participants(list) => {
             for p in &list {
                 if p.sid == me.info.sid {
+                    if p.version >= me.info.version {
+                        me.info = p.clone();
+                    }
                     continue;
                 }
                 reconcile(shared, me, conn, p);
@@ -849,6 +862,27 @@ async fn notice(
                     sid: track_sid,
                     muted,
                 }),
+            )
+            .await
+        }
+        Notice::Subscribe {
+            track_sids,
+            subscribe,
+        } => {
+            subscription(shared, me, conn, track_sids, subscribe);
+            true
+        }
+        Notice::Room(room) => {
+            send(
+                ws,
+                Resp::RoomUpdate(proto::RoomUpdate { room: Some(room) }),
+            )
+            .await
+        }
+        Notice::Speakers(speakers) => {
+            send(
+                ws,
+                Resp::SpeakersChanged(proto::SpeakersChanged { speakers }),
             )
             .await
         }
