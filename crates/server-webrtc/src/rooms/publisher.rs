@@ -4,10 +4,11 @@
 //! through an [`HubSink`]. Data channels `_reliable` and `_lossy` carry `DataPacket`s, relayed
 //! to the room.
 //!
-//! Simulcast: the hub stream carries one layer of each video track, the highest one flowing:
-//! it moves up when a higher layer's packets appear (at that layer's keyframe, which it
-//! requests) and down when its layer stops for [`LAYER_STALL`]. Lower layers for small
-//! subscribers are not forwarded separately yet.
+//! Simulcast: the track's hub stream carries one layer of each video track, the highest one
+//! flowing: it moves up when a higher layer's packets appear (at that layer's keyframe, which
+//! it requests) and down when its layer stops for [`LAYER_STALL`]. Each layer is also a hub
+//! stream of its own (`{stream}~q`, `~h`, `~f`), which subscribers that asked for a smaller
+//! size ([`super::subscriber`]) are moved to.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
 use str0m::media::{KeyframeRequestKind, MediaData, Mid, Rid};
 use str0m::{Event, IceConnectionState, Output, Rtc, RtcConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::ingest::{HubSink, REORDER_AUDIO_PACKETS, REORDER_VIDEO_PACKETS};
 use crate::whep::{self, Slot};
@@ -67,6 +69,10 @@ pub(crate) struct PubPc {
     last_request: Option<Instant>,
     /// The microphone's levels (active speakers).
     pub(crate) meter: super::speakers::Meter,
+    /// Publishes into the hub (through admission).
+    ctl: Arc<control::Control>,
+    /// The participant's identity (the publish sessions' remote) and what ends its streams.
+    owner: (String, CancellationToken),
 }
 
 /// A data packet the client sent, for the room.
@@ -96,6 +102,7 @@ impl PubPc {
         key: &str,
         remote: Option<SocketAddr>,
         sdp: &str,
+        owner: (String, CancellationToken),
     ) -> Result<(Self, String), String> {
         let creds = str0m::IceCreds::new();
         let slot = whep::reserve(&shared.ctl, wr, key, remote, sdp, &creds, "room peers")
@@ -119,6 +126,8 @@ impl PubPc {
             want_key: true,
             last_request: None,
             meter: super::speakers::Meter::new(Instant::now()),
+            ctl: Arc::clone(&shared.ctl),
+            owner,
         };
         let answer = pc.accept(sdp)?;
         Ok((pc, answer))
@@ -135,6 +144,39 @@ impl PubPc {
         .map_err(|_| "cannot use this offer".to_owned())?
         .map_err(|e| format!("cannot use this offer: {e}"))?;
         Ok(answer.to_sdp_string())
+    }
+
+    /// Opens hub stream `key` (a publish through the admission path: limits, hub, session,
+    /// webhooks) unless open; false when refused.
+    pub(crate) fn open_sink(&mut self, key: &str) -> bool {
+        if self.sinks.contains_key(key) {
+            return true;
+        }
+        let Some((app, part)) = key.split_once('/') else {
+            return false;
+        };
+        let Ok(name) = access::StreamName::new(app, part) else {
+            return false;
+        };
+        let auth = self.ctl.authorize_internal(name);
+        match self
+            .ctl
+            .publish_pending(auth, "webrtc", self.owner.0.clone(), self.owner.1.clone())
+        {
+            Ok(admitted) => {
+                let mut sink =
+                    HubSink::new(key.to_owned(), admitted.map_session(control::Session::from));
+                if self.connected {
+                    sink.admitted.session.start();
+                }
+                self.sinks.insert(key.to_owned(), sink);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(stream = %key, "room track not published to the hub: {e}");
+                false
+            }
+        }
     }
 
     /// Asks for a keyframe (throttled).
@@ -258,6 +300,17 @@ impl PubPc {
         }
         let stream = t.stream.clone();
         if let Some(rid) = d.rid {
+            // Every LiveKit layer is also a stream of its own (`{stream}~q`, `~h`, `~f`),
+            // which subscribers asking for a smaller size are moved to.
+            if rank(&rid) < 3 {
+                let key = layer_stream(&stream, &rid);
+                if self.open_sink(&key)
+                    && let Some(s) = self.sinks.get_mut(&key)
+                    && s.media(d)
+                {
+                    self.want_key = true;
+                }
+            }
             let now = Instant::now();
             let layer = self.layers.entry(d.mid).or_default();
             layer.last_seen.insert(rid, now);
@@ -293,12 +346,18 @@ impl PubPc {
         }
         self.want_key = false;
         self.last_request = Some(now);
+        // Every layer flowing (each is a hub stream of its own).
         let video: Vec<(Mid, Option<Rid>)> = self
             .tracks
             .iter()
             .filter(|t| t.info.r#type == proto::TrackType::Video as i32)
             .filter_map(|t| t.mid)
-            .map(|mid| (mid, self.layers.get(&mid).and_then(|l| l.chosen)))
+            .flat_map(|mid| match self.layers.get(&mid) {
+                Some(l) if !l.last_seen.is_empty() => {
+                    l.last_seen.keys().map(|r| (mid, Some(*r))).collect::<Vec<_>>()
+                }
+                _ => vec![(mid, None)],
+            })
             .collect();
         let mut api = self.rtc.direct_api();
         for (mid, rid) in video {
@@ -313,6 +372,59 @@ impl PubPc {
     pub(crate) fn keyframe_due(&self, interval: Duration) -> bool {
         self.sinks.values().any(|s| s.last_keyframe.elapsed() >= interval)
     }
+}
+
+/// The hub stream of simulcast layer `rid` of the track published as `stream`.
+pub(crate) fn layer_stream(stream: &str, rid: &str) -> String {
+    format!("{stream}{}{rid}", rooms::names::SEP)
+}
+
+/// The simulcast layer (its rid) a subscriber asking for `width`x`height` (or, without a
+/// size, `quality`) gets: the smallest layer at least that large; `None` for the top layer
+/// (the track's own stream, which also falls back when the top layer stops).
+pub(crate) fn pick_layer(
+    track: &proto::TrackInfo,
+    width: u32,
+    height: u32,
+    quality: i32,
+) -> Option<String> {
+    #[allow(deprecated)]
+    let layers = track
+        .codecs
+        .iter()
+        .find(|c| !c.layers.is_empty())
+        .map_or(track.layers.as_slice(), |c| c.layers.as_slice());
+    if layers.len() < 2 {
+        return None;
+    }
+    let rid_of = |l: &proto::VideoLayer| -> String {
+        if !l.rid.is_empty() {
+            return l.rid.clone();
+        }
+        match proto::VideoQuality::try_from(l.quality) {
+            Ok(proto::VideoQuality::Low) => "q",
+            Ok(proto::VideoQuality::Medium) => "h",
+            _ => "f",
+        }
+        .to_owned()
+    };
+    let mut by_size: Vec<&proto::VideoLayer> = layers.iter().collect();
+    by_size.sort_by_key(|l| (l.width, l.height));
+    let top = by_size.last().copied()?;
+    let chosen = if width > 0 || height > 0 {
+        by_size
+            .iter()
+            .copied()
+            .find(|l| l.width >= width && l.height >= height)
+            .unwrap_or(top)
+    } else {
+        by_size
+            .iter()
+            .copied()
+            .find(|l| l.quality >= quality)
+            .unwrap_or(top)
+    };
+    (!std::ptr::eq(chosen, top)).then(|| rid_of(chosen))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -413,6 +525,36 @@ mod tests {
         let t2 = t1 + LAYER_STALL;
         assert_eq!(choose_layer(&mut l, q, t2), LayerMove::Switch);
         assert_eq!(l.chosen, Some(q));
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn subscribers_get_the_smallest_layer_that_fits() {
+        let layer = |q: proto::VideoQuality, w, h| proto::VideoLayer {
+            quality: q as i32,
+            width: w,
+            height: h,
+            ..Default::default()
+        };
+        let track = proto::TrackInfo {
+            layers: vec![
+                layer(proto::VideoQuality::Low, 320, 180),
+                layer(proto::VideoQuality::Medium, 640, 360),
+                layer(proto::VideoQuality::High, 1280, 720),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(pick_layer(&track, 160, 90, 0).as_deref(), Some("q"));
+        assert_eq!(pick_layer(&track, 400, 200, 0).as_deref(), Some("h"));
+        assert_eq!(pick_layer(&track, 1280, 720, 0), None);
+        assert_eq!(pick_layer(&track, 4000, 3000, 0), None);
+        let medium = proto::VideoQuality::Medium as i32;
+        assert_eq!(pick_layer(&track, 0, 0, medium).as_deref(), Some("h"));
+        let single = proto::TrackInfo {
+            layers: vec![layer(proto::VideoQuality::High, 640, 360)],
+            ..Default::default()
+        };
+        assert_eq!(pick_layer(&single, 160, 90, 0), None);
     }
 
     #[test]

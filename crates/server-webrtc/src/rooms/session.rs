@@ -26,7 +26,6 @@ use str0m::Input;
 use super::publisher::{DataOut, MAX_TRACKS, PubPc, PubTrack};
 use super::subscriber::SubPc;
 use super::{Joined, Notice};
-use crate::ingest::HubSink;
 use crate::{Shared, WebRtc, peer};
 
 use rooms::signal::MAX_SIGNAL_MESSAGE;
@@ -529,10 +528,11 @@ async fn request(
                 Some(p) => p.accept(&o.sdp),
                 None => {
                     let key = format!("rooms:{}", me.room);
-                    match PubPc::create(shared, wr, &key, remote, &o.sdp) {
+                    let owner = (me.info.identity.clone(), kick_of(conn));
+                    match PubPc::create(shared, wr, &key, remote, &o.sdp, owner) {
                         Ok((mut p, a)) => {
                             // Tracks announced before the connection existed.
-                            attach_sinks(shared, me, &mut p, kick_of(conn));
+                            attach_sinks(me, &mut p);
                             conn.publ = Some(p);
                             Ok(a)
                         }
@@ -596,6 +596,10 @@ async fn request(
             subscription(shared, me, conn, sids, s.subscribe);
             true
         }
+        Req::TrackSetting(ts) => {
+            track_settings(shared, me, conn, &ts);
+            true
+        }
         Req::Leave(_) => false,
         Req::Ping(t) => send(ws, Resp::Pong(t)).await && {
             me.last_ping = Instant::now();
@@ -618,6 +622,33 @@ async fn request(
         // Accepted and not acted on yet: per-subscriber layer choice, metadata updates,
         // subscription permissions, sync state, simulated scenarios.
         _ => true,
+    }
+}
+
+/// UpdateTrackSettings: each video track moves to the simulcast layer that fits the size
+/// (or quality) asked, at that layer's next keyframe; `disabled` pauses it.
+fn track_settings(shared: &Shared, me: &Me, conn: &mut Conns, ts: &proto::UpdateTrackSettings) {
+    let Some(sub) = conn.sub.as_mut() else { return };
+    for sid in ts.track_sids.iter().take(super::subscriber::MAX_SUBSCRIBED) {
+        let Some((p, t)) = me
+            .others
+            .values()
+            .find_map(|p| p.tracks.iter().find(|t| &t.sid == sid).map(|t| (p, t)))
+        else {
+            continue;
+        };
+        let Some(main) = track_stream(shared, &me.room, &p.identity, t.source) else {
+            continue;
+        };
+        let stream = match super::publisher::pick_layer(t, ts.width, ts.height, ts.quality) {
+            Some(rid) => super::publisher::layer_stream(&main, &rid),
+            None => main.clone(),
+        };
+        if !sub.settings(shared, sid, &stream, ts.disabled) {
+            // That layer is not flowing: the track stays where it is.
+            let _ = sub.settings(shared, sid, &main, ts.disabled);
+        }
+        shared.rooms.want_keyframe(&me.room, &p.sid);
     }
 }
 
@@ -710,10 +741,7 @@ async fn add_track(
     };
     if let Some(p) = conn.publ.as_mut() {
         p.tracks.push(track);
-        let kick = kick_of(conn);
-        if let Some(p) = conn.publ.as_mut() {
-            attach_sinks(shared, me, p, kick);
-        }
+        attach_sinks(me, p);
     } else {
         me.pending.push(track);
     }
@@ -756,40 +784,12 @@ fn mime(codec: &str, kind: i32) -> String {
     format!("{k}/{codec}")
 }
 
-/// Opens the hub stream of every published track that has none (a publish through the
-/// admission path: limits, hub, session, webhooks).
-fn attach_sinks(
-    shared: &Arc<Shared>,
-    me: &mut Me,
-    p: &mut PubPc,
-    kick: tokio_util::sync::CancellationToken,
-) {
+/// Opens the hub stream of every published track that has none.
+fn attach_sinks(me: &mut Me, p: &mut PubPc) {
     p.tracks.append(&mut me.pending);
     let keys: Vec<String> = p.tracks.iter().map(|t| t.stream.clone()).collect();
     for key in keys {
-        if p.sinks.contains_key(&key) {
-            continue;
-        }
-        let Some((app, part)) = key.split_once('/') else {
-            continue;
-        };
-        let Ok(name) = access::StreamName::new(app, part) else {
-            continue;
-        };
-        let auth = shared.ctl.authorize_internal(name);
-        match shared
-            .ctl
-            .publish_pending(auth, "webrtc", me.info.identity.clone(), kick.clone())
-        {
-            Ok(admitted) => {
-                let mut sink = HubSink::new(key.clone(), admitted.map_session(control::Session::from));
-                if p.connected {
-                    sink.admitted.session.start();
-                }
-                p.sinks.insert(key, sink);
-            }
-            Err(e) => tracing::warn!(stream = %key, "room track not published to the hub: {e}"),
-        }
+        p.open_sink(&key);
     }
 }
 

@@ -77,7 +77,7 @@ mod tests {
         let level = m.take(t0 + WINDOW).unwrap();
         assert!((level - 0.1).abs() < 0.01, "{level}");
         for i in 0..25 {
-            m.sample(if i < 5 { -10 } else { -127 });
+            m.sample(if i < 3 { -10 } else { -127 });
         }
         assert_eq!(m.take(t0 + WINDOW * 2), Some(0.0));
         assert_eq!(m.take(t0 + WINDOW * 3), Some(0.0));

@@ -34,25 +34,39 @@ use rtp::video_out::VideoOut;
 pub const FRAME_QUEUE: usize = 512;
 /// Most tracks one participant may subscribe to.
 pub const MAX_SUBSCRIBED: usize = 256;
+/// Time from the last frame of one simulcast layer to the first of the next (ms): a frame
+/// at 30 fps.
+pub const LAYER_SWITCH_STEP_MS: u64 = 33;
 
 /// One subscribed track.
 #[derive(Debug)]
 struct SubTrack {
     publisher_sid: String,
     kind: MediaKind,
+    /// The track's own hub stream: its timeline (times written are on it).
+    main: String,
+    /// The stream its frames come from now: `main`, or a simulcast layer's stream.
     stream: String,
+    /// The stream it moves to at that stream's next keyframe.
+    next: Option<String>,
+    /// Added to the times of `stream` to put them on `main`'s timeline (ms).
+    offset_ms: i64,
+    /// The last time written (on `main`'s timeline) and whether the next frame starts
+    /// another layer (its offset is then set so that time goes on).
+    last_ms: Option<u64>,
+    switched: bool,
+    /// UpdateTrackSettings `disabled`: nothing is written.
+    paused: bool,
     /// Its m-line, once offered.
     mid: Option<Mid>,
     /// Negotiated: the client answered an offer with its m-line.
     active: bool,
 }
 
-/// One hub subscription (a remote participant's stream).
+/// One hub subscription (a remote participant's stream, or one of its layers).
 struct Feed {
     cancel: CancellationToken,
     video: VideoOut,
-    /// Wallclock of hub time `.1` (ms).
-    epoch: Option<(Instant, u64)>,
 }
 
 /// The subscriber connection.
@@ -71,6 +85,9 @@ pub(crate) struct SubPc {
     /// m-lines to end (inactive) in the next offer.
     pending_direction: Vec<Mid>,
     feeds: HashMap<String, Feed>,
+    /// Per track timeline (`main`): the wallclock of one of its times (ms), which ties
+    /// audio and video of one participant together in the Sender Reports.
+    epochs: HashMap<String, (Instant, u64)>,
     reliable: Option<ChannelId>,
     lossy: Option<ChannelId>,
     opus: AudioOut,
@@ -106,6 +123,7 @@ impl SubPc {
             tracks: HashMap::new(),
             pending_direction: Vec::new(),
             feeds: HashMap::new(),
+            epochs: HashMap::new(),
             reliable: None,
             lossy: None,
             opus: AudioOut::default(),
@@ -145,45 +163,21 @@ impl SubPc {
         } else {
             MediaKind::Audio
         };
-        if !self.feeds.contains_key(stream) {
-            let Ok(mut sub) = shared.ctl.hub.subscribe_with(stream, Want::audio(Codec::Opus))
-            else {
-                return false;
-            };
-            let cancel = CancellationToken::new();
-            let tx = self.frames_tx.clone();
-            let key: Arc<str> = Arc::from(stream);
-            let stop = cancel.clone();
-            shared.ctl.tracker.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        f = sub.recv() => match f {
-                            Some(f) => {
-                                if tx.send((Arc::clone(&key), f)).await.is_err() {
-                                    break;
-                                }
-                            }
-                            None => break,
-                        },
-                    }
-                }
-            });
-            self.feeds.insert(
-                stream.to_owned(),
-                Feed {
-                    cancel,
-                    video: VideoOut::default(),
-                    epoch: None,
-                },
-            );
+        if !self.open_feed(shared, stream) {
+            return false;
         }
         self.tracks.insert(
             track.sid.clone(),
             SubTrack {
                 publisher_sid: publisher_sid.to_owned(),
                 kind,
+                main: stream.to_owned(),
                 stream: stream.to_owned(),
+                next: None,
+                offset_ms: 0,
+                last_ms: None,
+                switched: false,
+                paused: false,
                 mid: None,
                 active: false,
             },
@@ -192,16 +186,106 @@ impl SubPc {
         true
     }
 
-    /// Unsubscribes `track_sid` (its m-line goes inactive); the hub subscription ends with
-    /// the stream's last track.
+    /// A hub subscription to `stream` (Opus audio, video as published), read by a small task
+    /// into the frame queue; false when the stream is not in the hub.
+    fn open_feed(&mut self, shared: &Shared, stream: &str) -> bool {
+        if self.feeds.contains_key(stream) {
+            return true;
+        }
+        let Ok(mut sub) = shared.ctl.hub.subscribe_with(stream, Want::audio(Codec::Opus)) else {
+            return false;
+        };
+        let cancel = CancellationToken::new();
+        let tx = self.frames_tx.clone();
+        let key: Arc<str> = Arc::from(stream);
+        let stop = cancel.clone();
+        shared.ctl.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    f = sub.recv() => match f {
+                        Some(f) => {
+                            if tx.send((Arc::clone(&key), f)).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        self.feeds.insert(
+            stream.to_owned(),
+            Feed {
+                cancel,
+                video: VideoOut::default(),
+            },
+        );
+        true
+    }
+
+    /// Ends the hub subscription to `stream` when no track reads or waits for it.
+    fn release(&mut self, stream: &str) {
+        let used = self
+            .tracks
+            .values()
+            .any(|t| t.stream == stream || t.next.as_deref() == Some(stream));
+        if !used && let Some(f) = self.feeds.remove(stream) {
+            f.cancel.cancel();
+        }
+    }
+
+    /// Moves video track `track_sid` to `stream` (its main stream, or a layer's) at that
+    /// stream's next keyframe, and pauses or resumes it; false when that stream is not in
+    /// the hub.
+    pub(crate) fn settings(
+        &mut self,
+        shared: &Shared,
+        track_sid: &str,
+        stream: &str,
+        paused: bool,
+    ) -> bool {
+        let Some(t) = self.tracks.get_mut(track_sid) else {
+            return false;
+        };
+        t.paused = paused;
+        if t.kind != MediaKind::Video {
+            return true;
+        }
+        let (current, waiting) = (t.stream.clone(), t.next.clone());
+        if waiting.as_deref() == Some(stream) {
+            return true;
+        }
+        if current == stream {
+            if let Some(w) = waiting
+                && let Some(t) = self.tracks.get_mut(track_sid)
+            {
+                t.next = None;
+                self.release(&w);
+            }
+            return true;
+        }
+        if !self.open_feed(shared, stream) {
+            return false;
+        }
+        if let Some(t) = self.tracks.get_mut(track_sid) {
+            t.next = Some(stream.to_owned());
+        }
+        if let Some(w) = waiting {
+            self.release(&w);
+        }
+        true
+    }
+
+    /// Unsubscribes `track_sid` (its m-line goes inactive); a hub subscription ends with
+    /// the last track reading it.
     pub(crate) fn unsubscribe(&mut self, track_sid: &str) {
         let Some(t) = self.tracks.remove(track_sid) else {
             return;
         };
-        if !self.tracks.values().any(|o| o.stream == t.stream)
-            && let Some(f) = self.feeds.remove(&t.stream)
-        {
-            f.cancel.cancel();
+        self.release(&t.stream);
+        if let Some(n) = &t.next {
+            self.release(n);
         }
         if let Some(mid) = t.mid {
             self.pending_direction.push(mid);
@@ -271,46 +355,76 @@ impl SubPc {
         }
     }
 
-    /// Writes one hub frame of `stream` to the tracks subscribed from it.
+    /// Writes one hub frame of `stream` to the track reading it (or, at a keyframe, to the
+    /// track waiting to move to it).
     pub(crate) fn write(&mut self, stream: &str, f: &Frame) {
         if !self.connected {
             return;
         }
-        let Some(t) = self
-            .tracks
-            .values()
-            .find(|t| t.active && t.stream == stream && t.kind == f.kind)
-        else {
+        let Some((sid, _)) = self.tracks.iter().find(|(_, t)| {
+            t.active
+                && t.kind == f.kind
+                && (t.stream == stream || t.next.as_deref() == Some(stream))
+        }) else {
             return;
         };
+        let sid = sid.clone();
+        let Some(t) = self.tracks.get_mut(&sid) else { return };
+        if t.next.as_deref() == Some(stream) {
+            if !f.is_video_keyframe() {
+                // The old layer plays on until the new one's keyframe.
+                return;
+            }
+            let old = std::mem::replace(&mut t.stream, stream.to_owned());
+            t.next = None;
+            t.switched = true;
+            self.release(&old);
+        }
+        let Some(t) = self.tracks.get_mut(&sid) else { return };
+        if t.stream != stream || t.paused {
+            return;
+        }
         let Some(mid) = t.mid else { return };
         let Some(feed) = self.feeds.get_mut(stream) else {
             return;
         };
-        let (rtc_codec, data, time, ms) = match f.kind {
+        let (rtc_codec, data, own_ms) = match f.kind {
             MediaKind::Video => {
                 let Some(rc) = rtc_codec(f.codec) else { return };
                 let Some(data) = feed.video.convert(Some(f.codec), f) else {
                     return;
                 };
-                let pts = f.dts.saturating_add_signed(i64::from(f.cts));
-                let time = MediaTime::new(pts.saturating_mul(90), Frequency::NINETY_KHZ);
-                (rc, data, time, pts)
+                (rc, data, f.dts.saturating_add_signed(i64::from(f.cts)))
             }
             MediaKind::Audio => {
                 let Some(data) = self.opus.convert(f) else {
                     return;
                 };
-                let time = MediaTime::new(f.dts.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ);
-                (RtcCodec::Opus, data, time, f.dts)
+                (RtcCodec::Opus, data, f.dts)
             }
             _ => return,
         };
-        let (at, base) = *feed.epoch.get_or_insert((Instant::now(), ms));
+        if std::mem::take(&mut t.switched)
+            && let Some(last) = t.last_ms
+        {
+            // Another layer (another hub timeline): time goes on one frame later.
+            t.offset_ms = i64::try_from(last + LAYER_SWITCH_STEP_MS).unwrap_or(i64::MAX)
+                - i64::try_from(own_ms).unwrap_or(i64::MAX);
+        }
+        let ms = own_ms.saturating_add_signed(t.offset_ms);
+        t.last_ms = Some(ms);
+        let (at, base) = *self
+            .epochs
+            .entry(t.main.clone())
+            .or_insert((Instant::now(), ms));
         let wallclock = if ms >= base {
             at + Duration::from_millis(ms - base)
         } else {
             at.checked_sub(Duration::from_millis(base - ms)).unwrap_or(at)
+        };
+        let time = match f.kind {
+            MediaKind::Video => MediaTime::new(ms.saturating_mul(90), Frequency::NINETY_KHZ),
+            _ => MediaTime::new(ms.saturating_mul(48), Frequency::FORTY_EIGHT_KHZ),
         };
         let Some(w) = self.rtc.writer(mid) else {
             return;
