@@ -119,7 +119,7 @@ impl WebRtcServer {
     pub fn routes(&self) -> axum::Router {
         let mut r = whep::routes().merge(whip::routes());
         if self.shared.ctl.config.rooms.enabled {
-            r = r.merge(rooms::routes());
+            r = r.merge(rooms::routes(&self.shared.ctl));
         }
         r.with_state(Arc::clone(&self.shared))
     }

@@ -42,6 +42,8 @@ use crate::Shared;
 /// Notices queued for one participant; beyond it the participant is disconnected (it is not
 /// reading its signalling).
 pub const NOTICE_QUEUE: usize = 256;
+/// How often a stream brought into a room is checked for having ended.
+pub const STREAM_PARTICIPANT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Largest data packet relayed between participants (bytes), as LiveKit's reliable limit.
 pub const MAX_DATA_PACKET: usize = 64 * 1024;
 
@@ -85,6 +87,9 @@ struct Room {
     speakers: Vec<(String, f32)>,
     /// Someone joined it once (an empty room then closes after `departure_timeout`).
     joined_once: bool,
+    /// Hub streams of tracks that are not `{app}/{room}~{identity}`: those of streams brought
+    /// in as participants (track sid -> stream key).
+    streams: HashMap<String, String>,
 }
 
 /// The rooms of this server.
@@ -158,6 +163,7 @@ impl Rooms {
                     empty_since: Some(std::time::Instant::now()),
                     speakers: Vec::new(),
                     joined_once: false,
+                    streams: HashMap::new(),
                 },
             );
         }
@@ -372,6 +378,9 @@ impl Rooms {
             broadcast(r, sid, Notice::Participants(vec![m.info.clone()]));
         }
         r.speakers.retain(|(s, _)| s != sid);
+        for t in &m.info.tracks {
+            r.streams.remove(&t.sid);
+        }
         r.info.num_publishers = u32::try_from(
             r.members.values().filter(|m| !m.info.tracks.is_empty()).count(),
         )
@@ -457,9 +466,150 @@ impl Rooms {
         }
     }
 
+    /// The hub stream of track `track_sid` when it is not the participant's own (a stream
+    /// brought in as a participant).
+    pub(crate) fn stream_of(&self, room: &str, track_sid: &str) -> Option<String> {
+        self.lock().get(room)?.streams.get(track_sid).cloned()
+    }
+
+    /// Brings hub stream `key` (RTMP, WHIP, SRT, ...) into `room` as a participant
+    /// `identity` of kind INGRESS: its video (as published) and audio (as Opus, transcoded
+    /// once per stream by the hub when it is AAC) are tracks the others subscribe to. It
+    /// leaves when the stream ends, when removed, or when the room closes.
+    pub(crate) fn add_stream(
+        self: &Arc<Self>,
+        ctl: &Arc<control::Control>,
+        room: &str,
+        key: &str,
+        identity: &str,
+    ) -> Result<proto::ParticipantInfo, RoomsError> {
+        rooms::names::check("room", room)?;
+        rooms::names::check("identity", identity)?;
+        let snap = ctl
+            .hub
+            .stream(key)
+            .filter(|s| s.is_live)
+            .ok_or_else(|| RoomsError::NotFound(format!("live stream {key:?}")))?;
+        let mut tracks = Vec::new();
+        if let Some(c) = snap.video_codec {
+            tracks.push(proto::TrackInfo {
+                sid: ids::new_id(ids::TRACK),
+                r#type: proto::TrackType::Video as i32,
+                name: "video".to_owned(),
+                source: proto::TrackSource::Camera as i32,
+                mime_type: video_mime(c).to_owned(),
+                stream: key.to_owned(),
+                ..Default::default()
+            });
+        }
+        if snap.audio_codec.is_some() {
+            tracks.push(proto::TrackInfo {
+                sid: ids::new_id(ids::TRACK),
+                r#type: proto::TrackType::Audio as i32,
+                name: "audio".to_owned(),
+                source: proto::TrackSource::Microphone as i32,
+                mime_type: "audio/opus".to_owned(),
+                stream: key.to_owned(),
+                ..Default::default()
+            });
+        }
+        let (tx, mut inbox) = mpsc::channel(NOTICE_QUEUE);
+        let kick = CancellationToken::new();
+        let info = proto::ParticipantInfo {
+            sid: ids::new_id(ids::PARTICIPANT),
+            identity: identity.to_owned(),
+            name: key.to_owned(),
+            state: proto::participant_info::State::Active as i32,
+            joined_at: now_s(),
+            joined_at_ms: now_s().saturating_mul(1000),
+            version: 1,
+            is_publisher: true,
+            kind: proto::participant_info::Kind::Ingress as i32,
+            tracks: tracks.clone(),
+            permission: Some(proto::ParticipantPermission {
+                can_publish: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        {
+            let mut rooms = self.lock();
+            let r = self
+                .open(&mut rooms, room, |_| {})
+                .ok_or_else(|| RoomsError::Limit("rooms.max_rooms".into()))?;
+            if r.members.values().any(|m| m.info.identity == identity) {
+                return Err(RoomsError::BadRequest(format!(
+                    "identity {identity:?} is already in room {room:?}"
+                )));
+            }
+            if r.members.len() >= self.cfg.max_participants {
+                return Err(RoomsError::Limit("rooms.max_participants".into()));
+            }
+            r.empty_since = None;
+            r.joined_once = true;
+            for t in &tracks {
+                r.streams.insert(t.sid.clone(), key.to_owned());
+            }
+            r.members.insert(
+                info.sid.clone(),
+                Member {
+                    info: info.clone(),
+                    tx,
+                    kick: kick.clone(),
+                },
+            );
+            r.info.num_participants = u32::try_from(r.members.len()).unwrap_or(u32::MAX);
+            r.info.num_publishers += 1;
+            broadcast(r, &info.sid, Notice::Participants(vec![info.clone()]));
+            if let Some(h) = &self.hooks {
+                h.participant_joined(&r.info, &info);
+                for t in &tracks {
+                    h.track_published(&r.info, &info, t);
+                }
+            }
+        }
+        tracing::info!(%room, %identity, stream = %key, "stream brought into room");
+        // Its task: drains the notices (nothing to tell an RTMP encoder) and leaves when
+        // the stream ends, it is removed, or the server stops.
+        let rooms = Arc::clone(self);
+        let (room, sid, key, hub) = (room.to_owned(), info.sid.clone(), key.to_owned(), Arc::clone(&ctl.hub));
+        let stop = ctl.shutdown.clone();
+        ctl.tracker.spawn(async move {
+            let mut tick = tokio::time::interval(STREAM_PARTICIPANT_POLL);
+            loop {
+                tokio::select! {
+                    () = kick.cancelled() => break,
+                    () = stop.cancelled() => break,
+                    n = inbox.recv() => match n {
+                        None | Some(Notice::Leave(_)) => break,
+                        Some(_) => {}
+                    },
+                    _ = tick.tick() => {
+                        if !hub.stream(&key).is_some_and(|s| s.is_live) {
+                            break;
+                        }
+                    }
+                }
+            }
+            rooms.leave(&room, &sid);
+        });
+        Ok(info)
+    }
+
     /// Participants in rooms now (for the API and tests).
     pub(crate) fn participants(&self) -> usize {
         self.lock().values().map(|r| r.members.len()).sum()
+    }
+}
+
+/// The WebRTC MIME type of a hub video codec.
+fn video_mime(c: media::Codec) -> &'static str {
+    match c {
+        media::Codec::H265 => "video/H265",
+        media::Codec::Vp8 => "video/VP8",
+        media::Codec::Vp9 => "video/VP9",
+        media::Codec::Av1 => "video/AV1",
+        _ => "video/H264",
     }
 }
 
@@ -514,7 +664,7 @@ pub(crate) fn spawn_reaper(shared: &Arc<Shared>) {
 }
 
 /// The signalling routes.
-pub(crate) fn routes() -> Router<Arc<Shared>> {
+pub(crate) fn routes(ctl: &Arc<control::Control>) -> Router<Arc<Shared>> {
     Router::new()
         .route("/rtc", get(session::upgrade))
         .route("/rtc/validate", get(session::validate))
@@ -525,6 +675,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             axum::routing::post(http::twirp_call).fallback(http::twirp_not_post),
         )
         .route("/api/join", axum::routing::post(http::join))
+        .merge(http::api_routes(ctl))
 }
 
 /// 404 on the single-connection path: clients fall back to `/rtc` (two connections). The

@@ -277,7 +277,11 @@ fn reconcile(shared: &Shared, me: &Me, conn: &mut Conns, p: &proto::ParticipantI
             && !me.unwanted.contains(&t.sid)
             && (me.auto_subscribe || me.wanted.contains(&t.sid));
         if want {
-            let Some(stream) = track_stream(shared, &me.room, &p.identity, t.source) else {
+            let Some(stream) = shared
+                .rooms
+                .stream_of(&me.room, &t.sid)
+                .or_else(|| track_stream(shared, &me.room, &p.identity, t.source))
+            else {
                 continue;
             };
             if sub.subscribe(shared, &p.sid, t, &stream) {
@@ -473,6 +477,7 @@ async fn serve(
         }
         if let Some(s) = conn.sub.as_mut() {
             s.drain(wr);
+            s.start_feeds(shared);
             if s.failed || (!s.connected && Instant::now() >= s.connect_by) {
                 tracing::info!(identity = %me.info.identity, "room subscriber connection lost");
                 return;
@@ -637,7 +642,11 @@ fn track_settings(shared: &Shared, me: &Me, conn: &mut Conns, ts: &proto::Update
         else {
             continue;
         };
-        let Some(main) = track_stream(shared, &me.room, &p.identity, t.source) else {
+        let Some(main) = shared
+            .rooms
+            .stream_of(&me.room, sid)
+            .or_else(|| track_stream(shared, &me.room, &p.identity, t.source))
+        else {
             continue;
         };
         let stream = match super::publisher::pick_layer(t, ts.width, ts.height, ts.quality) {

@@ -163,7 +163,7 @@ impl SubPc {
         } else {
             MediaKind::Audio
         };
-        if !self.open_feed(shared, stream) {
+        if shared.ctl.hub.stream(stream).is_none() {
             return false;
         }
         self.tracks.insert(
@@ -184,6 +184,25 @@ impl SubPc {
         );
         self.dirty = true;
         true
+    }
+
+    /// Opens the hub subscriptions of tracks that can take media now (the connection is up
+    /// and the client answered their m-lines), so each starts on the stream's GOP cache
+    /// (its sequence header and keyframe first) rather than losing it to a connection not
+    /// yet up.
+    pub(crate) fn start_feeds(&mut self, shared: &Shared) {
+        if !self.connected {
+            return;
+        }
+        let want: Vec<String> = self
+            .tracks
+            .values()
+            .filter(|t| t.active && !self.feeds.contains_key(&t.stream))
+            .map(|t| t.stream.clone())
+            .collect();
+        for stream in want {
+            let _ = self.open_feed(shared, &stream);
+        }
     }
 
     /// A hub subscription to `stream` (Opus audio, video as published), read by a small task
