@@ -84,6 +84,14 @@ fn render(shared: &Shared) {
     counter!("sluice_webrtc_rtp_payloads_total", "stage" => "written")
         .absolute(load(&s.payloads_written));
     gauge!("sluice_webrtc_peers").set(w.live() as f64);
+    describe_gauge!("sluice_rooms", "Rooms open now (LiveKit-protocol SFU).");
+    describe_gauge!(
+        "sluice_room_participants",
+        "Participants in rooms now (streams brought into rooms included)."
+    );
+    let (rooms, participants) = shared.rooms.counts();
+    gauge!("sluice_rooms").set(rooms as f64);
+    gauge!("sluice_room_participants").set(participants as f64);
     gauge!("sluice_webrtc_transcoders").set(super::transcoders(&shared.ctl.hub) as f64);
     gauge!("sluice_webrtc_pending_peers").set(w.tables().pending as f64);
     counter!("sluice_webrtc_connected_total").absolute(load(&s.connected));
@@ -134,6 +142,10 @@ struct Summary {
     tcp_candidates: Vec<String>,
     /// ICE-TCP connections open now.
     tcp_connections: usize,
+    /// Rooms open now.
+    rooms: usize,
+    /// Participants in rooms now.
+    room_participants: usize,
 }
 
 impl control::StatusSource for Source {
@@ -147,6 +159,7 @@ impl control::StatusSource for Source {
 
     fn server_info(&self) -> Option<(&'static str, serde_json::Value)> {
         let w = &self.0.rtc;
+        let (rooms, room_participants) = self.0.rooms.counts();
         let s = Summary {
             listen: w.local.to_string(),
             candidates: w.candidates.iter().map(ToString::to_string).collect(),
@@ -156,6 +169,8 @@ impl control::StatusSource for Source {
             tcp_listen: w.tcp.as_ref().map(|t| t.local.to_string()),
             tcp_candidates: w.tcp_candidates.iter().map(ToString::to_string).collect(),
             tcp_connections: w.tcp.as_ref().map_or(0, |t| t.open()),
+            rooms,
+            room_participants,
         };
         Some(("webrtc", serde_json::to_value(s).ok()?))
     }

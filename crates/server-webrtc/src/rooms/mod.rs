@@ -345,13 +345,16 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms.get_mut(room)?;
         let m = r.members.get_mut(sid)?;
-        let before: Vec<String> = m.info.tracks.iter().map(|t| t.sid.clone()).collect();
+        let before = m.info.tracks.clone();
         f(&mut m.info);
         m.info.version += 1;
         let info = m.info.clone();
         if let Some(h) = &self.hooks {
-            for t in info.tracks.iter().filter(|t| !before.contains(&t.sid)) {
+            for t in info.tracks.iter().filter(|t| !before.iter().any(|b| b.sid == t.sid)) {
                 h.track_published(&r.info, &info, t);
+            }
+            for t in before.iter().filter(|b| !info.tracks.iter().any(|t| t.sid == b.sid)) {
+                h.track_unpublished(&r.info, &info, t);
             }
         }
         r.info.num_publishers = u32::try_from(
@@ -598,7 +601,13 @@ impl Rooms {
 
     /// Participants in rooms now (for the API and tests).
     pub(crate) fn participants(&self) -> usize {
-        self.lock().values().map(|r| r.members.len()).sum()
+        self.counts().1
+    }
+
+    /// Rooms open now and participants in them.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        let rooms = self.lock();
+        (rooms.len(), rooms.values().map(|r| r.members.len()).sum())
     }
 }
 

@@ -179,6 +179,44 @@ impl PubPc {
         }
     }
 
+    /// Tracks whose m-line the client stopped sending on (a renegotiation made it inactive
+    /// or removed it: how LiveKit's clients unpublish), taken out of the published set; a
+    /// hub stream left with no track ends.
+    pub(crate) fn take_unpublished(&mut self, hub: &hub::Hub) -> Vec<proto::TrackInfo> {
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.tracks.len() {
+            let stopped = self.tracks[i].mid.is_some_and(|mid| {
+                self.rtc.media(mid).is_none_or(|m| {
+                    matches!(
+                        m.direction(),
+                        str0m::media::Direction::Inactive | str0m::media::Direction::SendOnly
+                    )
+                })
+            });
+            if stopped {
+                gone.push(self.tracks.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        for t in &gone {
+            if !self.tracks.iter().any(|o| o.stream == t.stream) {
+                let layers: Vec<String> = self
+                    .sinks
+                    .keys()
+                    .filter(|k| *k == &t.stream || k.starts_with(&format!("{}{}", t.stream, rooms::names::SEP)))
+                    .cloned()
+                    .collect();
+                for k in layers {
+                    self.sinks.remove(&k);
+                    hub.end_stream(&k);
+                }
+            }
+        }
+        gone.into_iter().map(|t| t.info).collect()
+    }
+
     /// Asks for a keyframe (throttled).
     pub(crate) fn want_keyframe(&mut self) {
         self.want_key = true;

@@ -37,12 +37,30 @@ pub const COMPATIBLE_SERVER_VERSION: &str = "1.9.0";
 /// The signalling protocol version announced (what LiveKit's clients check).
 pub const PROTOCOL_VERSION: i32 = 16;
 
+/// Most simulcast layers (and codecs) kept per published track.
+pub const MAX_LAYERS: usize = 4;
+/// Longest track name, stream name, cid or codec name kept (bytes).
+pub const MAX_TRACK_TEXT: usize = 256;
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 /// Query parameters of `/rtc`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct RtcQuery {
     access_token: Option<String>,
     auto_subscribe: Option<String>,
     protocol: Option<String>,
+    /// `1` when the client tries to resume a session (after a network change).
+    reconnect: Option<String>,
 }
 
 fn refusal(e: &RoomsError) -> Response {
@@ -99,9 +117,25 @@ pub(crate) async fn upgrade(
         .as_deref()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    let resume = q.reconnect.as_deref() == Some("1");
     ws.max_message_size(MAX_SIGNAL_MESSAGE)
         .max_frame_size(MAX_SIGNAL_MESSAGE)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
+            if resume {
+                // Resuming keeps no state here: the client is told to reconnect in full
+                // (a new join, its tracks published again), which its SDK does at once.
+                let _ = send(
+                    &mut socket,
+                    Resp::Leave(proto::LeaveRequest {
+                        can_reconnect: true,
+                        reason: proto::DisconnectReason::StateMismatch as i32,
+                        action: proto::leave_request::Action::Reconnect as i32,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+                return;
+            }
             run(shared, socket, claims, remote, auto_subscribe, protocol).await;
         })
 }
@@ -549,6 +583,17 @@ async fn request(
                 Ok(a) => {
                     if let Some(p) = conn.publ.as_mut() {
                         p.drain(wr, &mut Vec::new());
+                        let gone = p.take_unpublished(&shared.ctl.hub);
+                        if !gone.is_empty() {
+                            let sids: Vec<String> = gone.iter().map(|t| t.sid.clone()).collect();
+                            tracing::info!(identity = %me.info.identity, tracks = ?sids, "room tracks unpublished");
+                            if let Some(updated) = shared.rooms.update(&me.room, &me.info.sid, |p| {
+                                p.tracks.retain(|t| !sids.contains(&t.sid));
+                                p.is_publisher = !p.tracks.is_empty();
+                            }) {
+                                me.info = updated;
+                            }
+                        }
                     }
                     let mut d = sd("answer", a);
                     d.id = o.id;
@@ -692,8 +737,20 @@ async fn add_track(
     ws: &mut WebSocket,
     me: &mut Me,
     conn: &mut Conns,
-    a: proto::AddTrackRequest,
+    mut a: proto::AddTrackRequest,
 ) -> bool {
+    // What is copied into the participant's info (sent to everyone at every update) is
+    // bounded, whatever the client sent.
+    a.layers.truncate(MAX_LAYERS);
+    a.simulcast_codecs.truncate(MAX_LAYERS);
+    for c in &mut a.simulcast_codecs {
+        c.layers.truncate(MAX_LAYERS);
+        truncate_utf8(&mut c.codec, MAX_TRACK_TEXT);
+        truncate_utf8(&mut c.cid, MAX_TRACK_TEXT);
+    }
+    truncate_utf8(&mut a.name, MAX_TRACK_TEXT);
+    truncate_utf8(&mut a.stream, MAX_TRACK_TEXT);
+    truncate_utf8(&mut a.cid, MAX_TRACK_TEXT);
     let grant = &me.claims.video;
     let source = proto::TrackSource::try_from(a.source).unwrap_or(proto::TrackSource::Unknown);
     let allowed = grant.publish()
