@@ -83,16 +83,24 @@ fn refusal(e: &RoomsError) -> Response {
 pub(crate) async fn validate(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<RtcQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     super::any_origin(
-        match shared
-            .rooms
-            .check_token(q.access_token.as_deref().unwrap_or_default())
-        {
+        match shared.rooms.check_token(token(&q, &headers)) {
             Ok(_) => (StatusCode::OK, "success").into_response(),
             Err(e) => refusal(&e),
         },
     )
+}
+
+/// The join token: the `access_token` query parameter (browsers cannot set headers on a
+/// WebSocket) or an `Authorization: Bearer` header (LiveKit's Go SDK sends only that).
+fn token<'a>(q: &'a RtcQuery, headers: &'a axum::http::HeaderMap) -> &'a str {
+    q.access_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .or_else(|| control::http_error::bearer(headers))
+        .unwrap_or_default()
 }
 
 /// `GET /rtc`: checks the token, then upgrades to the participant's WebSocket.
@@ -100,12 +108,10 @@ pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     Query(q): Query<RtcQuery>,
     extensions: Extensions,
+    headers: axum::http::HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let claims = match shared
-        .rooms
-        .check_token(q.access_token.as_deref().unwrap_or_default())
-    {
+    let claims = match shared.rooms.check_token(token(&q, &headers)) {
         Ok(c) => c,
         Err(e) => {
             tracing::info!("room join refused: {e}");
@@ -332,7 +338,7 @@ fn reconcile(shared: &Shared, me: &Me, conn: &mut Conns, p: &proto::ParticipantI
             else {
                 continue;
             };
-            if sub.subscribe(shared, &p.sid, t, &stream) {
+            if sub.subscribe(&p.sid, t, &stream) {
                 shared.rooms.want_keyframe(&me.room, &p.sid);
             }
         } else {
@@ -395,9 +401,11 @@ async fn serve(
 ) {
     let ping_timeout = Duration::from_secs(u64::from(shared.ctl.config.rooms.ping_timeout_s));
     let key_interval = Duration::from_millis(shared.ctl.config.webrtc.whip_keyframe_interval_ms);
+    let ping_interval = Duration::from_secs(u64::from(shared.ctl.config.rooms.ping_interval_s));
+    let mut next_ws_ping = Instant::now() + ping_interval;
     let mut data = Vec::new();
     loop {
-        let mut wake = me.last_ping + ping_timeout;
+        let mut wake = (me.last_ping + ping_timeout).min(next_ws_ping);
         if let Some(p) = &conn.publ {
             wake = wake.min(p.next);
             if !p.connected {
@@ -448,6 +456,9 @@ async fn serve(
                 return;
             }
             Wake::Ws(m) => {
+                // Anything from the client shows it is there: SDKs that send no signalling
+                // ping (LiveKit's Go SDK) answer the WebSocket pings below.
+                me.last_ping = Instant::now();
                 let bytes = match m {
                     Some(Ok(Message::Binary(b))) => b,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -500,8 +511,17 @@ async fn serve(
             Wake::Timer => {
                 let now = Instant::now();
                 if now >= me.last_ping + ping_timeout {
-                    tracing::info!(identity = %me.info.identity, "room participant timed out (no ping)");
+                    tracing::info!(identity = %me.info.identity, "room participant timed out (nothing from it for ping_timeout_s)");
                     return;
+                }
+                if now >= next_ws_ping {
+                    next_ws_ping = now + ping_interval;
+                    if tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Ping(Default::default())))
+                        .await
+                        .map_or(true, |r| r.is_err())
+                    {
+                        return;
+                    }
                 }
                 if let Some(p) = conn.publ.as_mut() {
                     if p.keyframe_due(key_interval) {

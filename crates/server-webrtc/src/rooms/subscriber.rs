@@ -150,7 +150,6 @@ impl SubPc {
     /// Returns false when already subscribed or at the limit.
     pub(crate) fn subscribe(
         &mut self,
-        shared: &Shared,
         publisher_sid: &str,
         track: &proto::TrackInfo,
         stream: &str,
@@ -163,9 +162,8 @@ impl SubPc {
         } else {
             MediaKind::Audio
         };
-        if shared.ctl.hub.stream(stream).is_none() {
-            return false;
-        }
+        // The stream may not be in the hub yet (its publisher announced the track but has not
+        // connected): the m-line is offered now and the hub subscription opens when it is.
         self.tracks.insert(
             track.sid.clone(),
             SubTrack {
