@@ -73,6 +73,23 @@ pub struct Opts {
     /// Junk bytes sent on each flood connection (0: connect and close).
     #[arg(long, default_value_t = 0)]
     pub flood_junk: usize,
+    /// Rooms signalling load against this server (ws://host:port; its `/rtc`, LiveKit's
+    /// client signalling): `--players` participants join at `--ramp` per second, each timed
+    /// from connect to its JoinResponse, hold for `--hold` seconds and leave.
+    #[arg(long)]
+    pub rtc: Option<String>,
+    /// API key the `--rtc` tokens are issued by (their `iss`).
+    #[arg(long, default_value = "devkey")]
+    pub rtc_key: String,
+    /// API secret the `--rtc` tokens are signed with (HS256).
+    #[arg(long, default_value = "secret")]
+    pub rtc_secret: String,
+    /// Rooms the `--rtc` participants are spread over, round robin (`bench-0`, ...).
+    #[arg(long, default_value_t = 10)]
+    pub rtc_rooms: usize,
+    /// Seconds every `--rtc` participant holds its socket once all have joined.
+    #[arg(long, default_value_t = 3.0)]
+    pub hold: f64,
 }
 
 impl Opts {
@@ -108,6 +125,9 @@ impl Opts {
         if self.threads == 0 {
             return Err(BenchError::BadOptions("--threads must be >= 1".into()));
         }
+        if self.rtc.is_some() {
+            return self.validate_rtc();
+        }
         if self.players > 0 && self.play.is_none() {
             return Err(BenchError::BadOptions("--players needs --play URL".into()));
         }
@@ -140,6 +160,27 @@ impl Opts {
                     crate::player::whep::MAX_WHEP_VIEWERS
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// The `--rtc` mode's own checks: participants, rooms, hold; nothing else to do.
+    fn validate_rtc(&self) -> Result<()> {
+        if self.players == 0 {
+            return Err(BenchError::BadOptions(
+                "--rtc needs --players N (participants)".into(),
+            ));
+        }
+        if self.rtc_rooms == 0 {
+            return Err(BenchError::BadOptions("--rtc-rooms must be >= 1".into()));
+        }
+        if !(self.hold.is_finite() && self.hold >= 0.0) {
+            return Err(BenchError::BadOptions("--hold must be >= 0".into()));
+        }
+        if self.play.is_some() || self.publish.is_some() || self.flood.is_some() {
+            return Err(BenchError::BadOptions(
+                "--rtc runs alone (no --play, --publish or --flood)".into(),
+            ));
         }
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! duration, stalls, first-frame time and delivery latency (publisher send to player
 //! receive, same process and clock, frames matched by payload fingerprint), plus the
 //! server's CPU and RSS from /proc. [`run`] is the entry point; `main.rs` is a thin CLI.
+//! [`rtc::run`] is a separate mode: rooms signalling load (LiveKit's `/rtc` joins timed to
+//! their JoinResponse).
 #![forbid(unsafe_code)]
 
 pub mod chunked;
@@ -17,6 +19,7 @@ pub mod player;
 pub mod procstat;
 pub mod publish;
 pub mod report;
+pub mod rtc;
 pub mod stats;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,24 @@ fn main() -> std::process::ExitCode {
         }
     };
     let json = opts.json.clone();
+    if opts.rtc.is_some() {
+        return match rt.block_on(sluice_bench::rtc::run(opts)) {
+            Ok(report) => {
+                println!("{report}");
+                if let Some(path) = json
+                    && let Err(e) = std::fs::write(&path, report.to_json() + "\n")
+                {
+                    eprintln!("sluice-bench: writing {}: {e}", path.display());
+                    return std::process::ExitCode::FAILURE;
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice-bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if opts.flood.is_some() {
         return match rt.block_on(sluice_bench::flood::run(opts)) {
             Ok((flood, report)) => {

@@ -205,3 +205,39 @@ async fn fifty_whep_viewers_share_one_packetization() {
     );
     assert!(server.shutdown(std::time::Duration::from_secs(2)).await);
 }
+
+/// The rooms signalling mode (`--rtc`): 30 participants over 3 rooms all get their
+/// JoinResponse, hear of each other while they hold, and none is dropped by the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtc_joins_against_sluice() {
+    let mut cfg = crate::common::test_config();
+    cfg.rooms.keys = [("benchkey".to_owned(), "benchsecret".to_owned())].into();
+    let server = crate::common::start(cfg).await;
+    let mut o = Opts::defaults();
+    o.rtc = Some(format!("ws://{}", server.http_addr()));
+    o.rtc_key = "benchkey".into();
+    o.rtc_secret = "benchsecret".into();
+    o.players = 30;
+    o.rtc_rooms = 3;
+    o.hold = 0.5;
+    o.quiet = true;
+    let r = sluice_bench::rtc::run(o).await.expect("rtc run");
+    eprintln!("{r}");
+    assert_eq!(r.joined, 30, "{r}");
+    assert!(r.errors.is_empty(), "{r}");
+    assert_eq!(r.closed_by_server, 0, "{r}");
+    // Each participant gets at least its subscriber offer after the JoinResponse, and the
+    // earlier ones hear of the later ones joining (9 others in each room).
+    assert!(r.messages_after_join >= 30 + 3 * 45, "{r}");
+    assert!(r.join_ms.p99.is_some(), "{r}");
+    // A wrong secret: every join refused with 401, which is an error of the run.
+    let mut o = Opts::defaults();
+    o.rtc = Some(format!("ws://{}", server.http_addr()));
+    o.rtc_key = "benchkey".into();
+    o.rtc_secret = "wrong".into();
+    o.players = 2;
+    o.hold = 0.0;
+    let e = sluice_bench::rtc::run(o).await.expect_err("no join");
+    assert!(e.to_string().contains("http-401"), "{e}");
+    assert!(server.shutdown(std::time::Duration::from_secs(5)).await);
+}

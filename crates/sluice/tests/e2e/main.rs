@@ -27,6 +27,7 @@ mod limits;
 mod live;
 mod observability;
 mod record;
+mod rooms;
 mod rtmp_memory;
 mod security_http;
 mod srt;
