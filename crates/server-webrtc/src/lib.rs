@@ -323,6 +323,11 @@ pub(crate) struct WebRtc {
     pub(crate) opus: rtp::h264::AnnexBCaches,
     /// Each watched H.264 stream's RTP payloads, built once and shared by its viewers.
     pub(crate) payloads: payloads::PayloadCaches,
+    /// The DTLS certificate every peer presents, made once at start: a self-signed
+    /// certificate per peer cost about a tenth of a join's CPU (its fingerprint is public
+    /// in every answer anyway; the key never leaves the process). `None` if the crypto
+    /// provider cannot make one (each peer then makes its own).
+    pub(crate) dtls_cert: Option<str0m::config::DtlsCert>,
     tables: Mutex<Tables>,
     next_id: AtomicU64,
 }
@@ -370,6 +375,9 @@ impl WebRtc {
             annexb: rtp::h264::AnnexBCaches::default(),
             opus: rtp::h264::AnnexBCaches::default(),
             payloads: payloads::PayloadCaches::default(),
+            dtls_cert: str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
             tables: Mutex::new(Tables::default()),
             next_id: AtomicU64::new(1),
         })

@@ -397,9 +397,12 @@ pub(super) fn negotiate(
     Ok((rtc, answer.to_sdp_string()))
 }
 
-/// An ICE-lite `Rtc` from `config` with our ICE credentials `creds` and our UDP and ICE-TCP
-/// host candidates.
-pub(crate) fn ice_lite_rtc(wr: &WebRtc, config: RtcConfig, creds: IceCreds) -> Rtc {
+/// An ICE-lite `Rtc` from `config` with our ICE credentials `creds`, the server's DTLS
+/// certificate and our UDP and ICE-TCP host candidates.
+pub(crate) fn ice_lite_rtc(wr: &WebRtc, mut config: RtcConfig, creds: IceCreds) -> Rtc {
+    if let Some(cert) = &wr.dtls_cert {
+        config = config.set_dtls_cert(cert.clone());
+    }
     let mut rtc = config
         .set_ice_lite(true)
         .set_local_ice_credentials(creds)

@@ -253,7 +253,30 @@ async fn run(
         publ: None,
         sub: None,
     };
-    let ok = send(&mut ws, Resp::Join(join)).await && start_subscriber(&shared, &wr, &mut ws, &mut me, &mut conn, remote).await;
+    // The subscriber connection's slot is taken before the join is answered: a server at
+    // `webrtc.max_pending_peers` refuses the join with a reason rather than answering it
+    // and then dropping the participant.
+    let ok = match SubPc::create(&shared, &wr, &format!("rooms:{}", me.room), remote) {
+        Ok((sub, offer)) => {
+            conn.sub = Some(sub);
+            send(&mut ws, Resp::Join(join)).await
+                && start_subscriber(&shared, &wr, &mut ws, &mut me, &mut conn, offer).await
+        }
+        Err(e) => {
+            tracing::warn!(identity = %me.info.identity, "room join refused: {e}");
+            let _ = send(
+                &mut ws,
+                Resp::Leave(proto::LeaveRequest {
+                    can_reconnect: true,
+                    reason: proto::DisconnectReason::JoinFailure as i32,
+                    action: proto::leave_request::Action::Disconnect as i32,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            false
+        }
+    };
     if ok {
         serve(&shared, &wr, &mut ws, &mut me, &mut conn, &mut inbox, &kick, remote).await;
     }
@@ -280,26 +303,19 @@ struct Conns {
     sub: Option<SubPc>,
 }
 
-/// The subscriber connection is made at join (its data channels carry data to the client)
-/// and offered at once, with every track already published.
+/// The subscriber connection, made at join (its data channels carry data to the client), is
+/// offered at once, with every track already published.
 async fn start_subscriber(
     shared: &Arc<Shared>,
     wr: &Arc<WebRtc>,
     ws: &mut WebSocket,
     me: &mut Me,
     conn: &mut Conns,
-    remote: Option<SocketAddr>,
+    offer: String,
 ) -> bool {
-    let key = format!("rooms:{}", me.room);
-    let (mut sub, offer) = match SubPc::create(shared, wr, &key, remote) {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::warn!("room subscriber not made: {e}");
-            return false;
-        }
-    };
-    sub.drain(wr);
-    conn.sub = Some(sub);
+    if let Some(sub) = conn.sub.as_mut() {
+        sub.drain(wr);
+    }
     let others: Vec<_> = me.others.values().cloned().collect();
     for p in &others {
         reconcile(shared, me, conn, p);

@@ -244,6 +244,10 @@ async fn livekit_js_participants_see_and_hear_each_other() {
         format!("--seconds={WINDOW_S}"),
         "--simulcast=1".to_owned(),
         format!("--fps={CAMERA_FPS}"),
+        // p1 asks for 160x90 of p0's camera half-way; then LiveKit's RoomServiceClient
+        // lists, mutes p0's microphone and removes p2.
+        "--lower-size=1".to_owned(),
+        "--roomservice=1".to_owned(),
     ];
     let browsers = tokio::spawn(async move {
         support::chromium_script("../rooms/rooms_test.mjs", &args, Duration::from_secs(180)).await
@@ -331,7 +335,30 @@ async fn livekit_js_participants_see_and_hear_each_other() {
         "a remote audio received {samples} samples, want >= {min_samples:.0}: {out}"
     );
     assert_eq!(s["dataReceivedByAll"], true, "{out}");
-    // Not asserted: `activeSpeakersSeenByAll` (the server sends no SpeakersChanged yet).
+    // Chromium's fake microphone beeps: every participant saw the others speak.
+    assert_eq!(s["activeSpeakersSeenByAll"], true, "{out}");
+    // Simulcast: the subscriber that asked for 160x90 moved to a smaller layer, and its
+    // video went on.
+    let ls = &out["lowerSize"];
+    let (before, after) = (&ls["before"], &ls["after"]);
+    let (w0, w1) = (
+        before["frameWidth"].as_u64().unwrap_or(0),
+        after["frameWidth"].as_u64().unwrap_or(0),
+    );
+    assert!(w1 > 0 && w1 < w0, "layer after asking for 160x90: {ls}");
+    assert!(
+        after["framesDecoded"].as_u64() > before["framesDecoded"].as_u64(),
+        "video went on across the layer switch: {ls}"
+    );
+    // LiveKit's server SDK drove the room: listed it, muted p0's microphone (both others
+    // saw TrackMuted), removed p2 (its SDK reported Disconnected, reason 4
+    // PARTICIPANT_REMOVED).
+    let rs = &out["roomService"];
+    assert_eq!(rs["listRooms"][0]["numParticipants"], 3, "{rs}");
+    assert_eq!(rs["listParticipants"].as_array().map(Vec::len), Some(3), "{rs}");
+    assert_eq!(rs["mutePublishedTrack"]["muted"], true, "{rs}");
+    assert_eq!(rs["mutedSeenBy"], serde_json::json!(["p1", "p2"]), "{rs}");
+    assert_eq!(rs["removedDisconnected"], 4, "{rs}");
     for c in clients {
         assert_eq!(
             c["disconnected"],
