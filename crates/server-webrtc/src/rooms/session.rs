@@ -121,11 +121,12 @@ pub(crate) async fn upgrade(
     let Ok(ws) = ws else {
         return (StatusCode::BAD_REQUEST, "a WebSocket upgrade is expected").into_response();
     };
-    let protocol: i32 = q
-        .protocol
-        .as_deref()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    // A client that announces no version is served as a current one; one that announces
+    // an old one is refused.
+    let protocol: i32 = match q.protocol.as_deref() {
+        None | Some("") => PROTOCOL_VERSION,
+        Some(p) => p.parse().unwrap_or(0),
+    };
     if protocol < MIN_PROTOCOL {
         return (
             StatusCode::BAD_REQUEST,

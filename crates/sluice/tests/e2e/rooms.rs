@@ -530,6 +530,24 @@ async fn room_tokens_are_checked() {
         assert_eq!(r.status, 404, "{path}: {}", r.text());
         assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{path}");
     }
+    // A client announcing a signalling protocol older than the server serves is refused at
+    // the upgrade with the reason; the Go SDK's way of sending the token (a bearer header,
+    // no query) is accepted.
+    let t = &cases[0].1;
+    let old = format!("ws://{http}/rtc?access_token={t}&protocol=5");
+    match tokio_tungstenite::connect_async(old).await {
+        Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 400),
+        other => panic!("protocol 5 was not refused: {:?}", other.map(|_| ())),
+    }
+    let r = common::http_request_with(
+        http,
+        "GET",
+        "/rtc/validate",
+        &[("Authorization", &format!("Bearer {t}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200, "bearer token: {}", r.text());
     assert!(server.shutdown(Duration::from_secs(5)).await);
 }
 
