@@ -498,7 +498,13 @@ async fn serve(
             }
             Wake::Notice(n) => {
                 let Some(n) = n else { return };
+                let (n, then) = coalesce(n, inbox);
                 if !notice(shared, ws, me, conn, n).await {
+                    return;
+                }
+                if let Some(n) = then
+                    && !notice(shared, ws, me, conn, n).await
+                {
                     return;
                 }
             }
@@ -929,6 +935,40 @@ fn set_muted(shared: &Shared, me: &mut Me, conn: &mut Conns, sid: &str, muted: b
     }
 }
 
+const DISCONNECTED: i32 = proto::participant_info::State::Disconnected as i32;
+
+/// Most participant updates merged into one message.
+pub const MAX_COALESCED: usize = 64;
+
+/// Participant updates queued together go out as one `ParticipantUpdate` (a burst of joins
+/// would otherwise send each member one message per joiner), the latest info of each
+/// participant kept; returns it and the next notice of another kind, if one was taken.
+fn coalesce(first: Notice, inbox: &mut tokio::sync::mpsc::Receiver<Notice>) -> (Notice, Option<Notice>) {
+    let Notice::Participants(mut list) = first else {
+        return (first, None);
+    };
+    for _ in 0..MAX_COALESCED {
+        match inbox.try_recv() {
+            Ok(Notice::Participants(more)) => {
+                for p in more {
+                    match list.iter_mut().find(|q| q.sid == p.sid) {
+                        Some(q) => {
+                            // A leave is final whatever the versions say.
+                            if p.version >= q.version || p.state == DISCONNECTED {
+                                *q = p;
+                            }
+                        }
+                        None => list.push(p),
+                    }
+                }
+            }
+            Ok(other) => return (Notice::Participants(list), Some(other)),
+            Err(_) => break,
+        }
+    }
+    (Notice::Participants(list), None)
+}
+
 /// Handles one notice from the room; false ends the session.
 async fn notice(
     shared: &Arc<Shared>,
@@ -1014,5 +1054,36 @@ async fn notice(
             .await;
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(sid: &str, version: u32) -> proto::ParticipantInfo {
+        proto::ParticipantInfo {
+            sid: sid.into(),
+            version,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn participant_updates_are_merged_latest_first() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        tx.try_send(Notice::Participants(vec![info("PA_b", 1)])).unwrap();
+        tx.try_send(Notice::Participants(vec![info("PA_a", 3)])).unwrap();
+        tx.try_send(Notice::KeyframeWanted).unwrap();
+        tx.try_send(Notice::Participants(vec![info("PA_c", 1)])).unwrap();
+        let (n, then) = coalesce(Notice::Participants(vec![info("PA_a", 2)]), &mut rx);
+        let Notice::Participants(list) = n else {
+            panic!("not participants")
+        };
+        let got: Vec<_> = list.iter().map(|p| (p.sid.as_str(), p.version)).collect();
+        assert_eq!(got, [("PA_a", 3), ("PA_b", 1)]);
+        assert!(matches!(then, Some(Notice::KeyframeWanted)));
+        // What followed the other notice stays queued, in order.
+        assert!(matches!(rx.try_recv(), Ok(Notice::Participants(l)) if l[0].sid == "PA_c"));
     }
 }
