@@ -38,11 +38,12 @@ pub trait RoomDirectory: Send + Sync + std::fmt::Debug {
         req: proto::UpdateParticipantRequest,
     ) -> Result<proto::ParticipantInfo, RoomsError>;
     /// Subscribes or unsubscribes a participant to tracks.
-    fn update_subscriptions(&self, req: proto::UpdateSubscriptionsRequest)
-    -> Result<(), RoomsError>;
+    fn update_subscriptions(
+        &self,
+        req: proto::UpdateSubscriptionsRequest,
+    ) -> Result<(), RoomsError>;
     /// Sends a data packet to a room's participants (all, or those listed).
     fn send_data(&self, req: proto::SendDataRequest) -> Result<(), RoomsError>;
     /// Changes a room's metadata; returns the room.
-    fn update_room_metadata(&self, room: &str, metadata: &str)
-    -> Result<proto::Room, RoomsError>;
+    fn update_room_metadata(&self, room: &str, metadata: &str) -> Result<proto::Room, RoomsError>;
 }

@@ -55,9 +55,18 @@ mod tests {
 
     #[test]
     fn camera_and_mic_share_a_stream_screen_has_its_own() {
-        assert_eq!(stream_part("demo", "alice", TrackSource::Camera), "demo~alice");
-        assert_eq!(stream_part("demo", "alice", TrackSource::Microphone), "demo~alice");
-        assert_eq!(stream_part("demo", "alice", TrackSource::Unknown), "demo~alice");
+        assert_eq!(
+            stream_part("demo", "alice", TrackSource::Camera),
+            "demo~alice"
+        );
+        assert_eq!(
+            stream_part("demo", "alice", TrackSource::Microphone),
+            "demo~alice"
+        );
+        assert_eq!(
+            stream_part("demo", "alice", TrackSource::Unknown),
+            "demo~alice"
+        );
         assert_eq!(
             stream_part("demo", "alice", TrackSource::ScreenShareAudio),
             "demo~alice~screen"

@@ -184,7 +184,10 @@ mod tests {
     }
 
     fn keys() -> RoomKeys {
-        RoomKeys::new(&BTreeMap::from([("devkey".to_owned(), "secret".to_owned())]))
+        RoomKeys::new(&BTreeMap::from([(
+            "devkey".to_owned(),
+            "secret".to_owned(),
+        )]))
     }
 
     fn claims(exp: u64) -> Claims {
@@ -213,7 +216,10 @@ mod tests {
             Err(RoomsError::Token("bad signature".into()))
         );
         let old = mint(&claims(now() - 3600), "secret").unwrap();
-        assert_eq!(keys().verify(&old), Err(RoomsError::Token("expired".into())));
+        assert_eq!(
+            keys().verify(&old),
+            Err(RoomsError::Token("expired".into()))
+        );
         let mut c = claims(now() + 60);
         c.iss = "nokey".into();
         let t = mint(&c, "secret").unwrap();

@@ -86,9 +86,8 @@ impl RoomDirectory for Rooms {
             .find(|m| m.info.identity == identity)
             .ok_or_else(|| no_participant(identity))?;
         // The task says why and leaves (the room hears of it as for any leave).
-        let _ = m
-            .tx
-            .try_send(Notice::Leave(proto::DisconnectReason::ParticipantRemoved));
+        let _ =
+            m.tx.try_send(Notice::Leave(proto::DisconnectReason::ParticipantRemoved));
         m.kick.cancel();
         Ok(())
     }
@@ -173,7 +172,11 @@ impl RoomDirectory for Rooms {
             .find(|m| m.info.identity == req.identity)
             .ok_or_else(|| no_participant(&req.identity))?;
         let mut sids = req.track_sids;
-        sids.extend(req.participant_tracks.into_iter().flat_map(|p| p.track_sids));
+        sids.extend(
+            req.participant_tracks
+                .into_iter()
+                .flat_map(|p| p.track_sids),
+        );
         notify(
             m,
             Notice::Subscribe {
@@ -228,11 +231,7 @@ impl RoomDirectory for Rooms {
         Ok(())
     }
 
-    fn update_room_metadata(
-        &self,
-        room: &str,
-        metadata: &str,
-    ) -> Result<proto::Room, RoomsError> {
+    fn update_room_metadata(&self, room: &str, metadata: &str) -> Result<proto::Room, RoomsError> {
         let mut rooms = self.lock();
         let r = rooms.get_mut(room).ok_or_else(|| no_room(room))?;
         r.info.metadata = metadata.to_owned();

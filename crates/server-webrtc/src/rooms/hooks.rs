@@ -25,7 +25,10 @@ fn now_s() -> u64 {
 
 impl Hooks {
     /// Starts delivery when `rooms.webhook_urls` is set (config validation guarantees a key).
-    pub(crate) fn start(cfg: &config::Config, stats: std::sync::Arc<control::WebhookStats>) -> Option<Self> {
+    pub(crate) fn start(
+        cfg: &config::Config,
+        stats: std::sync::Arc<control::WebhookStats>,
+    ) -> Option<Self> {
         let rooms = &cfg.rooms;
         if rooms.webhook_urls.is_empty() {
             return None;

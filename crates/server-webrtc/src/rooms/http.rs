@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
+use access::Action;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use access::Action;
 use control::Caller;
 use rooms::twirp::{self, ErrorCode, TwirpReply};
 
@@ -127,7 +127,9 @@ pub(crate) async fn join(
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
         || (shared.ctl.config.tls.enabled()
-            && host.rsplit_once(':').is_some_and(|(_, p)| p.parse() == Ok(https_port)));
+            && host
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse() == Ok(https_port)));
     let reply = rooms::join::JoinReply {
         server_url: format!("{}://{host}", if tls { "wss" } else { "ws" }),
         participant_token: token,
@@ -139,7 +141,10 @@ pub(crate) async fn join(
 pub(crate) fn api_routes(ctl: &Arc<control::Control>) -> axum::Router<Arc<Shared>> {
     axum::Router::new()
         .route("/api/v1/rooms", axum::routing::get(list))
-        .route("/api/v1/rooms/{room}/streams", axum::routing::post(add_stream))
+        .route(
+            "/api/v1/rooms/{room}/streams",
+            axum::routing::post(add_stream),
+        )
         .route(
             "/api/v1/rooms/{room}/participants/{identity}",
             axum::routing::delete(remove),
@@ -246,7 +251,9 @@ async fn add_stream(
         Err(e) => return api_error(&rooms::RoomsError::BadRequest(format!("bad JSON: {e}"))),
     };
     let Some((app, stream)) = req.stream.split_once('/') else {
-        return api_error(&rooms::RoomsError::BadRequest("stream must be app/stream".into()));
+        return api_error(&rooms::RoomsError::BadRequest(
+            "stream must be app/stream".into(),
+        ));
     };
     let name = match access::StreamName::new(app, stream) {
         Ok(n) => n,

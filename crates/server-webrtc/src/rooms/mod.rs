@@ -9,7 +9,8 @@
 //!   signalling (joins, leaves, track changes), never per packet. Each participant's task
 //!   gets [`Notice`]s through a bounded queue; a participant whose queue is full is
 //!   disconnected, so one stalled client never slows a room.
-//! - [`session`]: one task per participant owns its WebSocket and both of its `Rtc`s.
+//! - [`session`]: one task per participant owns its WebSocket and both of its `Rtc`s;
+//!   [`requests`] handles what its client asks, [`notices`] what the room tells it.
 //! - [`publisher`]: what a participant publishes goes into the hub (one stream per
 //!   participant for camera and microphone, one for the screen share: `rooms::names`), so
 //!   every room track also plays over WHEP, HLS, HTTP-FLV, RTMP and SRT.
@@ -19,9 +20,11 @@
 pub(crate) mod directory;
 pub(crate) mod hooks;
 pub(crate) mod http;
+pub(crate) mod notices;
 pub(crate) mod publisher;
-pub(crate) mod speakers;
+pub(crate) mod requests;
 pub(crate) mod session;
+pub(crate) mod speakers;
 pub(crate) mod subscriber;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,7 +64,10 @@ pub(crate) enum Notice {
     /// Leave the room (removed by the API, the room closed, or a duplicate identity).
     Leave(proto::DisconnectReason),
     /// The room API (un)subscribes this participant to tracks.
-    Subscribe { track_sids: Vec<String>, subscribe: bool },
+    Subscribe {
+        track_sids: Vec<String>,
+        subscribe: bool,
+    },
     /// The room's info changed (metadata).
     Room(proto::Room),
     /// The active speakers changed: those listed (level 0 and inactive: stopped speaking).
@@ -184,8 +190,7 @@ impl Rooms {
                     r.info.empty_timeout
                 };
                 r.members.is_empty()
-                    && r
-                        .empty_since
+                    && r.empty_since
                         .is_some_and(|t| now.duration_since(t).as_secs() >= u64::from(secs))
             })
             .map(|(n, _)| n.clone())
@@ -256,9 +261,8 @@ impl Rooms {
             .collect();
         for sid in &dup {
             if let Some(m) = room.members.remove(sid) {
-                let _ = m.tx.try_send(Notice::Leave(
-                    proto::DisconnectReason::DuplicateIdentity,
-                ));
+                let _ =
+                    m.tx.try_send(Notice::Leave(proto::DisconnectReason::DuplicateIdentity));
                 m.kick.cancel();
             }
         }
@@ -350,15 +354,25 @@ impl Rooms {
         m.info.version += 1;
         let info = m.info.clone();
         if let Some(h) = &self.hooks {
-            for t in info.tracks.iter().filter(|t| !before.iter().any(|b| b.sid == t.sid)) {
+            for t in info
+                .tracks
+                .iter()
+                .filter(|t| !before.iter().any(|b| b.sid == t.sid))
+            {
                 h.track_published(&r.info, &info, t);
             }
-            for t in before.iter().filter(|b| !info.tracks.iter().any(|t| t.sid == b.sid)) {
+            for t in before
+                .iter()
+                .filter(|b| !info.tracks.iter().any(|t| t.sid == b.sid))
+            {
                 h.track_unpublished(&r.info, &info, t);
             }
         }
         r.info.num_publishers = u32::try_from(
-            r.members.values().filter(|m| !m.info.tracks.is_empty()).count(),
+            r.members
+                .values()
+                .filter(|m| !m.info.tracks.is_empty())
+                .count(),
         )
         .unwrap_or(u32::MAX);
         if !is_hidden(&info) {
@@ -385,7 +399,10 @@ impl Rooms {
             r.streams.remove(&t.sid);
         }
         r.info.num_publishers = u32::try_from(
-            r.members.values().filter(|m| !m.info.tracks.is_empty()).count(),
+            r.members
+                .values()
+                .filter(|m| !m.info.tracks.is_empty())
+                .count(),
         )
         .unwrap_or(u32::MAX);
         if let Some(h) = &self.hooks {
@@ -421,10 +438,13 @@ impl Rooms {
             {
                 continue;
             }
-            notify(m, Notice::Data {
-                bytes: Arc::clone(&bytes),
-                reliable,
-            });
+            notify(
+                m,
+                Notice::Data {
+                    bytes: Arc::clone(&bytes),
+                    reliable,
+                },
+            );
         }
     }
 
@@ -575,7 +595,12 @@ impl Rooms {
         // Its task: drains the notices (nothing to tell an RTMP encoder) and leaves when
         // the stream ends, it is removed, or the server stops.
         let rooms = Arc::clone(self);
-        let (room, sid, key, hub) = (room.to_owned(), info.sid.clone(), key.to_owned(), Arc::clone(&ctl.hub));
+        let (room, sid, key, hub) = (
+            room.to_owned(),
+            info.sid.clone(),
+            key.to_owned(),
+            Arc::clone(&ctl.hub),
+        );
         let stop = ctl.shutdown.clone();
         ctl.tracker.spawn(async move {
             let mut tick = tokio::time::interval(STREAM_PARTICIPANT_POLL);
@@ -712,172 +737,4 @@ pub(crate) fn any_origin(mut r: Response) -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rooms::directory::RoomDirectory;
-    use rooms::token::VideoGrant;
-
-    fn rooms(max_participants: usize) -> Rooms {
-        let cfg = config::RoomsConfig {
-            max_participants,
-            max_rooms: 2,
-            ..Default::default()
-        };
-        Rooms::new(&cfg, None)
-    }
-
-    fn claims(room: &str, who: &str) -> Claims {
-        Claims {
-            sub: who.into(),
-            video: VideoGrant {
-                room_join: true,
-                room: room.into(),
-                ..VideoGrant::default()
-            },
-            ..Claims::default()
-        }
-    }
-
-    fn participants(n: Notice) -> Vec<proto::ParticipantInfo> {
-        match n {
-            Notice::Participants(p) => p,
-            other => panic!("not a participant update: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn joins_and_leaves_are_told_to_the_others() {
-        let r = rooms(10);
-        let mut a = r.join(&claims("demo", "alice"), 16).unwrap();
-        assert!(a.me.sid.starts_with("PA_") && a.room.sid.starts_with("RM_"));
-        assert!(a.others.is_empty());
-        let b = r.join(&claims("demo", "bob"), 16).unwrap();
-        assert_eq!(b.others.len(), 1);
-        assert_eq!(b.others[0].identity, "alice");
-        let seen = participants(a.inbox.try_recv().unwrap());
-        assert_eq!(seen[0].identity, "bob");
-        // A track published by bob: everyone (bob too) hears of it, with a newer version.
-        let v = b.me.version;
-        r.update("demo", &b.me.sid, |p| p.tracks.push(proto::TrackInfo::default()))
-            .unwrap();
-        let seen = participants(a.inbox.try_recv().unwrap());
-        assert!(seen[0].version > v && seen[0].tracks.len() == 1);
-        r.leave("demo", &b.me.sid);
-        let seen = participants(a.inbox.try_recv().unwrap());
-        assert_eq!(
-            seen[0].state,
-            proto::participant_info::State::Disconnected as i32
-        );
-        assert_eq!(r.list_participants("demo").unwrap().len(), 1);
-        assert_eq!(r.participants(), 1);
-    }
-
-    #[test]
-    fn a_second_join_with_one_identity_replaces_the_first() {
-        let r = rooms(10);
-        let mut first = r.join(&claims("demo", "alice"), 16).unwrap();
-        let second = r.join(&claims("demo", "alice"), 16).unwrap();
-        assert!(first.kick.is_cancelled());
-        assert!(matches!(
-            first.inbox.try_recv().unwrap(),
-            Notice::Leave(proto::DisconnectReason::DuplicateIdentity)
-        ));
-        assert!(second.others.is_empty());
-        assert_eq!(r.participants(), 1);
-    }
-
-    #[test]
-    fn limits_refuse_joins() {
-        let r = rooms(1);
-        let _a = r.join(&claims("one", "a"), 16).unwrap();
-        assert!(matches!(
-            r.join(&claims("one", "b"), 16),
-            Err(RoomsError::Limit(_))
-        ));
-        let _b = r.join(&claims("two", "b"), 16).unwrap();
-        assert!(matches!(
-            r.join(&claims("three", "c"), 16),
-            Err(RoomsError::Limit(_))
-        ));
-    }
-
-    #[test]
-    fn a_participant_not_reading_is_disconnected_not_waited_for() {
-        let r = rooms(10);
-        let a = r.join(&claims("demo", "alice"), 16).unwrap();
-        let b = r.join(&claims("demo", "bob"), 16).unwrap();
-        for _ in 0..=NOTICE_QUEUE {
-            r.data("demo", &b.me.sid, &[], vec![1, 2, 3], true);
-        }
-        assert!(a.kick.is_cancelled());
-        assert!(!b.kick.is_cancelled());
-    }
-
-    #[test]
-    fn the_room_api_changes_what_participants_see() {
-        let r = rooms(10);
-        let mut a = r.join(&claims("demo", "alice"), 16).unwrap();
-        let b = r.join(&claims("demo", "bob"), 16).unwrap();
-        let _ = a.inbox.try_recv();
-        r.update("demo", &b.me.sid, |p| {
-            p.tracks.push(proto::TrackInfo {
-                sid: "TR_x".into(),
-                ..Default::default()
-            });
-        });
-        let _ = a.inbox.try_recv();
-        let t = r.mute_published_track("demo", "bob", "TR_x", true).unwrap();
-        assert!(t.muted);
-        assert!(r.mute_published_track("demo", "bob", "TR_none", true).is_err());
-        let room = r.update_room_metadata("demo", "hello").unwrap();
-        assert_eq!(room.metadata, "hello");
-        assert!(matches!(a.inbox.try_recv().unwrap(), Notice::Room(x) if x.metadata == "hello"));
-        r.remove_participant("demo", "bob").unwrap();
-        assert!(b.kick.is_cancelled());
-        assert!(matches!(
-            r.get_participant("demo", "nobody"),
-            Err(RoomsError::NotFound(_))
-        ));
-        assert_eq!(r.list_rooms(&[]).len(), 1);
-        r.delete_room("demo").unwrap();
-        assert!(a.kick.is_cancelled());
-        assert!(r.list_rooms(&[]).is_empty());
-    }
-
-    #[test]
-    fn empty_rooms_close_after_their_timeout() {
-        let cfg = config::RoomsConfig {
-            departure_timeout_s: 0,
-            empty_timeout_s: 3600,
-            ..Default::default()
-        };
-        let r = Rooms::new(&cfg, None);
-        r.create_room(proto::CreateRoomRequest {
-            name: "made".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        let a = r.join(&claims("joined", "alice"), 16).unwrap();
-        r.leave("joined", &a.me.sid);
-        r.reap();
-        let names: Vec<_> = r.list_rooms(&[]).into_iter().map(|x| x.name).collect();
-        // The joined room closed at once (departure timeout 0); the made one waits.
-        assert_eq!(names, vec!["made".to_owned()]);
-    }
-
-    #[test]
-    fn speakers_are_announced_on_change() {
-        let r = rooms(10);
-        let mut a = r.join(&claims("demo", "alice"), 16).unwrap();
-        let b = r.join(&claims("demo", "bob"), 16).unwrap();
-        let _ = a.inbox.try_recv();
-        r.speaking("demo", &b.me.sid, 0.0);
-        assert!(a.inbox.try_recv().is_err(), "silence of a non-speaker is no news");
-        r.speaking("demo", &b.me.sid, 0.5);
-        assert!(matches!(a.inbox.try_recv().unwrap(), Notice::Speakers(s) if s[0].active));
-        r.speaking("demo", &b.me.sid, 0.51);
-        assert!(a.inbox.try_recv().is_err(), "a small change is not announced");
-        r.speaking("demo", &b.me.sid, 0.0);
-        assert!(matches!(a.inbox.try_recv().unwrap(), Notice::Speakers(s) if !s[0].active));
-    }
-}
+mod tests;

@@ -205,7 +205,10 @@ impl PubPc {
                 let layers: Vec<String> = self
                     .sinks
                     .keys()
-                    .filter(|k| *k == &t.stream || k.starts_with(&format!("{}{}", t.stream, rooms::names::SEP)))
+                    .filter(|k| {
+                        *k == &t.stream
+                            || k.starts_with(&format!("{}{}", t.stream, rooms::names::SEP))
+                    })
                     .cloned()
                     .collect();
                 for k in layers {
@@ -391,9 +394,11 @@ impl PubPc {
             .filter(|t| t.info.r#type == proto::TrackType::Video as i32)
             .filter_map(|t| t.mid)
             .flat_map(|mid| match self.layers.get(&mid) {
-                Some(l) if !l.last_seen.is_empty() => {
-                    l.last_seen.keys().map(|r| (mid, Some(*r))).collect::<Vec<_>>()
-                }
+                Some(l) if !l.last_seen.is_empty() => l
+                    .last_seen
+                    .keys()
+                    .map(|r| (mid, Some(*r)))
+                    .collect::<Vec<_>>(),
                 _ => vec![(mid, None)],
             })
             .collect();
@@ -408,7 +413,9 @@ impl PubPc {
     /// Whether any published stream went a whole `interval` without a keyframe (the hub's
     /// GOP cache and late joiners need them; browsers send them only when asked).
     pub(crate) fn keyframe_due(&self, interval: Duration) -> bool {
-        self.sinks.values().any(|s| s.last_keyframe.elapsed() >= interval)
+        self.sinks
+            .values()
+            .any(|s| s.last_keyframe.elapsed() >= interval)
     }
 }
 

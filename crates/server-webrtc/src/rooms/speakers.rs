@@ -51,7 +51,8 @@ impl Meter {
         if now.duration_since(self.started) < WINDOW {
             return None;
         }
-        let speaking = self.packets > 0 && (self.loud as f32) >= MIN_LOUD_SHARE * self.packets as f32;
+        let speaking =
+            self.packets > 0 && (self.loud as f32) >= MIN_LOUD_SHARE * self.packets as f32;
         let level = if speaking {
             (self.sum / self.loud.max(1) as f32).clamp(0.0, 1.0)
         } else {

@@ -139,9 +139,7 @@ impl SubPc {
             reliability: Reliability::MaxRetransmits { retransmits: 0 },
             ..Default::default()
         }));
-        let (offer, pending) = api
-            .apply()
-            .ok_or_else(|| "no offer to make".to_owned())?;
+        let (offer, pending) = api.apply().ok_or_else(|| "no offer to make".to_owned())?;
         pc.pending = Some(pending);
         Ok((pc, offer.to_sdp_string()))
     }
@@ -209,7 +207,11 @@ impl SubPc {
         if self.feeds.contains_key(stream) {
             return true;
         }
-        let Ok(mut sub) = shared.ctl.hub.subscribe_with(stream, Want::audio(Codec::Opus)) else {
+        let Ok(mut sub) = shared
+            .ctl
+            .hub
+            .subscribe_with(stream, Want::audio(Codec::Opus))
+        else {
             return false;
         };
         let cancel = CancellationToken::new();
@@ -386,7 +388,9 @@ impl SubPc {
             return;
         };
         let sid = sid.clone();
-        let Some(t) = self.tracks.get_mut(&sid) else { return };
+        let Some(t) = self.tracks.get_mut(&sid) else {
+            return;
+        };
         if t.next.as_deref() == Some(stream) {
             if !f.is_video_keyframe() {
                 // The old layer plays on until the new one's keyframe.
@@ -397,7 +401,9 @@ impl SubPc {
             t.switched = true;
             self.release(&old);
         }
-        let Some(t) = self.tracks.get_mut(&sid) else { return };
+        let Some(t) = self.tracks.get_mut(&sid) else {
+            return;
+        };
         if t.stream != stream || t.paused {
             return;
         }
@@ -437,7 +443,8 @@ impl SubPc {
         let wallclock = if ms >= base {
             at + Duration::from_millis(ms - base)
         } else {
-            at.checked_sub(Duration::from_millis(base - ms)).unwrap_or(at)
+            at.checked_sub(Duration::from_millis(base - ms))
+                .unwrap_or(at)
         };
         let time = match f.kind {
             MediaKind::Video => MediaTime::new(ms.saturating_mul(90), Frequency::NINETY_KHZ),
