@@ -233,6 +233,26 @@ async fn livekit_js_participants_see_and_hear_each_other() {
     let server = start(rooms_config()).await;
     let http = server.http_addr();
     let room = "demo";
+    // An RTMP stream (the H.264 + AAC fixture) brought into the room before anyone joins:
+    // every browser must decode it as a fourth participant (H.264 passed through, AAC as
+    // the hub's Opus).
+    let mut rtmp = common::publish(
+        &format!("rtmp://{}/live/cam", server.rtmp_addr()),
+        -1,
+        &["-re"],
+    );
+    wait_live_within(&server, "live/cam", Duration::from_secs(30)).await;
+    let body = br#"{"stream":"live/cam","identity":"cam"}"#;
+    let len = body.len().to_string();
+    let added = common::http_request_with(
+        http,
+        "POST",
+        &format!("/api/v1/rooms/{room}/streams"),
+        &[("Content-Type", "application/json"), ("Content-Length", &len)],
+        body,
+    )
+    .await;
+    assert_eq!(added.status, 201, "stream into the room: {}", added.text());
     // VP8, the SDK's default codec (what a LiveKit app publishes unless it asks otherwise),
     // with simulcast on: the room itself is tested as apps use it.
     let args: Vec<String> = vec![
@@ -275,6 +295,7 @@ async fn livekit_js_participants_see_and_hear_each_other() {
     let whep = support::whep_client(&whep_url, WHEP_S, false);
     let ((flv_status, tags), whep) = tokio::join!(flv, whep);
     let out = browsers.await.expect("the harness task");
+    let _ = rtmp.kill().await;
 
     // The room, as each SDK saw it.
     let s = &out["summary"];
@@ -302,8 +323,24 @@ async fn livekit_js_participants_see_and_hear_each_other() {
             .expect("a camera track");
         assert_eq!(camera["simulcasted"], true, "{me}'s camera: {camera}");
         let remotes = c["remotes"].as_array().expect("remotes");
-        assert_eq!(remotes.len(), 2, "{me} sees {remotes:?}");
-        for (from, r) in c["inbound"].as_object().expect("inbound") {
+        assert_eq!(remotes.len(), 3, "{me} sees {remotes:?}");
+        // The RTMP stream, as a participant: its H.264 decoded, its audio played.
+        let cam = &c["inbound"]["cam"];
+        assert_eq!(cam["video"]["codec"], "video/H264", "{me} receives cam: {cam}");
+        assert!(
+            cam["video"]["framesDecoded"].as_u64().unwrap_or(0) >= 25,
+            "{me} decodes the RTMP stream: {cam}"
+        );
+        assert!(
+            cam["audio"]["totalSamplesReceived"].as_u64().unwrap_or(0) > 48_000,
+            "{me} plays the RTMP stream's audio: {cam}"
+        );
+        for (from, r) in c["inbound"]
+            .as_object()
+            .expect("inbound")
+            .iter()
+            .filter(|(from, _)| *from != "cam")
+        {
             assert_eq!(
                 r["video"]["codec"], "video/VP8",
                 "{me} receives {from}'s camera: {r}"
@@ -354,8 +391,8 @@ async fn livekit_js_participants_see_and_hear_each_other() {
     // saw TrackMuted), removed p2 (its SDK reported Disconnected, reason 4
     // PARTICIPANT_REMOVED).
     let rs = &out["roomService"];
-    assert_eq!(rs["listRooms"][0]["numParticipants"], 3, "{rs}");
-    assert_eq!(rs["listParticipants"].as_array().map(Vec::len), Some(3), "{rs}");
+    assert_eq!(rs["listRooms"][0]["numParticipants"], 4, "{rs}");
+    assert_eq!(rs["listParticipants"].as_array().map(Vec::len), Some(4), "{rs}");
     assert_eq!(rs["mutePublishedTrack"]["muted"], true, "{rs}");
     assert_eq!(rs["mutedSeenBy"], serde_json::json!(["p1", "p2"]), "{rs}");
     assert_eq!(rs["removedDisconnected"], 4, "{rs}");
