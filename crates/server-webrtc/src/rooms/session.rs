@@ -385,6 +385,31 @@ async fn recv_opt<T>(rx: Option<&mut tokio::sync::mpsc::Receiver<T>>) -> Option<
     }
 }
 
+/// How often a participant gets a fresh token (RefreshToken).
+pub const TOKEN_REFRESH: Duration = Duration::from_secs(5 * 60);
+/// Validity of a refreshed token: two refresh periods, so the one a client holds is always
+/// valid to reconnect with.
+pub const REFRESHED_TOKEN_TTL_S: u64 = 10 * 60;
+
+/// The participant's token re-signed with its key, same grants, valid
+/// [`REFRESHED_TOKEN_TTL_S`] from now (never past what the room's keys allow: a key
+/// removed from `[rooms.keys]` gives none).
+fn refreshed_token(shared: &Shared, me: &Me) -> Option<String> {
+    let secret = shared.ctl.config.rooms.keys.get(&me.claims.iss)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    let claims = Claims {
+        exp: now + REFRESHED_TOKEN_TTL_S,
+        nbf: Some(now.saturating_sub(1)),
+        name: me.info.name.clone(),
+        metadata: me.info.metadata.clone(),
+        ..me.claims.clone()
+    };
+    rooms::token::mint(&claims, secret).ok()
+}
+
 /// What woke the participant's loop.
 enum Wake {
     Kicked,
@@ -415,9 +440,13 @@ async fn serve(
     let key_interval = Duration::from_millis(shared.ctl.config.webrtc.whip_keyframe_interval_ms);
     let ping_interval = Duration::from_secs(u64::from(shared.ctl.config.rooms.ping_interval_s));
     let mut next_ws_ping = Instant::now() + ping_interval;
+    // A fresh token at join and then every TOKEN_REFRESH, which the client reconnects with.
+    let mut next_refresh = Instant::now();
     let mut data = Vec::new();
     loop {
-        let mut wake = (me.last_ping + ping_timeout).min(next_ws_ping);
+        let mut wake = (me.last_ping + ping_timeout)
+            .min(next_ws_ping)
+            .min(next_refresh);
         if let Some(p) = &conn.publ {
             wake = wake.min(p.next);
             if !p.connected {
@@ -541,6 +570,14 @@ async fn serve(
                 if now >= me.last_ping + ping_timeout {
                     tracing::info!(identity = %me.info.identity, "room participant timed out (nothing from it for ping_timeout_s)");
                     return;
+                }
+                if now >= next_refresh {
+                    next_refresh = now + TOKEN_REFRESH;
+                    if let Some(t) = refreshed_token(shared, me)
+                        && !send(ws, Resp::RefreshToken(t)).await
+                    {
+                        return;
+                    }
                 }
                 if now >= next_ws_ping {
                     next_ws_ping = now + ping_interval;

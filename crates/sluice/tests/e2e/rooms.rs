@@ -544,6 +544,23 @@ async fn room_tokens_are_checked() {
                     matches!(&first, Read::Msg(m) if matches!(**m, Resp::Join(_))),
                     "{what}: {first:?}"
                 );
+                // A fresh token follows, signed with the same key, same identity and room.
+                let mut refreshed = None;
+                for _ in 0..8 {
+                    if let Read::Msg(m) = read(&mut ws, SIGNAL_WAIT).await
+                        && let Resp::RefreshToken(t) = *m
+                    {
+                        refreshed = Some(t);
+                        break;
+                    }
+                }
+                let t = refreshed.expect("a RefreshToken after the join");
+                let keys = rooms::token::RoomKeys::new(&BTreeMap::from([(
+                    API_KEY.to_owned(),
+                    API_SECRET.to_owned(),
+                )]));
+                let c = keys.verify(&t).expect("the refreshed token verifies");
+                assert_eq!((c.sub.as_str(), c.video.room.as_str()), ("alice", "tokens"));
                 let _ = ws.close(None).await;
             }
             (Err(tungstenite::Error::Http(resp)), want) => {
