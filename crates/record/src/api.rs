@@ -155,7 +155,7 @@ async fn stop(
 
 /// The recording routes, with the recorder as state.
 pub(crate) fn routes(rec: Arc<Recorder>) -> axum::Router {
-    let [.., recordings_path, recording_path, _, _] = control::api::API_ROUTES;
+    let [.., recordings_path, recording_path, _, _, _, _, _] = control::api::API_ROUTES;
     axum::Router::new()
         .route(recordings_path, axum::routing::get(list))
         .route(recording_path, axum::routing::post(start).delete(stop))

@@ -443,7 +443,7 @@ pub(crate) async fn delete(
 /// The VOD API routes (`/api/v1/vod`, `/api/v1/vod/{name}`); uploads are bounded by
 /// `vod.max_upload_bytes`, counted while streaming.
 pub(crate) fn routes(shared: Arc<Shared>) -> axum::Router {
-    let [.., vod_path, vod_file_path] = control::api::API_ROUTES;
+    let [.., vod_path, vod_file_path, _, _, _] = control::api::API_ROUTES;
     axum::Router::new()
         .route(
             vod_path,

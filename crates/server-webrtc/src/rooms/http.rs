@@ -161,11 +161,7 @@ fn api_error(e: &rooms::RoomsError) -> Response {
         rooms::RoomsError::Limit(_) => (StatusCode::SERVICE_UNAVAILABLE, "limit"),
         _ => (StatusCode::BAD_REQUEST, "bad_request"),
     };
-    (
-        status,
-        axum::Json(serde_json::json!({ "code": code, "message": e.to_string() })),
-    )
-        .into_response()
+    control::http_error::json_error(status, code, e.to_string())
 }
 
 /// `GET /api/v1/rooms`: every room, its participants and their tracks, each track with the
