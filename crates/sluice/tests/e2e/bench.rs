@@ -227,8 +227,9 @@ async fn rtc_joins_against_sluice() {
     assert!(r.errors.is_empty(), "{r}");
     assert_eq!(r.closed_by_server, 0, "{r}");
     // Each participant gets at least its subscriber offer after the JoinResponse, and the
-    // earlier ones hear of the later ones joining (9 others in each room).
-    assert!(r.messages_after_join >= 30 + 3 * 45, "{r}");
+    // first nine of each room hear of later ones joining (updates queued together are
+    // merged, so one message each at least).
+    assert!(r.messages_after_join >= 30 + 3 * 9, "{r}");
     assert!(r.join_ms.p99.is_some(), "{r}");
     // A wrong secret: every join refused with 401, which is an error of the run.
     let mut o = Opts::defaults();
