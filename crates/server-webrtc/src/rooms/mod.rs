@@ -648,8 +648,16 @@ fn video_mime(c: media::Codec) -> &'static str {
 }
 
 /// Queues `notice` for `m`; a participant whose queue is full is not reading: it is
-/// disconnected rather than let the room wait.
+/// disconnected rather than let the room wait. Data packets may fill only half the queue
+/// and are dropped beyond it: one participant flooding data can neither cut the others off
+/// nor crowd out their signalling.
 fn notify(m: &Member, notice: Notice) {
+    if matches!(notice, Notice::Data { .. }) {
+        if m.tx.capacity() <= NOTICE_QUEUE / 2 || m.tx.try_send(notice).is_err() {
+            tracing::debug!(identity = %m.info.identity, "room data packet dropped: queue half full");
+        }
+        return;
+    }
     if m.tx.try_send(notice).is_err() && !m.kick.is_cancelled() {
         tracing::warn!(identity = %m.info.identity, "room participant not keeping up with signalling: disconnected");
         m.kick.cancel();

@@ -14,6 +14,8 @@ use super::publisher::{DataOut, MAX_TRACKS, PubPc, PubTrack};
 use super::session::{Conns, Me, reconcile, sd, send, track_stream};
 use crate::{Shared, WebRtc, peer};
 
+/// Most explicit (un)subscriptions a participant's session keeps.
+pub const MAX_SUBSCRIPTION_CHOICES: usize = 4096;
 /// Most simulcast layers (and codecs) kept per published track.
 pub const MAX_LAYERS: usize = 4;
 /// Longest track name, stream name, cid or codec name kept (bytes).
@@ -214,6 +216,14 @@ pub(super) fn subscription(
     subscribe: bool,
 ) {
     for sid in sids.into_iter().take(super::subscriber::MAX_SUBSCRIBED) {
+        // The choices kept are bounded whatever a client sends (sids of tracks that never
+        // existed included).
+        if me.wanted.len() + me.unwanted.len() >= MAX_SUBSCRIPTION_CHOICES
+            && !me.wanted.contains(&sid)
+            && !me.unwanted.contains(&sid)
+        {
+            break;
+        }
         if subscribe {
             me.unwanted.remove(&sid);
             me.wanted.insert(sid);
