@@ -459,6 +459,12 @@ async fn serve(
                 wake = wake.min(s.connect_by);
             }
         }
+        // The API's kick of one of the participant's publish sessions ends it too.
+        let session_kick = conn
+            .sub
+            .as_ref()
+            .map(|s| s.slot.kick.clone())
+            .unwrap_or_default();
         let wake_up = {
             let (pub_rx, pub_cmd) = match conn.publ.as_mut() {
                 Some(p) => (Some(&mut p.slot.rx), Some(&mut p.slot.cmd)),
@@ -471,6 +477,7 @@ async fn serve(
             tokio::select! {
                 biased;
                 () = kick.cancelled() => Wake::Kicked,
+                () = session_kick.cancelled() => Wake::Kicked,
                 () = shared.ctl.shutdown.cancelled() => Wake::Shutdown,
                 m = ws.recv() => Wake::Ws(m),
                 n = inbox.recv() => Wake::Notice(n),
