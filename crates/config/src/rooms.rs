@@ -91,7 +91,10 @@ impl RoomsConfig {
             return bad("webhook_api_key", "must be one of rooms.keys".to_owned());
         }
         if !self.webhook_urls.is_empty() && self.keys.is_empty() {
-            return bad("webhook_urls", "webhooks are signed with a key of rooms.keys: set one".to_owned());
+            return bad(
+                "webhook_urls",
+                "webhooks are signed with a key of rooms.keys: set one".to_owned(),
+            );
         }
         for u in &self.webhook_urls {
             if let Err(why) = crate::webhooks::parse_url(u) {
@@ -100,7 +103,10 @@ impl RoomsConfig {
         }
         for (k, s) in &self.keys {
             if k.is_empty() || s.is_empty() {
-                return bad("keys", "an API key and its secret must not be empty".to_owned());
+                return bad(
+                    "keys",
+                    "an API key and its secret must not be empty".to_owned(),
+                );
             }
         }
         Ok(())

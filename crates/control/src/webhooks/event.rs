@@ -177,7 +177,14 @@ mod tests {
         let names: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(
             names,
-            ["publish", "unpublish", "play", "stop", "record_segment", "room"]
+            [
+                "publish",
+                "unpublish",
+                "play",
+                "stop",
+                "record_segment",
+                "room"
+            ]
         );
         for k in EventKind::ALL {
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

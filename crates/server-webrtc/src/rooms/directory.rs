@@ -16,6 +16,14 @@ fn no_participant(identity: &str) -> RoomsError {
     RoomsError::NotFound(format!("participant {identity:?}"))
 }
 
+/// The member of `r` with `identity`.
+fn member<'a>(r: &'a super::Room, identity: &str) -> Result<&'a super::Member, RoomsError> {
+    r.members
+        .values()
+        .find(|m| m.info.identity == identity)
+        .ok_or_else(|| no_participant(identity))
+}
+
 impl RoomDirectory for Rooms {
     fn list_rooms(&self, names: &[String]) -> Vec<proto::Room> {
         let rooms = self.lock();
@@ -70,21 +78,13 @@ impl RoomDirectory for Rooms {
     ) -> Result<proto::ParticipantInfo, RoomsError> {
         let rooms = self.lock();
         let r = rooms.get(room).ok_or_else(|| no_room(room))?;
-        r.members
-            .values()
-            .find(|m| m.info.identity == identity)
-            .map(|m| m.info.clone())
-            .ok_or_else(|| no_participant(identity))
+        member(r, identity).map(|m| m.info.clone())
     }
 
     fn remove_participant(&self, room: &str, identity: &str) -> Result<(), RoomsError> {
         let rooms = self.lock();
         let r = rooms.get(room).ok_or_else(|| no_room(room))?;
-        let m = r
-            .members
-            .values()
-            .find(|m| m.info.identity == identity)
-            .ok_or_else(|| no_participant(identity))?;
+        let m = member(r, identity)?;
         // The task says why and leaves (the room hears of it as for any leave).
         let _ =
             m.tx.try_send(Notice::Leave(proto::DisconnectReason::ParticipantRemoved));
@@ -101,11 +101,7 @@ impl RoomDirectory for Rooms {
     ) -> Result<proto::TrackInfo, RoomsError> {
         let rooms = self.lock();
         let r = rooms.get(room).ok_or_else(|| no_room(room))?;
-        let m = r
-            .members
-            .values()
-            .find(|m| m.info.identity == identity)
-            .ok_or_else(|| no_participant(identity))?;
+        let m = member(r, identity)?;
         let mut t = m
             .info
             .tracks
@@ -166,11 +162,7 @@ impl RoomDirectory for Rooms {
     ) -> Result<(), RoomsError> {
         let rooms = self.lock();
         let r = rooms.get(&req.room).ok_or_else(|| no_room(&req.room))?;
-        let m = r
-            .members
-            .values()
-            .find(|m| m.info.identity == req.identity)
-            .ok_or_else(|| no_participant(&req.identity))?;
+        let m = member(r, &req.identity)?;
         let mut sids = req.track_sids;
         sids.extend(
             req.participant_tracks

@@ -29,7 +29,6 @@ use rooms::token::{Claims, VideoGrant};
 use sluice::Config;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -80,22 +79,7 @@ fn mint(claims: &Claims, secret: &str) -> String {
 /// test, so `cargo test` works on a machine where only scripts/test.sh's system packages are.
 async fn rooms_npm() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/rooms");
-    if !dir.join("node_modules/livekit-client").is_dir() {
-        let run = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(300), run)
-            .await
-            .expect("npm ci finished in time")
-            .expect("npm runs (scripts/test.sh installs nodejs and npm)");
-        assert!(
-            out.status.success(),
-            "npm ci failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    common::npm_ci(&dir, "livekit-client").await;
     dir
 }
 
@@ -248,7 +232,10 @@ async fn livekit_js_participants_see_and_hear_each_other() {
         http,
         "POST",
         &format!("/api/v1/rooms/{room}/streams"),
-        &[("Content-Type", "application/json"), ("Content-Length", &len)],
+        &[
+            ("Content-Type", "application/json"),
+            ("Content-Length", &len),
+        ],
         body,
     )
     .await;
@@ -326,7 +313,10 @@ async fn livekit_js_participants_see_and_hear_each_other() {
         assert_eq!(remotes.len(), 3, "{me} sees {remotes:?}");
         // The RTMP stream, as a participant: its H.264 decoded, its audio played.
         let cam = &c["inbound"]["cam"];
-        assert_eq!(cam["video"]["codec"], "video/H264", "{me} receives cam: {cam}");
+        assert_eq!(
+            cam["video"]["codec"], "video/H264",
+            "{me} receives cam: {cam}"
+        );
         assert!(
             cam["video"]["framesDecoded"].as_u64().unwrap_or(0) >= 25,
             "{me} decodes the RTMP stream: {cam}"
@@ -392,7 +382,11 @@ async fn livekit_js_participants_see_and_hear_each_other() {
     // PARTICIPANT_REMOVED).
     let rs = &out["roomService"];
     assert_eq!(rs["listRooms"][0]["numParticipants"], 4, "{rs}");
-    assert_eq!(rs["listParticipants"].as_array().map(Vec::len), Some(4), "{rs}");
+    assert_eq!(
+        rs["listParticipants"].as_array().map(Vec::len),
+        Some(4),
+        "{rs}"
+    );
     assert_eq!(rs["mutePublishedTrack"]["muted"], true, "{rs}");
     assert_eq!(rs["mutedSeenBy"], serde_json::json!(["p1", "p2"]), "{rs}");
     assert_eq!(rs["removedDisconnected"], 4, "{rs}");

@@ -670,22 +670,28 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 /// tests/console) when missing; returns the playwright-core directory.
 pub async fn playwright_core() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/console");
-    let pw = dir.join("node_modules/playwright-core");
-    if !pw.is_dir() {
-        let run = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir)
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(300), run)
-            .await
-            .expect("npm ci finished in time")
-            .expect("npm runs (scripts/test.sh installs nodejs and npm)");
-        assert!(
-            out.status.success(),
-            "npm ci failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    npm_ci(&dir, "playwright-core").await;
+    dir.join("node_modules/playwright-core")
+}
+
+/// `npm ci` in the test package `dir` (its pinned lock file) when its `node_modules` lacks
+/// `package`: `cargo test` then works where only scripts/test.sh's system packages are.
+pub async fn npm_ci(dir: &std::path::Path, package: &str) {
+    if dir.join("node_modules").join(package).is_dir() {
+        return;
     }
-    pw
+    let run = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+        .arg(dir)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("npm ci finished in time")
+        .expect("npm runs (scripts/test.sh installs nodejs and npm)");
+    assert!(
+        out.status.success(),
+        "npm ci failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
